@@ -1,0 +1,43 @@
+# Every target bootstraps itself on a machine that has only python3 and make.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+RUN := $(UV) run --frozen --no-sync
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON := $(shell command -v $(PYTHON))
+export UV_LINK_MODE := copy
+
+.PHONY: install run test test-fast lint bench demo-world clean
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	touch $@
+
+install: $(VENV)/.synced
+
+run: install ## simulate the demo world and ingest it
+	$(RUN) coopscore simulate --members 20000 --months 26 --seed 7 --out data/world --overwrite
+	$(RUN) coopscore ingest data/world
+	$(RUN) coopscore events stats
+
+test: install ## the whole suite
+	$(RUN) pytest -q
+
+test-fast: install
+	$(RUN) pytest -q -m "not slow"
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy coopscore features models training serving monitoring benchmarks
+
+bench: install
+	$(RUN) python benchmarks/ingest.py
+
+clean:
+	rm -rf data .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m coopscore` runs the CLI."""
+
+from coopscore.cli import main
+
+main()

@@ -1,0 +1,200 @@
+"""The `coopscore` command line: one Typer command per job.
+
+Implementations are imported inside each command so that `coopscore --help` stays fast and this
+front door does no work at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(
+    name="coopscore",
+    help="Credit scoring for thin-file rural borrowers from cooperative activity feeds.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+events_app = typer.Typer(help="Inspect the event log.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object.")]
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    """Print one JSON object on stdout (the only thing printed there with --json)."""
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=True,
+    )
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder to write the world into.")],
+    members: Annotated[int, typer.Option(min=100, help="Number of members (borrowers).")] = 20_000,
+    months: Annotated[int, typer.Option(min=6, help="Months of cooperative activity.")] = 26,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 7,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="Drift scenario NAME[@MONTH]: drought, new_coop, unit_fen. Repeatable."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing world folder.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Simulate a cooperative world with known truth: raw feeds, applications, outcomes, truth/."""
+    import shutil
+
+    from features.simulate import SimulationConfig, parse_scenario, simulate_world
+
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            console.print(f"[red]{out} is not empty; pass --overwrite to replace it[/red]")
+            raise typer.Exit(2)
+        shutil.rmtree(out)
+    config = SimulationConfig(
+        members=members,
+        months=months,
+        seed=seed,
+        scenarios=tuple(parse_scenario(s) for s in scenario or []),
+    )
+    with _progress(not as_json) as bar:
+        task = bar.add_task("simulating", total=months)
+        summary = simulate_world(
+            config, out, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    if as_json:
+        emit_json(summary.to_dict())
+        return
+    table = Table(title=f"world written to {out}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in summary.to_dict().items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (CSV, JSON Lines, Parquet).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Validate and append feed files to the event log; bad rows go to quarantine with reasons."""
+    from coopscore.settings import get_settings
+    from features.event_log import EventLog
+    from features.ingest import ingest_paths
+    from features.ledger import IngestLedger
+    from features.validation import Limits
+
+    settings = get_settings()
+    log = EventLog(settings.events_dir, settings.tables_dir)
+    ledger = IngestLedger(settings.ledger_path)
+    limits = Limits(
+        max_amount_cny=settings.max_amount_cny,
+        max_quantity_kg=settings.max_quantity_kg,
+        now=datetime.now(UTC),
+        clock_skew_seconds=settings.clock_skew_seconds,
+    )
+    try:
+        with _progress(not as_json) as bar:
+            task = bar.add_task("ingesting", total=None)
+            report = ingest_paths(
+                paths,
+                log,
+                ledger,
+                settings.quarantine_dir,
+                limits,
+                chunk_rows=settings.ingest_chunk_rows,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except FileNotFoundError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    finally:
+        ledger.close()
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    table = Table(title=f"ingest batch {report.batch_id} ({report.seconds:.1f} s)")
+    for column in ("table", "files", "rows read", "accepted", "duplicates", "quarantined"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for kind, row in report.by_table().items():
+        table.add_row(
+            kind,
+            *(f"{row[k]:,}" for k in ("files", "rows_read", "accepted", "duplicates", "quarantined")),
+        )
+    totals = report.totals()
+    table.add_row(
+        "[bold]total",
+        str(len(report.sources)),
+        *(f"{totals[k]:,}" for k in ("rows_read", "accepted", "duplicates", "quarantined")),
+    )
+    console.print(table)
+    skipped = sum(s.skipped_as_already_ingested for s in report.sources)
+    if skipped:
+        console.print(f"{skipped} file(s) were ingested before (same SHA-256): counted as duplicates")
+    for line in report.unrecognised:
+        console.print(f"[yellow]skipped {line}[/yellow]")
+    if report.recovered_batches:
+        console.print(f"recovered after crashed batches: {', '.join(report.recovered_batches)}")
+
+
+@events_app.command("stats")
+def events_stats(as_json: JsonOption = False) -> None:
+    """Counts by type, month and county; late-record share; quarantine summary."""
+    from coopscore.settings import get_settings
+    from features.event_log import EventLog
+    from features.stats import event_log_stats
+
+    settings = get_settings()
+    stats = event_log_stats(EventLog(settings.events_dir, settings.tables_dir), settings.quarantine_dir)
+    if as_json:
+        emit_json(stats)
+        return
+    out = Console()
+    out.print(
+        f"[bold]{stats['events']:,}[/bold] events; late-recorded share "
+        f"(> {stats['late_after_days']} days): {stats['late_share']}"
+    )
+    for title, key in (
+        ("by event type", "by_type"),
+        ("by county", "by_county"),
+        ("by month", "by_month"),
+    ):
+        table = Table(title=title)
+        table.add_column(key.removeprefix("by_"))
+        table.add_column("events", justify="right")
+        for name, count in stats[key].items():
+            table.add_row(str(name), f"{count:,}")
+        out.print(table)
+    quarantine = Table(title=f"quarantine: {stats['quarantine']['rows']:,} rows")
+    quarantine.add_column("reason")
+    quarantine.add_column("rows", justify="right")
+    for reason, count in stats["quarantine"]["by_reason"].items():
+        quarantine.add_row(reason, f"{count:,}")
+    out.print(quarantine)
+
+
+def main() -> None:
+    """Entry point for `python -m coopscore`."""
+    app()

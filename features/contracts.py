@@ -1,0 +1,222 @@
+"""Data contracts: the typed schema of every event type and reference table, as Arrow schemas.
+
+Every event shares the common columns (`COMMON_FIELDS`); its payload columns are declared per type in
+`EVENT_PAYLOADS`. Raw feeds may carry the union of all payload columns (a wide bookkeeping export);
+the event log stores each type in its own partition with exactly that type's schema.
+Protected attributes live only in `MEMBER_PROFILE_SCHEMA` (see `PROTECTED_ATTRIBUTES`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+import pyarrow as pa
+
+SCHEMA_VERSION: Final = 1
+
+TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One typed column: its Arrow type, whether it is required, and any allowed values or range."""
+
+    name: str
+    type: pa.DataType
+    required: bool = True
+    enum: tuple[str, ...] | None = None
+    minimum: float | None = None
+    # Upper bound is a settings value for money/quantity (see `ingest`); here a static bound only.
+    maximum: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TableContract:
+    """A table's columns, in order; `arrow_schema()` is the one Arrow schema for that table."""
+
+    name: str
+    fields: tuple[FieldSpec, ...]
+    key: tuple[str, ...] = field(default_factory=tuple)
+
+    def arrow_schema(self) -> pa.Schema:
+        """Arrow schema with the contract version in its metadata."""
+        return pa.schema(
+            [pa.field(f.name, f.type, nullable=not f.required) for f in self.fields],
+            metadata={
+                "coopscore.table": self.name,
+                "coopscore.schema_version": str(SCHEMA_VERSION),
+            },
+        )
+
+    @property
+    def names(self) -> list[str]:
+        """Column names in order."""
+        return [f.name for f in self.fields]
+
+
+COMMON_FIELDS: Final[tuple[FieldSpec, ...]] = (
+    FieldSpec("event_id", pa.string(), description="globally unique; the idempotency key"),
+    FieldSpec("member_id", pa.string()),
+    FieldSpec("coop_id", pa.string()),
+    FieldSpec("event_type", pa.string()),
+    FieldSpec("event_time", TIMESTAMP, description="when it happened (UTC)"),
+    FieldSpec("recorded_at", TIMESTAMP, description="when the system learned it (UTC)"),
+)
+
+_AMOUNT = FieldSpec("amount_cny", pa.float64(), minimum=0.0, description="yuan")
+
+PRODUCE_PRODUCTS: Final = (
+    "玉米",  # maize
+    "水稻",  # rice
+    "小麦",  # wheat
+    "茶叶",  # tea
+    "猕猴桃",  # kiwifruit
+    "柑橘",  # citrus
+    "生猪",  # hogs
+    "蔬菜",  # vegetables
+    "中药材",  # medicinal herbs
+)
+QUALITY_GRADES: Final = ("A", "B", "C")
+INPUT_CATEGORIES: Final = ("seed", "fertilizer", "pesticide", "feed", "equipment", "other")
+MEMBERSHIP_ACTIONS: Final = ("join", "leave")
+MEMBERSHIP_ROLES: Final = ("member", "leader", "board")
+TRAINING_TOPICS: Final = (
+    "agronomy",
+    "bookkeeping",
+    "e_commerce",
+    "livestock",
+    "financial_literacy",
+    "green_production",
+)
+PAYMENT_DIRECTIONS: Final = ("in", "out")
+GREEN_PRACTICES: Final = (
+    "organic_fertilizer",
+    "drip_irrigation",
+    "straw_return",
+    "integrated_pest_management",
+)
+
+EVENT_PAYLOADS: Final[dict[str, tuple[FieldSpec, ...]]] = {
+    "membership": (
+        FieldSpec("action", pa.string(), enum=MEMBERSHIP_ACTIONS),
+        FieldSpec("role", pa.string(), enum=MEMBERSHIP_ROLES),
+        FieldSpec("village_id", pa.string(), description="village of residence at joining"),
+    ),
+    "produce_delivery": (
+        FieldSpec("product", pa.string(), enum=PRODUCE_PRODUCTS),
+        FieldSpec("quantity_kg", pa.float64(), minimum=0.0),
+        _AMOUNT,
+        FieldSpec("quality_grade", pa.string(), enum=QUALITY_GRADES),
+    ),
+    "input_purchase": (
+        FieldSpec("category", pa.string(), enum=INPUT_CATEGORIES),
+        _AMOUNT,
+        FieldSpec("on_credit", pa.bool_()),
+    ),
+    "savings_deposit": (_AMOUNT,),
+    "savings_withdrawal": (_AMOUNT,),
+    "loan_disbursement": (
+        FieldSpec("loan_id", pa.string()),
+        _AMOUNT,
+        FieldSpec("due_date", TIMESTAMP),
+    ),
+    "loan_repayment": (
+        FieldSpec("loan_id", pa.string()),
+        _AMOUNT,
+        FieldSpec("due_date", TIMESTAMP),
+        FieldSpec("days_late", pa.int32(), minimum=0, maximum=3650),
+    ),
+    "meeting_attendance": (),
+    "training_completed": (FieldSpec("topic", pa.string(), enum=TRAINING_TOPICS),),
+    "mobile_payment": (
+        FieldSpec("direction", pa.string(), enum=PAYMENT_DIRECTIONS),
+        _AMOUNT,
+    ),
+    "green_practice": (
+        FieldSpec("practice", pa.string(), enum=GREEN_PRACTICES),
+        FieldSpec("verified", pa.bool_()),
+    ),
+}
+EVENT_TYPES: Final[tuple[str, ...]] = tuple(EVENT_PAYLOADS)
+
+EVENT_CONTRACTS: Final[dict[str, TableContract]] = {
+    etype: TableContract(f"event.{etype}", COMMON_FIELDS + payload, key=("event_id",))
+    for etype, payload in EVENT_PAYLOADS.items()
+}
+
+
+def _wide_payload() -> tuple[FieldSpec, ...]:
+    """Union of every payload column, each optional: the layout of a mixed bookkeeping export."""
+    seen: dict[str, FieldSpec] = {}
+    for payload in EVENT_PAYLOADS.values():
+        for spec in payload:
+            seen.setdefault(spec.name, FieldSpec(spec.name, spec.type, required=False))
+    return tuple(seen.values())
+
+
+WIDE_EVENT_CONTRACT: Final = TableContract("event.wide", COMMON_FIELDS + _wide_payload(), key=("event_id",))
+
+LOAN_PURPOSES: Final = ("farm_inputs", "livestock", "equipment", "processing", "trade", "other")
+
+APPLICATION_CONTRACT: Final = TableContract(
+    "applications",
+    (
+        FieldSpec("application_id", pa.string()),
+        FieldSpec("member_id", pa.string()),
+        FieldSpec("coop_id", pa.string()),
+        FieldSpec("applied_at", TIMESTAMP),
+        FieldSpec("amount_cny", pa.float64(), minimum=0.0),
+        FieldSpec("term_months", pa.int32(), minimum=1, maximum=120),
+        FieldSpec("purpose", pa.string(), enum=LOAN_PURPOSES),
+    ),
+    key=("application_id",),
+)
+
+OUTCOME_CONTRACT: Final = TableContract(
+    "outcomes",
+    (
+        FieldSpec("application_id", pa.string()),
+        FieldSpec("defaulted", pa.bool_(), description="90+ days past due within 12 months"),
+        FieldSpec("observed_at", TIMESTAMP),
+    ),
+    key=("application_id",),
+)
+
+GENDERS: Final = ("female", "male")
+PROTECTED_ATTRIBUTES: Final = (
+    "gender",
+    "birth_year",
+    "returning_youth",
+    "left_behind_woman",
+    "county_id",
+)
+
+MEMBER_PROFILE_CONTRACT: Final = TableContract(
+    "member_profiles",
+    (
+        FieldSpec("member_id", pa.string()),
+        FieldSpec("gender", pa.string(), enum=GENDERS),
+        FieldSpec("birth_year", pa.int32(), minimum=1920, maximum=2015),
+        FieldSpec("returning_youth", pa.bool_()),
+        FieldSpec("left_behind_woman", pa.bool_()),
+        FieldSpec("county_id", pa.string()),
+    ),
+    key=("member_id",),
+)
+
+COOPERATIVE_CONTRACT: Final = TableContract(
+    "cooperatives",
+    (
+        FieldSpec("coop_id", pa.string()),
+        FieldSpec("name", pa.string()),
+        FieldSpec("county_id", pa.string()),
+        FieldSpec("founded_at", TIMESTAMP),
+    ),
+    key=("coop_id",),
+)
+
+REFERENCE_CONTRACTS: Final[dict[str, TableContract]] = {
+    c.name: c for c in (APPLICATION_CONTRACT, OUTCOME_CONTRACT, MEMBER_PROFILE_CONTRACT, COOPERATIVE_CONTRACT)
+}

@@ -1,0 +1,419 @@
+"""Ingestion: stream feed files through vectorized validation and dedupe into the Parquet event log.
+
+Guarantees: every rejected row lands in quarantine with its reasons; every valid row is stored exactly
+once (dedupe by `event_id` for events and by key for reference tables, against the whole log); a file
+whose exact bytes were ingested before is skipped and reported as duplicates; a process killed at any
+point leaves only whole part files behind, and re-running the same ingest completes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from features.contracts import EVENT_TYPES, REFERENCE_CONTRACTS
+from features.event_log import EventLog, write_parquet_atomic
+from features.ledger import IngestLedger, SourceRecord, file_sha256
+from features.readers import DATA_SUFFIXES, BrokenLine, iter_chunks, read_header
+from features.validation import (
+    EVENTS,
+    PARSED_PREFIX,
+    Limits,
+    contract_for,
+    raw_json_sql,
+    validation_sql,
+)
+
+TABLE_KINDS = (EVENTS, *REFERENCE_CONTRACTS)
+# Folder names a feed export uses for each table; `truth/` is never ingested.
+_FOLDER_KINDS = {
+    "events": EVENTS,
+    "applications": "applications",
+    "outcomes": "outcomes",
+    "members": "member_profiles",
+    "member_profiles": "member_profiles",
+    "cooperatives": "cooperatives",
+}
+_SKIPPED_FOLDERS = {"truth"}
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("batch_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("table_kind", pa.string(), nullable=False),
+        pa.field("record_index", pa.int64()),
+        pa.field("line_number", pa.int64()),
+        pa.field("reasons", pa.string(), nullable=False),
+        pa.field("raw", pa.string(), nullable=False),
+    ]
+)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class SourceCounts:
+    """Running counts for one source file within a batch."""
+
+    source: str
+    checksum: str
+    table_kind: str
+    rows_read: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    skipped_as_already_ingested: bool = False
+
+    def record(self) -> SourceRecord:
+        """The ledger row for this source."""
+        return SourceRecord(
+            self.source,
+            self.checksum,
+            self.table_kind,
+            self.rows_read,
+            self.accepted,
+            self.duplicates,
+            self.quarantined,
+        )
+
+
+@dataclass
+class IngestReport:
+    """What one `ingest` call did, per source and in total."""
+
+    batch_id: str
+    sources: list[SourceCounts] = field(default_factory=list)
+    unrecognised: list[str] = field(default_factory=list)
+    recovered_batches: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def totals(self) -> dict[str, int]:
+        """Summed counts over every source."""
+        keys = ("rows_read", "accepted", "duplicates", "quarantined")
+        return {k: sum(int(getattr(s, k)) for s in self.sources) for k in keys}
+
+    def by_table(self) -> dict[str, dict[str, int]]:
+        """Summed counts per table kind."""
+        out: dict[str, dict[str, int]] = {}
+        for s in self.sources:
+            row = out.setdefault(
+                s.table_kind,
+                {"files": 0, "rows_read": 0, "accepted": 0, "duplicates": 0, "quarantined": 0},
+            )
+            row["files"] += 1
+            for k in ("rows_read", "accepted", "duplicates", "quarantined"):
+                row[k] += int(getattr(s, k))
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready summary."""
+        return {
+            "batch_id": self.batch_id,
+            "seconds": round(self.seconds, 3),
+            "totals": self.totals(),
+            "by_table": self.by_table(),
+            "sources": [asdict(s) for s in self.sources],
+            "unrecognised": self.unrecognised,
+            "recovered_batches": self.recovered_batches,
+        }
+
+
+def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Data files under `paths` with their table kind (by folder name, else by columns)."""
+    found: list[tuple[Path, str]] = []
+    unrecognised: list[str] = []
+    for root in paths:
+        if not root.exists():
+            raise FileNotFoundError(f"{root}: no such file or folder")
+        candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in candidates:
+            rel_parts = path.relative_to(root).parts[:-1] if root.is_dir() else ()
+            if any(part in _SKIPPED_FOLDERS or part.startswith(".") for part in rel_parts):
+                continue
+            if path.suffix.lower() not in DATA_SUFFIXES or path.name.startswith("."):
+                if path.suffix.lower() not in (".json", ".md", ".txt"):
+                    unrecognised.append(f"{path}: not a data file")
+                continue
+            kind = _kind_from_folders(path) or _kind_from_columns(read_header(path))
+            if kind is None:
+                unrecognised.append(f"{path}: columns match no table")
+            else:
+                found.append((path, kind))
+    return found, unrecognised
+
+
+def _kind_from_folders(path: Path) -> str | None:
+    for part in reversed(path.parts[:-1]):
+        if part in _FOLDER_KINDS:
+            return _FOLDER_KINDS[part]
+    return None
+
+
+def _kind_from_columns(columns: list[str]) -> str | None:
+    names = set(columns)
+    if {"event_id", "event_type"} <= names:
+        return EVENTS
+    if {"application_id", "defaulted"} <= names:
+        return "outcomes"
+    if {"application_id", "applied_at"} <= names:
+        return "applications"
+    if {"member_id", "gender", "birth_year"} <= names:
+        return "member_profiles"
+    if {"coop_id", "founded_at"} <= names:
+        return "cooperatives"
+    return None
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> pa.Table:
+    """Run a query and return its whole result as one Arrow table."""
+    table: pa.Table = con.sql(sql, params=params).to_arrow_table()
+    return table
+
+
+@contextmanager
+def _writer_lock(data_dir: Path) -> Iterator[None]:
+    """One writer at a time per data dir: dedupe is only exact if nobody appends meanwhile."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / ".ingest.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Ingestor:
+    """Holds the dedupe state of one ingest batch over an event log, in an in-process DuckDB."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        quarantine_dir: Path,
+        limits: Limits,
+        batch_id: str,
+        memory_limit: str = "2GB",
+    ) -> None:
+        self.log = log
+        self.quarantine_dir = quarantine_dir
+        self.limits = limits
+        self.batch_id = batch_id
+        self._con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2})
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._part = 0
+        self._loaded_keys: set[str] = set()
+
+    def close(self) -> None:
+        """Release the DuckDB connection."""
+        self._con.close()
+
+    def _seen_table(self, table_kind: str) -> str:
+        """Temp table of every key already stored for this table kind, loaded once per batch."""
+        name = f"seen_{table_kind}"
+        if table_kind in self._loaded_keys:
+            return name
+        key = contract_for(table_kind).key[0]
+        files = self.log.event_files() if table_kind == EVENTS else self.log.table_files(table_kind)
+        if files:
+            listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+            self._con.execute(f"CREATE TEMP TABLE {name} AS SELECT {key} AS k FROM read_parquet([{listing}])")
+        else:
+            self._con.execute(f"CREATE TEMP TABLE {name} (k VARCHAR)")
+        self._loaded_keys.add(table_kind)
+        return name
+
+    def ingest_chunk(
+        self,
+        table_kind: str,
+        records: pa.Table,
+        broken: list[BrokenLine],
+        first_record_index: int,
+        counts: SourceCounts,
+    ) -> None:
+        """Validate, quarantine, dedupe and append one chunk of one source."""
+        con = self._con
+        contract = contract_for(table_kind)
+        key = contract.key[0]
+        seen = self._seen_table(table_kind)
+        n = records.num_rows
+        records = records.append_column(
+            "_row", pa.array(range(first_record_index, first_record_index + n), pa.int64())
+        )
+        con.register("chunk_in", records)
+        try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE checked AS "
+                + validation_sql(table_kind, records.schema, self.limits, "chunk_in")
+            )
+            rejected = _fetch(
+                con,
+                f"SELECT _row AS record_index, _reasons AS reasons, {raw_json_sql(records.schema)} AS raw "
+                "FROM checked WHERE _reasons <> '' ORDER BY _row",
+            )
+        finally:
+            con.unregister("chunk_in")
+        parsed = ", ".join(f'"{PARSED_PREFIX}{n}" AS "{n}"' for n in contract.names)
+        # Keep the first occurrence of a key within the chunk, then drop keys already stored.
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE fresh AS
+                SELECT {parsed}, _row FROM checked WHERE _reasons = ''
+                QUALIFY row_number() OVER (PARTITION BY "{PARSED_PREFIX}{key}" ORDER BY _row) = 1"""
+        )
+        con.execute(
+            f"""DELETE FROM fresh WHERE {key} IN (
+                    SELECT f.{key} FROM fresh f JOIN {seen} s ON s.k = f.{key})"""
+        )
+        valid = n - rejected.num_rows
+        accepted = int(con.execute("SELECT count(*) FROM fresh").fetchone()[0])  # type: ignore[index]
+        self._part += 1
+        part_name = f"{self.batch_id}-{self._part:05d}"
+        if table_kind == EVENTS:
+            for etype in EVENT_TYPES:
+                rows = _fetch(
+                    con, "SELECT * EXCLUDE (_row) FROM fresh WHERE event_type = ? ORDER BY _row", [etype]
+                )
+                if rows.num_rows:
+                    self.log.append_events(etype, rows, part_name)
+        elif accepted:
+            rows = _fetch(con, "SELECT * EXCLUDE (_row) FROM fresh ORDER BY _row")
+            self.log.append_table(table_kind, rows, part_name)
+        con.execute(f"INSERT INTO {seen} SELECT {key} FROM fresh")
+        self._quarantine(table_kind, counts.source, rejected, broken, part_name)
+        counts.rows_read += n + len(broken)
+        counts.accepted += accepted
+        counts.duplicates += valid - accepted
+        counts.quarantined += rejected.num_rows + len(broken)
+
+    def _quarantine(
+        self,
+        table_kind: str,
+        source: str,
+        rejected: pa.Table,
+        broken: list[BrokenLine],
+        part_name: str,
+    ) -> None:
+        total = rejected.num_rows + len(broken)
+        if not total:
+            return
+        table = pa.table(
+            {
+                "batch_id": pa.array([self.batch_id] * total, pa.string()),
+                "source": pa.array([source] * total, pa.string()),
+                "table_kind": pa.array([table_kind] * total, pa.string()),
+                "record_index": pa.concat_arrays(
+                    [
+                        rejected.column("record_index").combine_chunks(),
+                        pa.nulls(len(broken), pa.int64()),
+                    ]
+                ),
+                "line_number": pa.concat_arrays(
+                    [
+                        pa.nulls(rejected.num_rows, pa.int64()),
+                        pa.array([b.line_number for b in broken], pa.int64()),
+                    ]
+                ),
+                "reasons": pa.concat_arrays(
+                    [
+                        rejected.column("reasons").combine_chunks(),
+                        pa.array([b.reason for b in broken], pa.string()),
+                    ]
+                ),
+                "raw": pa.concat_arrays(
+                    [
+                        rejected.column("raw").combine_chunks().cast(pa.string()),
+                        pa.array([b.text for b in broken], pa.string()),
+                    ]
+                ),
+            },
+            schema=QUARANTINE_SCHEMA,
+        )
+        write_parquet_atomic(
+            table, self.quarantine_dir / f"batch={self.batch_id}" / f"part-{part_name}.parquet"
+        )
+
+
+def _estimated_rows(path: Path) -> int:
+    """Rough row count for progress: exact for Parquet, from the average line length otherwise."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        sample = handle.read(1 << 20)
+    lines = max(sample.count(b"\n"), 1)
+    return max(1, int(size / (len(sample) / lines)))
+
+
+def ingest_paths(
+    paths: list[Path],
+    log: EventLog,
+    ledger: IngestLedger,
+    quarantine_dir: Path,
+    limits: Limits,
+    chunk_rows: int = 1_000_000,
+    origin: str = "cli",
+    progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Ingest every data file under `paths` as one batch and record it in the ledger."""
+    started = time.perf_counter()
+    batch_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    report = IngestReport(batch_id=batch_id)
+    files, report.unrecognised = discover(paths)
+    with _writer_lock(log.events_dir.parent):
+        report.recovered_batches = recover_crashed(log, ledger, quarantine_dir)
+        ledger.start_batch(batch_id, origin)
+        ingestor = Ingestor(log, quarantine_dir, limits, batch_id)
+        estimates = [_estimated_rows(p) for p, _ in files]
+        total_estimate, done_estimate = sum(estimates), 0
+        try:
+            for (path, kind), estimate in zip(files, estimates, strict=True):
+                checksum = file_sha256(path)
+                counts = SourceCounts(str(path), checksum, kind)
+                report.sources.append(counts)
+                previous = ledger.completed_source(checksum, kind)
+                if previous is not None:
+                    counts.rows_read = previous.rows_read
+                    counts.duplicates = previous.accepted + previous.duplicates
+                    counts.skipped_as_already_ingested = True
+                else:
+                    for chunk in iter_chunks(path, chunk_rows):
+                        ingestor.ingest_chunk(
+                            kind, chunk.records, chunk.broken, chunk.first_record_index, counts
+                        )
+                        if progress is not None:
+                            progress(done_estimate + min(counts.rows_read, estimate), total_estimate)
+                done_estimate += estimate
+                if progress is not None:
+                    progress(done_estimate, total_estimate)
+        finally:
+            ingestor.close()
+        ledger.finish_batch(batch_id, [s.record() for s in report.sources])
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def recover_crashed(log: EventLog, ledger: IngestLedger, quarantine_dir: Path) -> list[str]:
+    """Clean up after ingests that died: drop temp files and their quarantine, mark them aborted.
+
+    Their committed event part files stay: every row in them is valid and deduplicated, and the
+    re-run counts them as duplicates. Their quarantine is dropped because the re-run writes it again.
+    """
+    log.clean_temp_files()
+    crashed = ledger.crashed_batches()
+    for batch_id in crashed:
+        folder = quarantine_dir / f"batch={batch_id}"
+        if folder.exists():
+            for part in folder.glob("*"):
+                part.unlink()
+            folder.rmdir()
+        ledger.abort_batch(batch_id)
+    return crashed
