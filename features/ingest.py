@@ -272,7 +272,7 @@ class Ingestor:
                     SELECT f.{key} FROM fresh f JOIN {seen} s ON s.k = f.{key})"""
         )
         valid = n - rejected.num_rows
-        accepted = int(con.execute("SELECT count(*) FROM fresh").fetchone()[0])  # type: ignore[index]
+        accepted = int(con.sql("SELECT count(*) FROM fresh").fetchall()[0][0])
         self._part += 1
         part_name = f"{self.batch_id}-{self._part:05d}"
         if table_kind == EVENTS:

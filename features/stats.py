@@ -37,7 +37,7 @@ def event_log_stats(log: EventLog, quarantine_dir: Path, late_after_days: int = 
             f"""SELECT count(*), count(*) FILTER (
                     WHERE recorded_at > event_time + INTERVAL {int(late_after_days)} DAY)
                 FROM ev"""
-        ).fetchone() or (0, 0)
+        ).fetchall()[0]
         out["events"] = int(total)
         out["late_share"] = round(late / total, 4) if total else None
         out["by_type"] = dict(
@@ -62,7 +62,7 @@ def event_log_stats(log: EventLog, quarantine_dir: Path, late_after_days: int = 
     quarantine = sorted(quarantine_dir.glob("batch=*/part-*.parquet"))
     if quarantine:
         con.execute(f"CREATE VIEW q AS SELECT * FROM read_parquet({_listing(quarantine)})")
-        out["quarantine"]["rows"] = int(con.execute("SELECT count(*) FROM q").fetchone()[0])  # type: ignore[index]
+        out["quarantine"]["rows"] = int(con.sql("SELECT count(*) FROM q").fetchall()[0][0])
         # A row may break several rules; count each rule (the part before ':') once per row.
         reasons = con.execute(
             """SELECT reason, count(*) FROM (
