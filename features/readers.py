@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-TEXT_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
+TEXT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 DATA_SUFFIXES = (*TEXT_SUFFIXES, ".parquet")
 
 
@@ -66,7 +66,7 @@ def iter_chunks(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
         yield from _parquet_chunks(path, chunk_rows)
     elif suffix == ".csv":
         yield from _csv_chunks(path, chunk_rows)
-    elif suffix in (".jsonl", ".ndjson", ".json"):
+    elif suffix in (".jsonl", ".ndjson"):
         yield from _jsonl_chunks(path, chunk_rows)
     else:
         raise ValueError(f"{path}: unsupported file type {suffix!r} (csv, jsonl or parquet)")

@@ -1,0 +1,141 @@
+"""Ingestion: dedupe, idempotent re-ingest, formats, reference tables, discovery and recovery."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.contracts import EVENT_TYPES, WIDE_EVENT_CONTRACT
+from features.ingest import discover
+from tests.conftest import Store
+from tests.utils.feeds import event_row, varied_rows, write_csv, write_jsonl
+
+
+def _stored_ids(store: Store) -> list[str]:
+    return [i for t in EVENT_TYPES for i in store.log.read_events(t, ["event_id"]).column(0).to_pylist()]
+
+
+def test_duplicates_within_and_across_files_are_stored_once(store: Store, tmp_path: Path) -> None:
+    rows = varied_rows(count=300)
+    first = write_csv(tmp_path / "events" / "a.csv", rows[:200] + rows[:10])
+    second = write_jsonl(tmp_path / "events" / "b.jsonl", rows[150:])
+    report = store.ingest(first, second)
+    assert report.totals() == {"rows_read": 360, "accepted": 300, "duplicates": 60, "quarantined": 0}
+    ids = _stored_ids(store)
+    assert len(ids) == len(set(ids)) == 300
+
+
+def test_reingesting_the_same_file_is_a_noop_reported_as_duplicates(store: Store, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "events" / "a.csv", varied_rows(count=50), extra_lines=["broken,line"])
+    first = store.ingest(path)
+    again = store.ingest(path)
+    assert first.totals() == {"rows_read": 51, "accepted": 50, "duplicates": 0, "quarantined": 1}
+    assert again.totals() == {"rows_read": 51, "accepted": 0, "duplicates": 50, "quarantined": 0}
+    assert again.sources[0].skipped_as_already_ingested
+    assert len(_stored_ids(store)) == 50
+    quarantine = list(store.quarantine_dir.glob("batch=*/*.parquet"))
+    assert sum(pq.read_metadata(q).num_rows for q in quarantine) == 1
+
+
+def test_same_rows_in_a_new_file_are_deduplicated_by_event_id(store: Store, tmp_path: Path) -> None:
+    rows = varied_rows(count=40)
+    store.ingest(write_csv(tmp_path / "events" / "a.csv", rows))
+    resent = store.ingest(write_csv(tmp_path / "events" / "resent.csv", rows[::-1]))
+    assert resent.totals()["duplicates"] == 40
+    assert not resent.sources[0].skipped_as_already_ingested
+    assert len(_stored_ids(store)) == 40
+
+
+def test_chunked_ingest_stores_exactly_what_one_chunk_stores(store: Store, tmp_path: Path) -> None:
+    rows = varied_rows(count=2500)
+    path = write_csv(tmp_path / "events" / "a.csv", rows + rows[:700])
+    report = store.ingest(path, chunk_rows=1000)
+    assert report.totals()["accepted"] == 2500
+    assert report.totals()["duplicates"] == 700
+    assert sorted(_stored_ids(store)) == sorted(r["event_id"] for r in rows)
+
+
+def test_jsonl_broken_lines_are_quarantined_and_the_rest_kept(store: Store, tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "events" / "a.jsonl",
+        varied_rows(count=30),
+        extra_lines=['{"event_id": "x1", "member_id": ', "[1, 2]"],
+    )
+    report = store.ingest(path)
+    assert report.totals() == {"rows_read": 32, "accepted": 30, "duplicates": 0, "quarantined": 2}
+
+
+def test_parquet_input_with_typed_columns(store: Store, tmp_path: Path) -> None:
+    rows = varied_rows(count=100)
+    table = pa.Table.from_pylist(rows).select(WIDE_EVENT_CONTRACT.names)
+    # A Parquet export from another system: typed money column, string timestamps.
+    amounts = pa.array([float(r["amount_cny"]) if r["amount_cny"] else None for r in rows], pa.float64())
+    table = table.set_column(table.schema.get_field_index("amount_cny"), "amount_cny", amounts)
+    path = tmp_path / "events" / "a.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(table, path)
+    report = store.ingest(path)
+    assert report.totals()["accepted"] == 100
+    delivered = store.log.read_events("produce_delivery", ["amount_cny"]).column(0).to_pylist()
+    assert delivered and all(a == 301.2 for a in delivered)
+
+
+def test_reference_tables_are_deduplicated_by_key(store: Store, tmp_path: Path) -> None:
+    folder = tmp_path / "world" / "applications"
+    folder.mkdir(parents=True)
+    header = ["application_id", "member_id", "coop_id", "applied_at", "amount_cny", "term_months", "purpose"]
+    good = ["a1", "m1", "c1", "2025-05-01T00:00:00Z", "5000", "12", "livestock"]
+    with (folder / "applications.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerow(good)
+        writer.writerow(good)
+        writer.writerow(["a2", "m2", "c1", "2025-05-02T00:00:00Z", "5000", "0", "livestock"])
+        writer.writerow(["a3", "m3", "c1", "2025-05-02T00:00:00Z", "5000", "6", "gambling"])
+    report = store.ingest(tmp_path / "world")
+    assert report.by_table()["applications"] == {
+        "files": 1,
+        "rows_read": 4,
+        "accepted": 1,
+        "duplicates": 1,
+        "quarantined": 2,
+    }
+    assert store.log.read_table("applications").column("application_id").to_pylist() == ["a1"]
+
+
+def test_discovery_by_folder_and_columns_never_reads_truth(tmp_path: Path) -> None:
+    world = tmp_path / "world"
+    write_csv(world / "events" / "c01" / "2024-01.csv", varied_rows(count=3))
+    write_csv(world / "exports" / "unnamed.csv", varied_rows(count=3))
+    write_csv(world / "truth" / "events.csv", varied_rows(count=3))
+    (world / "manifest.json").write_text("{}")
+    (world / "notes.xlsx").write_text("not data")
+    found, unrecognised = discover([world])
+    assert [(p.relative_to(world).as_posix(), k) for p, k in found] == [
+        ("events/c01/2024-01.csv", "events"),
+        ("exports/unnamed.csv", "events"),
+    ]
+    assert len(unrecognised) == 1 and "notes.xlsx" in unrecognised[0]
+
+
+def test_crashed_batch_quarantine_is_replaced_on_recovery(store: Store, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "events" / "a.csv", [event_row(event_id="e1", member_id="")])
+    store.ledger.start_batch("dead-batch", "test")  # a batch whose process died
+    dead = store.quarantine_dir / "batch=dead-batch"
+    dead.mkdir(parents=True)
+    (dead / "part-dead-batch-00001.parquet").write_bytes(b"half")
+    report = store.ingest(path)
+    assert report.recovered_batches == ["dead-batch"]
+    assert not dead.exists()
+    assert store.ledger.crashed_batches() == []
+
+
+def test_ledger_checksum_changes_with_new_data(store: Store, tmp_path: Path) -> None:
+    empty = store.ledger.checksum()
+    store.ingest(write_csv(tmp_path / "events" / "a.csv", varied_rows(count=5)))
+    once = store.ledger.checksum()
+    store.ingest(write_csv(tmp_path / "events" / "b.csv", varied_rows(count=5, prefix="f")))
+    assert len({empty, once, store.ledger.checksum()}) == 3

@@ -1,0 +1,119 @@
+"""Every validation rule rejects its bad case with the right reason, and valid rows pass."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from features.contracts import EVENT_TYPES
+from tests.conftest import Store
+from tests.utils.feeds import event_row, write_csv
+
+
+def _reasons(store: Store) -> list[str]:
+    files = sorted(store.quarantine_dir.glob("batch=*/*.parquet"))
+    return [r for f in files for r in pq.read_table(f).column("reasons").to_pylist()]
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_valid_row_of_every_type_is_accepted(store: Store, tmp_path: Path, event_type: str) -> None:
+    path = write_csv(tmp_path / "events" / "ok.csv", [event_row(event_id="e1", event_type=event_type)])
+    report = store.ingest(path)
+    assert report.totals() == {"rows_read": 1, "accepted": 1, "duplicates": 0, "quarantined": 0}
+    stored = store.log.read_events(event_type)
+    assert stored.column("event_id").to_pylist() == ["e1"]
+    assert str(stored.schema.field("event_time").type) == "timestamp[us, tz=UTC]"
+
+
+CASES = [
+    ({"member_id": ""}, "member_id: required"),
+    ({"event_id": ""}, "event_id: required"),
+    ({"coop_id": "  "}, "coop_id: required"),
+    ({"event_type": "harvest_party"}, "event_type: unknown harvest_party"),
+    ({"event_time": "yesterday"}, "event_time: not a timestamp"),
+    ({"event_time": ""}, "event_time: required"),
+    ({"amount_cny": "12,5元"}, "amount_cny: not a number"),
+    ({"amount_cny": "-3"}, "amount_cny: below minimum 0"),
+    ({"amount_cny": "9000000"}, "amount_cny: above cap 5e+06"),
+    ({"amount_cny": ""}, "amount_cny: required for produce_delivery"),
+    ({"quantity_kg": "2000000"}, "quantity_kg: above cap 1e+06"),
+    ({"product": "durian"}, "product: not one of"),
+    ({"quality_grade": "Z"}, "quality_grade: not one of A|B|C"),
+    ({"recorded_at": "2025-03-04T00:00:00Z"}, "recorded_at: before event_time"),
+    (
+        {"event_time": "2027-01-01T00:00:00Z", "recorded_at": "2027-01-01T01:00:00Z"},
+        "event_time: in the future",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "reason"), CASES, ids=[c[1] for c in CASES])
+def test_rule_rejects_bad_row_with_reason(
+    store: Store, tmp_path: Path, change: dict[str, str], reason: str
+) -> None:
+    bad = event_row(event_id="bad")
+    bad.update(change)
+    rows = [event_row(event_id="good"), bad]
+    report = store.ingest(write_csv(tmp_path / "events" / "x.csv", rows))
+    assert report.totals()["accepted"] == 1
+    assert report.totals()["quarantined"] == 1
+    [found] = _reasons(store)
+    assert reason in found
+
+
+@pytest.mark.parametrize(
+    ("event_type", "change", "reason"),
+    [
+        ("input_purchase", {"on_credit": "maybe"}, "on_credit: not a boolean"),
+        ("input_purchase", {"category": "seedz"}, "category: not one of"),
+        ("loan_repayment", {"days_late": "late"}, "days_late: not a integer"),
+        ("loan_repayment", {"days_late": "-1"}, "days_late: below minimum 0"),
+        ("loan_repayment", {"loan_id": ""}, "loan_id: required for loan_repayment"),
+        ("loan_disbursement", {"due_date": "soon"}, "due_date: not a timestamp"),
+        ("membership", {"action": "promote"}, "action: not one of join|leave"),
+        ("mobile_payment", {"direction": "sideways"}, "direction: not one of in|out"),
+        ("training_completed", {"topic": ""}, "topic: required for training_completed"),
+        ("green_practice", {"verified": "perhaps"}, "verified: not a boolean"),
+    ],
+)
+def test_payload_rules_per_type(
+    store: Store, tmp_path: Path, event_type: str, change: dict[str, str], reason: str
+) -> None:
+    path = write_csv(
+        tmp_path / "events" / "x.csv", [event_row(event_id="e", event_type=event_type, **change)]
+    )
+    assert store.ingest(path).totals()["quarantined"] == 1
+    assert reason in _reasons(store)[0]
+
+
+def test_one_row_can_break_several_rules_and_all_are_named(store: Store, tmp_path: Path) -> None:
+    row = event_row(event_id="e", member_id="", amount_cny="abc", quality_grade="Q")
+    store.ingest(write_csv(tmp_path / "events" / "x.csv", [row]))
+    reasons = _reasons(store)[0].split("; ")
+    assert {"member_id: required", "amount_cny: not a number"} <= set(reasons)
+    assert any(r.startswith("quality_grade: not one of") for r in reasons)
+
+
+def test_structurally_broken_csv_line_is_quarantined_not_lost(store: Store, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "events" / "x.csv", [event_row(event_id="e1")], extra_lines=["e2,m1,c1"])
+    report = store.ingest(path)
+    assert report.totals() == {"rows_read": 2, "accepted": 1, "duplicates": 0, "quarantined": 1}
+    assert "malformed line" in _reasons(store)[0]
+
+
+def test_clock_skew_allowance(store: Store, tmp_path: Path) -> None:
+    from tests.utils.feeds import NOW
+
+    slightly_ahead = NOW + timedelta(seconds=60)
+    far_ahead = NOW + timedelta(hours=1)
+    rows = [
+        event_row(event_id="skew", event_time=slightly_ahead, recorded_after=timedelta(0)),
+        event_row(event_id="future", event_time=far_ahead, recorded_after=timedelta(0)),
+    ]
+    report = store.ingest(write_csv(tmp_path / "events" / "x.csv", rows))
+    assert report.totals()["accepted"] == 1
+    assert store.log.read_events("produce_delivery").column("event_id").to_pylist() == ["skew"]
+    assert datetime(2026, 6, 1, tzinfo=UTC) == NOW
