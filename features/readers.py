@@ -7,6 +7,7 @@ typing happens later in vectorized validation. Lines that cannot be parsed at al
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,8 +46,8 @@ def read_header(path: Path) -> list[str]:
         return list(pq.read_schema(path).names)
     if suffix == ".csv":
         with path.open("r", encoding="utf-8-sig", newline="") as handle:
-            first = handle.readline()
-        return [name.strip() for name in first.rstrip("\r\n").split(",")]
+            first = next(csv.reader(handle), [])
+        return [name.strip() for name in first]
     keys: dict[str, None] = {}
     with path.open("r", encoding="utf-8") as handle:
         for _, line in zip(range(200), handle, strict=False):
@@ -96,7 +97,7 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
 
     reader = pacsv.open_csv(
         path,
-        read_options=pacsv.ReadOptions(block_size=16 << 20, encoding="utf8"),
+        read_options=pacsv.ReadOptions(block_size=min(16 << 20, max(1 << 20, chunk_rows * 64))),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(
             column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True
@@ -108,14 +109,16 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
     for batch in reader:
         pending.append(batch)
         pending_rows += batch.num_rows
-        if pending_rows >= chunk_rows:
-            yield FileChunk(pa.Table.from_batches(pending), broken, done)
-            done += pending_rows
-            pending, pending_rows, broken = [], 0, []
-    if pending or broken:
+        while pending_rows >= chunk_rows:
+            table = pa.Table.from_batches(pending)
+            yield FileChunk(table.slice(0, chunk_rows), broken, done)
+            done += chunk_rows
+            rest = table.slice(chunk_rows)
+            pending, pending_rows, broken = rest.to_batches(), rest.num_rows, []
+    if pending_rows or broken:
         records = (
             pa.Table.from_batches(pending)
-            if pending
+            if pending_rows
             else pa.table({name: pa.array([], pa.string()) for name in header})
         )
         yield FileChunk(records, broken, done)
