@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.contracts import EVENT_TYPES, REFERENCE_CONTRACTS
 from features.event_log import EventLog, write_parquet_atomic
@@ -30,6 +31,7 @@ from features.validation import (
     Limits,
     contract_for,
     raw_json_sql,
+    reasons_sql,
     validation_sql,
 )
 
@@ -253,39 +255,47 @@ class Ingestor:
                 "CREATE OR REPLACE TEMP TABLE checked AS "
                 + validation_sql(table_kind, records.schema, self.limits, "chunk_in")
             )
+            reasons = reasons_sql(table_kind, records.schema, self.limits)
             rejected = _fetch(
                 con,
-                f"SELECT _row AS record_index, _reasons AS reasons, {raw_json_sql(records.schema)} AS raw "
-                "FROM checked WHERE _reasons <> '' ORDER BY _row",
+                f"SELECT _row AS record_index, {reasons} AS reasons, "
+                f"{raw_json_sql(records.schema)} AS raw "
+                "FROM (SELECT * FROM checked WHERE _bad) JOIN chunk_in USING (_row) ORDER BY _row",
             )
         finally:
             con.unregister("chunk_in")
         parsed = ", ".join(f'"{PARSED_PREFIX}{n}" AS "{n}"' for n in contract.names)
-        # Keep the first occurrence of a key within the chunk, then drop keys already stored.
+        # Repeats are rare: find the few rows to drop (a later repeat of a key within the chunk, or a
+        # key already stored) instead of sorting or windowing every row.
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE fresh AS
-                SELECT {parsed}, _row FROM checked WHERE _reasons = ''
-                QUALIFY row_number() OVER (PARTITION BY "{PARSED_PREFIX}{key}" ORDER BY _row) = 1"""
+            f"""CREATE OR REPLACE TEMP TABLE drop_rows AS
+                WITH valid AS (SELECT _row, "{PARSED_PREFIX}{key}" AS k FROM checked WHERE NOT _bad),
+                     repeated AS (SELECT k, min(_row) AS first_row FROM valid GROUP BY k HAVING count(*) > 1)
+                SELECT v._row FROM valid v JOIN repeated r ON v.k = r.k WHERE v._row > r.first_row
+                UNION
+                SELECT v._row FROM valid v JOIN {seen} s ON s.k = v.k"""
         )
-        con.execute(
-            f"""DELETE FROM fresh WHERE {key} IN (
-                    SELECT f.{key} FROM fresh f JOIN {seen} s ON s.k = f.{key})"""
+        fresh = _fetch(
+            con,
+            f"SELECT {parsed} FROM checked WHERE NOT _bad AND _row NOT IN (SELECT _row FROM drop_rows)",
         )
         valid = n - rejected.num_rows
-        accepted = int(con.sql("SELECT count(*) FROM fresh").fetchall()[0][0])
+        accepted = fresh.num_rows
         self._part += 1
         part_name = f"{self.batch_id}-{self._part:05d}"
         if table_kind == EVENTS:
+            types = fresh.column("event_type")
             for etype in EVENT_TYPES:
-                rows = _fetch(
-                    con, "SELECT * EXCLUDE (_row) FROM fresh WHERE event_type = ? ORDER BY _row", [etype]
-                )
+                rows = fresh.filter(pc.equal(types, etype))
                 if rows.num_rows:
                     self.log.append_events(etype, rows, part_name)
         elif accepted:
-            rows = _fetch(con, "SELECT * EXCLUDE (_row) FROM fresh ORDER BY _row")
-            self.log.append_table(table_kind, rows, part_name)
-        con.execute(f"INSERT INTO {seen} SELECT {key} FROM fresh")
+            self.log.append_table(table_kind, fresh, part_name)
+        con.register("fresh_keys", fresh.select([key]))
+        try:
+            con.execute(f"INSERT INTO {seen} SELECT {key} FROM fresh_keys")
+        finally:
+            con.unregister("fresh_keys")
         self._quarantine(table_kind, counts.source, rejected, broken, part_name)
         counts.rows_read += n + len(broken)
         counts.accepted += accepted

@@ -25,6 +25,7 @@ from features.contracts import (
 
 EVENTS = "events"
 PARSED_PREFIX = "p__"
+BLANK_PREFIX = "b__"
 _TIME_FIELDS = {
     "events": ("event_time", "recorded_at"),
     "applications": ("applied_at",),
@@ -77,6 +78,15 @@ _KIND_WORD = {
 }
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One rule: it applies when `when` holds, is broken when `broken` holds, and says `reason`."""
+
+    when: str
+    broken: str
+    reason: str
+
+
 class _Column:
     """SQL pieces for one contract column against the chunk's actual input schema."""
 
@@ -86,10 +96,16 @@ class _Column:
         raw = _quote(spec.name) if present else "NULL"
         input_is_text = present and pa.types.is_string(input_schema.field(spec.name).type)
         self.sql_type = _sql_type(spec.type)
-        self.blank = f"({raw} IS NULL OR trim({raw}) = '')" if input_is_text else f"({raw} IS NULL)"
+        # Text feeds give NULL for an empty CSV cell; a blank JSON string or spaces still count as empty.
+        self.blank_raw = (
+            f"({raw} IS NULL OR length(trim({raw})) = 0)" if input_is_text else f"({raw} IS NULL)"
+        )
         if self.sql_type == "VARCHAR":
-            value = f"trim({raw})" if input_is_text else f"CAST({raw} AS VARCHAR)"
-            self.parsed = f"NULLIF({value}, '')"
+            value = raw if input_is_text else f"CAST({raw} AS VARCHAR)"
+            # Identifiers are trimmed (a stray space must not make a new member); other text is kept
+            # as sent, so a padded enum value is quarantined with its reason rather than guessed at.
+            trimmed = f"trim({value})" if spec.name.endswith("_id") else value
+            self.parsed = f"NULLIF({trimmed}, '')" if input_is_text else value
         else:
             self.parsed = f"TRY_CAST({raw} AS {self.sql_type})"
         self.present = present
@@ -98,39 +114,58 @@ class _Column:
     def alias(self) -> str:
         return _quote(PARSED_PREFIX + self.spec.name)
 
-    def rules(self, when: str, label: str, cap: float | None) -> list[str]:
-        """CASE terms, each yielding a reason string when its rule is broken."""
+    @property
+    def blank_alias(self) -> str:
+        return _quote(BLANK_PREFIX + self.spec.name)
+
+    @property
+    def needs_blank_flag(self) -> bool:
+        """Typed columns keep a separate 'was empty' flag; for text, empty is parsed NULL."""
+        return self.sql_type != "VARCHAR"
+
+    @property
+    def blank(self) -> str:
+        return self.blank_alias if self.needs_blank_flag else f"({self.alias} IS NULL)"
+
+    def select_items(self) -> list[str]:
+        items = [f"{self.parsed} AS {self.alias}"]
+        if self.needs_blank_flag:
+            items.append(f"{self.blank_raw} AS {self.blank_alias}")
+        return items
+
+    def rules(self, when: str, label: str, cap: float | None) -> list[Rule]:
+        """Every rule on this column, as (applies-when, broken-when, reason) over the parsed row."""
         name = self.spec.name
-        value = self.parsed
-        terms: list[str] = []
+        value = self.alias
+        rules: list[Rule] = []
         if self.spec.required:
-            terms.append(
-                f"CASE WHEN {when} AND {self.blank} THEN {_literal(name + ': required' + label)} END"
-            )
+            rules.append(Rule(when, self.blank, _literal(name + ": required" + label)))
         if self.sql_type != "VARCHAR":
             word = _KIND_WORD[self.sql_type]
-            terms.append(
-                f"CASE WHEN {when} AND NOT {self.blank} AND {value} IS NULL "
-                f"THEN {_literal(f'{name}: not a {word}')} END"
+            rules.append(
+                Rule(when, f"NOT {self.blank} AND {value} IS NULL", _literal(f"{name}: not a {word}"))
             )
         if self.spec.enum is not None:
             allowed = ", ".join(_literal(v) for v in self.spec.enum)
-            terms.append(
-                f"CASE WHEN {when} AND {value} IS NOT NULL AND {value} NOT IN ({allowed}) "
-                f"THEN {_literal(f'{name}: not one of ' + '|'.join(self.spec.enum))} END"
+            rules.append(
+                Rule(
+                    when,
+                    f"{value} NOT IN ({allowed})",
+                    _literal(f"{name}: not one of " + "|".join(self.spec.enum)),
+                )
             )
         if self.spec.minimum is not None:
-            terms.append(
-                f"CASE WHEN {when} AND {value} < {self.spec.minimum!r} "
-                f"THEN {_literal(f'{name}: below minimum {self.spec.minimum:g}')} END"
+            rules.append(
+                Rule(
+                    when,
+                    f"{value} < {self.spec.minimum!r}",
+                    _literal(f"{name}: below minimum {self.spec.minimum:g}"),
+                )
             )
         upper = self.spec.maximum if cap is None else cap
         if upper is not None:
-            terms.append(
-                f"CASE WHEN {when} AND {value} > {upper!r} "
-                f"THEN {_literal(f'{name}: above cap {upper:g}')} END"
-            )
-        return terms
+            rules.append(Rule(when, f"{value} > {upper!r}", _literal(f"{name}: above cap {upper:g}")))
+        return rules
 
 
 def _cap(name: str, limits: Limits) -> float | None:
@@ -141,42 +176,74 @@ def _cap(name: str, limits: Limits) -> float | None:
     return None
 
 
-def validation_sql(table_kind: str, input_schema: pa.Schema, limits: Limits, source: str) -> str:
-    """SELECT over relation `source` adding typed `p__` columns and `_reasons` to every record."""
+def _rules(table_kind: str, input_schema: pa.Schema, limits: Limits) -> tuple[list[_Column], list[Rule]]:
     contract = contract_for(table_kind)
     columns = {spec.name: _Column(spec, input_schema) for spec in contract.fields}
-    terms: list[str] = []
+    rules: list[Rule] = []
     if table_kind == EVENTS:
         for name in ("event_id", "member_id", "coop_id", "event_type", "event_time", "recorded_at"):
-            terms += columns[name].rules("TRUE", "", None)
-        etype = columns["event_type"].parsed
+            rules += columns[name].rules("TRUE", "", None)
+        etype = columns["event_type"].alias
         known = ", ".join(_literal(t) for t in EVENT_TYPES)
-        terms.append(
-            f"CASE WHEN {etype} IS NOT NULL AND {etype} NOT IN ({known}) "
-            f"THEN 'event_type: unknown ' || {etype} END"
-        )
+        rules.append(Rule("TRUE", f"{etype} NOT IN ({known})", f"'event_type: unknown ' || {etype}"))
         for etype_name, payload in EVENT_PAYLOADS.items():
             when = f"{etype} = {_literal(etype_name)}"
             for spec in payload:
                 typed = _Column(spec, input_schema)
-                terms += typed.rules(when, f" for {etype_name}", _cap(spec.name, limits))
+                rules += typed.rules(when, f" for {etype_name}", _cap(spec.name, limits))
     else:
         for spec in contract.fields:
-            terms += columns[spec.name].rules("TRUE", "", _cap(spec.name, limits))
+            rules += columns[spec.name].rules("TRUE", "", _cap(spec.name, limits))
     # Time rules: nothing from the future beyond clock skew; a record cannot predate its event.
-    horizon = f"TIMESTAMPTZ {_literal(limits.now.isoformat())} + INTERVAL {limits.clock_skew_seconds} SECOND"
+    now = _literal(limits.now.isoformat())
+    horizon = f"TIMESTAMPTZ {now} + INTERVAL {limits.clock_skew_seconds} SECOND"
     for name in _TIME_FIELDS[table_kind]:
-        terms.append(
-            f"CASE WHEN {columns[name].parsed} > {horizon} THEN {_literal(name + ': in the future')} END"
-        )
+        rules.append(Rule("TRUE", f"{columns[name].alias} > {horizon}", _literal(name + ": in the future")))
     if table_kind == EVENTS:
-        terms.append(
-            f"CASE WHEN {columns['recorded_at'].parsed} < {columns['event_time'].parsed} "
-            "THEN 'recorded_at: before event_time' END"
+        rules.append(
+            Rule(
+                "TRUE",
+                f"{columns['recorded_at'].alias} < {columns['event_time'].alias}",
+                "'recorded_at: before event_time'",
+            )
         )
-    parsed = ",\n  ".join(f"{col.parsed} AS {col.alias}" for col in columns.values())
-    reasons = "concat_ws('; ',\n    " + ",\n    ".join(terms) + ")"
-    return f"SELECT *,\n  {parsed},\n  {reasons} AS _reasons\nFROM {source}"
+    return list(columns.values()), rules
+
+
+def validation_sql(table_kind: str, input_schema: pa.Schema, limits: Limits, source: str) -> str:
+    """SELECT over relation `source` adding typed `p__` columns and a `_bad` flag to every record.
+
+    Only a boolean is computed per row here; the reason strings are built by `reasons_sql` for the
+    few rows flagged bad, which keeps the hot path cheap.
+    """
+    columns, rules = _rules(table_kind, input_schema, limits)
+    parsed = ",\n  ".join(item for col in columns for item in col.select_items())
+    kept = ", ".join(c.alias for c in columns) + "".join(
+        f", {c.blank_alias}" for c in columns if c.needs_blank_flag
+    )
+    always: list[str] = []
+    by_type: dict[str, list[str]] = {}
+    for rule in rules:
+        if rule.when == "TRUE":
+            always.append(f"coalesce({rule.broken}, FALSE)")
+        else:
+            by_type.setdefault(rule.when, []).append(f"coalesce({rule.broken}, FALSE)")
+    # CASE evaluates each branch only on the rows of its type; an OR over all types would not.
+    typed = "".join(f" WHEN {when} THEN {' OR '.join(conds)}" for when, conds in by_type.items())
+    bad = " OR ".join(always) + (f" OR CASE{typed} ELSE FALSE END" if typed else "")
+    return f"SELECT _row, {kept}, {bad} AS _bad FROM (SELECT _row,\n  {parsed}\nFROM {source})"
+
+
+def reasons_sql(table_kind: str, input_schema: pa.Schema, limits: Limits) -> str:
+    """Expression naming every broken rule of a row produced by `validation_sql`, joined by '; '."""
+    _, rules = _rules(table_kind, input_schema, limits)
+    terms = [
+        f"CASE WHEN {r.broken} THEN {r.reason} END"
+        if r.when == "TRUE"
+        else f"CASE WHEN {r.when} AND {r.broken} THEN {r.reason} END"
+        for r in rules
+    ]
+    return "concat_ws('; ',\n    " + ",\n    ".join(terms) + ")"
 
 
 def raw_json_sql(input_schema: pa.Schema) -> str:
