@@ -63,25 +63,23 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a cooperative world with known truth: raw feeds, applications, outcomes, truth/."""
-    import shutil
-
     from features.simulate import SimulationConfig, parse_scenario, simulate_world
 
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            console.print(f"[red]{out} is not empty; pass --overwrite to replace it[/red]")
-            raise typer.Exit(2)
-        shutil.rmtree(out)
-    config = SimulationConfig(
-        members=members,
-        months=months,
-        seed=seed,
-        scenarios=tuple(parse_scenario(s) for s in scenario or []),
-    )
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        console.print(f"[red]{out} is not empty; pass --overwrite to replace it[/red]")
+        raise typer.Exit(2)
+    try:
+        scenarios = tuple(parse_scenario(s, months) for s in scenario or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scenario") from exc
+    config = SimulationConfig(members=members, months=months, seed=seed, scenarios=scenarios)
     with _progress(not as_json) as bar:
         task = bar.add_task("simulating", total=months)
         summary = simulate_world(
-            config, out, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            config,
+            out,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            overwrite=overwrite,
         )
     if as_json:
         emit_json(summary.to_dict())

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from features.contracts import EVENT_TYPES, REFERENCE_CONTRACTS
 from features.event_log import EventLog, write_parquet_atomic
 from features.ledger import IngestLedger, SourceRecord, file_sha256
-from features.readers import DATA_SUFFIXES, BrokenLine, iter_chunks, read_header
+from features.readers import DATA_SUFFIXES, BrokenLine, FileChunk, iter_chunks, read_header
 from features.validation import (
     EVENTS,
     PARSED_PREFIX,
@@ -202,6 +202,7 @@ class Ingestor:
         quarantine_dir: Path,
         limits: Limits,
         batch_id: str,
+        chunk_rows: int = 1_000_000,
         memory_limit: str = "2GB",
     ) -> None:
         self.log = log
@@ -210,8 +211,11 @@ class Ingestor:
         self.batch_id = batch_id
         self._con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2})
         self._con.execute("SET TimeZone = 'UTC'")
+        self.chunk_rows = chunk_rows
         self._part = 0
         self._loaded_keys: set[str] = set()
+        self._sources: list[SourceCounts] = []
+        self._buffers: dict[str, _Buffer] = {}
 
     def close(self) -> None:
         """Release the DuckDB connection."""
@@ -232,23 +236,51 @@ class Ingestor:
         self._loaded_keys.add(table_kind)
         return name
 
-    def ingest_chunk(
-        self,
-        table_kind: str,
-        records: pa.Table,
-        broken: list[BrokenLine],
-        first_record_index: int,
-        counts: SourceCounts,
-    ) -> None:
-        """Validate, quarantine, dedupe and append one chunk of one source."""
+    def add(self, table_kind: str, chunk: FileChunk, counts: SourceCounts) -> None:
+        """Buffer one chunk of one source; small files are pooled so each write stays large."""
+        contract = contract_for(table_kind)
+        records = _conform(chunk.records, contract.names)
+        n = records.num_rows
+        source_index = len(self._sources)
+        self._sources.append(counts)
+        records = records.append_column("_source", pa.repeat(pa.scalar(source_index, pa.int32()), n))
+        records = records.append_column(
+            "_row", pa.array(range(chunk.first_record_index, chunk.first_record_index + n), pa.int64())
+        )
+        counts.rows_read += n + len(chunk.broken)
+        counts.quarantined += len(chunk.broken)
+        buffer = self._buffers.setdefault(table_kind, _Buffer())
+        if buffer.tables and buffer.tables[0].schema != records.schema:
+            self._flush(table_kind)
+            buffer = self._buffers[table_kind]
+        buffer.tables.append(records)
+        buffer.rows += n
+        buffer.broken += [(counts.source, line) for line in chunk.broken]
+        if buffer.rows >= self.chunk_rows:
+            self._flush(table_kind)
+
+    def flush(self) -> None:
+        """Process everything still buffered."""
+        for table_kind in list(self._buffers):
+            self._flush(table_kind)
+
+    def _flush(self, table_kind: str) -> None:
+        buffer = self._buffers.pop(table_kind, None)
+        if buffer is None or (not buffer.rows and not buffer.broken):
+            return
+        records = pa.concat_tables(buffer.tables) if buffer.tables else None
+        self._part += 1
+        part_name = f"{self.batch_id}-{self._part:05d}"
+        rejected = self._store(table_kind, records, part_name) if records is not None else None
+        self._quarantine(table_kind, rejected, buffer.broken, part_name)
+
+    def _store(self, table_kind: str, records: pa.Table, part_name: str) -> pa.Table:
+        """Validate, dedupe and append pooled records; return the rejected ones with reasons."""
         con = self._con
         contract = contract_for(table_kind)
         key = contract.key[0]
         seen = self._seen_table(table_kind)
-        n = records.num_rows
-        records = records.append_column(
-            "_row", pa.array(range(first_record_index, first_record_index + n), pa.int64())
-        )
+        records = records.append_column("_seq", pa.array(range(records.num_rows), pa.int64()))
         con.register("chunk_in", records)
         try:
             con.execute(
@@ -258,89 +290,90 @@ class Ingestor:
             reasons = reasons_sql(table_kind, records.schema, self.limits)
             rejected = _fetch(
                 con,
-                f"SELECT _row AS record_index, {reasons} AS reasons, "
+                f"SELECT c._source, c._row AS record_index, {reasons} AS reasons, "
                 f"{raw_json_sql(records.schema)} AS raw "
-                "FROM (SELECT * FROM checked WHERE _bad) JOIN chunk_in USING (_row) ORDER BY _row",
+                "FROM (SELECT * FROM checked WHERE _bad) c JOIN chunk_in USING (_seq) ORDER BY _seq",
             )
         finally:
             con.unregister("chunk_in")
         parsed = ", ".join(f'"{PARSED_PREFIX}{n}" AS "{n}"' for n in contract.names)
-        # Repeats are rare: find the few rows to drop (a later repeat of a key within the chunk, or a
+        # Repeats are rare: find the few rows to drop (a later repeat of a key within the pool, or a
         # key already stored) instead of sorting or windowing every row.
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE drop_rows AS
-                WITH valid AS (SELECT _row, "{PARSED_PREFIX}{key}" AS k FROM checked WHERE NOT _bad),
-                     repeated AS (SELECT k, min(_row) AS first_row FROM valid GROUP BY k HAVING count(*) > 1)
-                SELECT v._row FROM valid v JOIN repeated r ON v.k = r.k WHERE v._row > r.first_row
+                WITH valid AS (SELECT _seq, "{PARSED_PREFIX}{key}" AS k FROM checked WHERE NOT _bad),
+                     repeated AS (SELECT k, min(_seq) AS first FROM valid GROUP BY k HAVING count(*) > 1)
+                SELECT v._seq FROM valid v JOIN repeated r ON v.k = r.k WHERE v._seq > r.first
                 UNION
-                SELECT v._row FROM valid v JOIN {seen} s ON s.k = v.k"""
+                SELECT v._seq FROM valid v JOIN {seen} s ON s.k = v.k"""
         )
         fresh = _fetch(
             con,
-            f"SELECT {parsed} FROM checked WHERE NOT _bad AND _row NOT IN (SELECT _row FROM drop_rows)",
+            f"SELECT {parsed}, _source FROM checked "
+            "WHERE NOT _bad AND _seq NOT IN (SELECT _seq FROM drop_rows)",
         )
-        valid = n - rejected.num_rows
-        accepted = fresh.num_rows
-        self._part += 1
-        part_name = f"{self.batch_id}-{self._part:05d}"
+        counts_by_source = _count_by(records.column("_source"))
+        rejected_by_source = _count_by(rejected.column("_source"))
+        accepted_by_source = _count_by(fresh.column("_source"))
+        for index, total in counts_by_source.items():
+            counts = self._sources[index]
+            valid = total - rejected_by_source.get(index, 0)
+            accepted = accepted_by_source.get(index, 0)
+            counts.accepted += accepted
+            counts.duplicates += valid - accepted
+            counts.quarantined += rejected_by_source.get(index, 0)
+        fresh = fresh.drop_columns(["_source"])
         if table_kind == EVENTS:
             types = fresh.column("event_type")
             for etype in EVENT_TYPES:
                 rows = fresh.filter(pc.equal(types, etype))
                 if rows.num_rows:
                     self.log.append_events(etype, rows, part_name)
-        elif accepted:
+        elif fresh.num_rows:
             self.log.append_table(table_kind, fresh, part_name)
         con.register("fresh_keys", fresh.select([key]))
         try:
             con.execute(f"INSERT INTO {seen} SELECT {key} FROM fresh_keys")
         finally:
             con.unregister("fresh_keys")
-        self._quarantine(table_kind, counts.source, rejected, broken, part_name)
-        counts.rows_read += n + len(broken)
-        counts.accepted += accepted
-        counts.duplicates += valid - accepted
-        counts.quarantined += rejected.num_rows + len(broken)
+        return rejected
 
     def _quarantine(
         self,
         table_kind: str,
-        source: str,
-        rejected: pa.Table,
-        broken: list[BrokenLine],
+        rejected: pa.Table | None,
+        broken: list[tuple[str, BrokenLine]],
         part_name: str,
     ) -> None:
-        total = rejected.num_rows + len(broken)
+        bad = 0 if rejected is None else rejected.num_rows
+        total = bad + len(broken)
         if not total:
             return
+        sources = (
+            []
+            if rejected is None
+            else [self._sources[i].source for i in rejected.column("_source").to_pylist()]
+        )
         table = pa.table(
             {
                 "batch_id": pa.array([self.batch_id] * total, pa.string()),
-                "source": pa.array([source] * total, pa.string()),
+                "source": pa.array(sources + [source for source, _ in broken], pa.string()),
                 "table_kind": pa.array([table_kind] * total, pa.string()),
-                "record_index": pa.concat_arrays(
-                    [
-                        rejected.column("record_index").combine_chunks(),
-                        pa.nulls(len(broken), pa.int64()),
-                    ]
+                "record_index": pa.array(
+                    ([] if rejected is None else rejected.column("record_index").to_pylist())
+                    + [None] * len(broken),
+                    pa.int64(),
                 ),
-                "line_number": pa.concat_arrays(
-                    [
-                        pa.nulls(rejected.num_rows, pa.int64()),
-                        pa.array([b.line_number for b in broken], pa.int64()),
-                    ]
+                "line_number": pa.array([None] * bad + [b.line_number for _, b in broken], pa.int64()),
+                "reasons": pa.array(
+                    ([] if rejected is None else rejected.column("reasons").to_pylist())
+                    + [b.reason for _, b in broken],
+                    pa.string(),
                 ),
-                "reasons": pa.concat_arrays(
-                    [
-                        rejected.column("reasons").combine_chunks(),
-                        pa.array([b.reason for b in broken], pa.string()),
-                    ]
-                ),
-                "raw": pa.concat_arrays(
-                    [
-                        rejected.column("raw").combine_chunks().cast(pa.string()),
-                        pa.array([b.text for b in broken], pa.string()),
-                    ]
+                "raw": pa.array(
+                    ([] if rejected is None else rejected.column("raw").cast(pa.string()).to_pylist())
+                    + [b.text for _, b in broken],
+                    pa.string(),
                 ),
             },
             schema=QUARANTINE_SCHEMA,
@@ -348,6 +381,33 @@ class Ingestor:
         write_parquet_atomic(
             table, self.quarantine_dir / f"batch={self.batch_id}" / f"part-{part_name}.parquet"
         )
+
+
+@dataclass
+class _Buffer:
+    """Records pooled from several small sources until there are enough for one write."""
+
+    tables: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+    broken: list[tuple[str, BrokenLine]] = field(default_factory=list)
+
+
+def _conform(records: pa.Table, names: list[str]) -> pa.Table:
+    """Exactly the contract's columns, in order; a column a feed leaves out becomes NULL text."""
+    n = records.num_rows
+    columns = [
+        records.column(name) if name in records.column_names else pa.nulls(n, pa.string()) for name in names
+    ]
+    return pa.table(columns, names=names)
+
+
+def _count_by(indexes: pa.ChunkedArray) -> dict[int, int]:
+    """How many rows carry each source index."""
+    counted = pc.value_counts(indexes)
+    return {
+        int(v): int(c)
+        for v, c in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
+    }
 
 
 def _estimated_rows(path: Path) -> int:
@@ -381,7 +441,7 @@ def ingest_paths(
     with _writer_lock(log.events_dir.parent):
         report.recovered_batches = recover_crashed(log, ledger, quarantine_dir)
         ledger.start_batch(batch_id, origin)
-        ingestor = Ingestor(log, quarantine_dir, limits, batch_id)
+        ingestor = Ingestor(log, quarantine_dir, limits, batch_id, chunk_rows)
         estimates = [_estimated_rows(p) for p, _ in files]
         total_estimate, done_estimate = sum(estimates), 0
         try:
@@ -396,14 +456,13 @@ def ingest_paths(
                     counts.skipped_as_already_ingested = True
                 else:
                     for chunk in iter_chunks(path, chunk_rows):
-                        ingestor.ingest_chunk(
-                            kind, chunk.records, chunk.broken, chunk.first_record_index, counts
-                        )
+                        ingestor.add(kind, chunk, counts)
                         if progress is not None:
                             progress(done_estimate + min(counts.rows_read, estimate), total_estimate)
                 done_estimate += estimate
                 if progress is not None:
                     progress(done_estimate, total_estimate)
+            ingestor.flush()
         finally:
             ingestor.close()
         ledger.finish_batch(batch_id, [s.record() for s in report.sources])

@@ -231,7 +231,9 @@ def validation_sql(table_kind: str, input_schema: pa.Schema, limits: Limits, sou
     # CASE evaluates each branch only on the rows of its type; an OR over all types would not.
     typed = "".join(f" WHEN {when} THEN {' OR '.join(conds)}" for when, conds in by_type.items())
     bad = " OR ".join(always) + (f" OR CASE{typed} ELSE FALSE END" if typed else "")
-    return f"SELECT _row, {kept}, {bad} AS _bad FROM (SELECT _row,\n  {parsed}\nFROM {source})"
+    # Bookkeeping columns (`_seq`, `_source`, `_row`: where a record came from) pass through.
+    passed = "".join(f"{_quote(n)}, " for n in input_schema.names if n.startswith("_"))
+    return f"SELECT {passed}{kept}, {bad} AS _bad FROM (SELECT {passed}\n  {parsed}\nFROM {source})"
 
 
 def reasons_sql(table_kind: str, input_schema: pa.Schema, limits: Limits) -> str:

@@ -139,3 +139,17 @@ def test_ledger_checksum_changes_with_new_data(store: Store, tmp_path: Path) -> 
     once = store.ledger.checksum()
     store.ingest(write_csv(tmp_path / "events" / "b.csv", varied_rows(count=5, prefix="f")))
     assert len({empty, once, store.ledger.checksum()}) == 3
+
+
+def test_small_files_are_pooled_and_counted_per_source(store: Store, tmp_path: Path) -> None:
+    rows = varied_rows(count=600)
+    paths = [write_csv(tmp_path / "events" / f"{i:02d}.csv", rows[i * 20 : (i + 1) * 20]) for i in range(30)]
+    paths.append(write_csv(tmp_path / "events" / "resent.csv", rows[:5], extra_lines=["x,y"]))
+    report = store.ingest(tmp_path / "events")
+    assert report.totals() == {"rows_read": 606, "accepted": 600, "duplicates": 5, "quarantined": 1}
+    resent = next(s for s in report.sources if s.source.endswith("resent.csv"))
+    assert (resent.accepted, resent.duplicates, resent.quarantined) == (0, 5, 1)
+    assert all(s.accepted == 20 for s in report.sources if not s.source.endswith("resent.csv"))
+    # One pooled write per event type, not one per tiny file.
+    assert len(store.log.event_files()) == len(EVENT_TYPES)
+    assert len(paths) == 31
