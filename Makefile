@@ -5,7 +5,8 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 export UV_PROJECT_ENVIRONMENT := $(VENV)
-export UV_PYTHON := $(shell command -v $(PYTHON))
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON_PREFERENCE := only-system
 export UV_LINK_MODE := copy
 
 .PHONY: install run test test-fast lint bench demo-world clean
