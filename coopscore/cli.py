@@ -70,9 +70,9 @@ def simulate(
         raise typer.Exit(2)
     try:
         scenarios = tuple(parse_scenario(s, months) for s in scenario or [])
+        config = SimulationConfig(members=members, months=months, seed=seed, scenarios=scenarios)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--scenario") from exc
-    config = SimulationConfig(members=members, months=months, seed=seed, scenarios=scenarios)
     with _progress(not as_json) as bar:
         task = bar.add_task("simulating", total=months)
         summary = simulate_world(
@@ -88,7 +88,11 @@ def simulate(
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in summary.to_dict().items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        if isinstance(value, dict):
+            for sub, count in value.items():
+                table.add_row(f"{key}: {sub}", f"{count:,}")
+        else:
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
 
 
