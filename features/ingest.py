@@ -9,6 +9,8 @@ point leaves only whole part files behind, and re-running the same ingest comple
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +27,7 @@ import pyarrow.compute as pc
 from features.contracts import EVENT_TYPES, REFERENCE_CONTRACTS
 from features.event_log import EventLog, write_parquet_atomic
 from features.ledger import IngestLedger, SourceRecord, file_sha256
-from features.readers import DATA_SUFFIXES, BrokenLine, FileChunk, iter_chunks, read_header
+from features.readers import DATA_SUFFIXES, BrokenLine, FileChunk, iter_chunks, json_scalar, read_header
 from features.validation import (
     EVENTS,
     PARSED_PREFIX,
@@ -217,6 +219,8 @@ class Ingestor:
         self._loaded_keys: set[str] = set()
         self._sources: list[SourceCounts] = []
         self._buffers: dict[str, _Buffer] = {}
+        # (record_index, reasons) of every quarantined parsed record, for callers that report them.
+        self.rejections: list[tuple[int, str]] = []
 
     def close(self) -> None:
         """Release the DuckDB connection."""
@@ -362,6 +366,12 @@ class Ingestor:
     ) -> None:
         bad = 0 if rejected is None else rejected.num_rows
         total = bad + len(broken)
+        if rejected is not None and bad:
+            self.rejections += zip(
+                rejected.column("record_index").to_pylist(),
+                rejected.column("reasons").to_pylist(),
+                strict=True,
+            )
         if not total:
             return
         sources = (
@@ -483,6 +493,46 @@ def ingest_paths(
         ledger.finish_batch(batch_id, [s.record() for s in report.sources])
     report.seconds = time.perf_counter() - started
     return report
+
+
+def ingest_records(
+    rows: list[dict[str, object]],
+    source: str,
+    log: EventLog,
+    ledger: IngestLedger,
+    quarantine_dir: Path,
+    limits: Limits,
+    origin: str = "api",
+) -> tuple[IngestReport, list[tuple[int, str]]]:
+    """Ingest events pushed as records (the API's path) with the same validation, dedupe and ledger.
+
+    Returns the report and, per quarantined row, its index in `rows` and its reasons.
+    """
+    started = time.perf_counter()
+    batch_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    report = IngestReport(batch_id=batch_id)
+    columns: dict[str, list[str | None]] = {}
+    for index, row in enumerate(rows):
+        for name in row.keys() - columns.keys():
+            columns[name] = [None] * index
+        for name, values in columns.items():
+            values.append(json_scalar(row.get(name)))
+    records = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+    canonical = json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str).encode()
+    counts = SourceCounts(source, hashlib.sha256(canonical).hexdigest(), EVENTS)
+    report.sources.append(counts)
+    with _writer_lock(log.events_dir.parent):
+        report.recovered_batches = recover_crashed(log, ledger, quarantine_dir)
+        ledger.start_batch(batch_id, origin)
+        ingestor = Ingestor(log, quarantine_dir, limits, batch_id, max(len(rows), 1))
+        try:
+            ingestor.add(EVENTS, FileChunk(records, [], 0), counts)
+            ingestor.flush()
+        finally:
+            ingestor.close()
+        ledger.finish_batch(batch_id, [counts.record()])
+    report.seconds = time.perf_counter() - started
+    return report, sorted(ingestor.rejections)
 
 
 def recover_crashed(log: EventLog, ledger: IngestLedger, quarantine_dir: Path) -> list[str]:

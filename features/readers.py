@@ -124,7 +124,8 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
         yield FileChunk(records, broken, done)
 
 
-def _json_scalar(value: object) -> str | None:
+def json_scalar(value: object) -> str | None:
+    """A JSON value as the text a CSV cell would hold (validation types it later)."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -157,7 +158,7 @@ def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
             for key in record.keys() - columns.keys():
                 columns[key] = [None] * count
             for key, values in columns.items():
-                values.append(_json_scalar(record.get(key)))
+                values.append(json_scalar(record.get(key)))
             count += 1
             if count >= chunk_rows:
                 yield FileChunk(_string_table(columns), broken, done)

@@ -1,0 +1,172 @@
+"""The FastAPI app factory: routers, auth, limits, metrics and the lifespan that loads the champion."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from coopscore.settings import Settings, get_settings
+from features.online.base import OnlineStore
+from serving.decision_log import DecisionLog
+from serving.errors import install_error_handlers
+from serving.metrics import ServiceMetrics
+from serving.routes import admin, decisions, events, health, members, metrics, model, outcomes, score
+from serving.state import AppState, ModelHolder, ScorerLoader
+
+log = logging.getLogger("coopscore.serving")
+
+
+class BodySizeLimit:
+    """Refuse request bodies over the limit (413) before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _send_json(send, 413, b'{"detail":"request body too large"}')
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLargeError
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLargeError:
+            await _send_json(send, 413, b'{"detail":"request body too large"}')
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestMetrics:
+    """Count and time every request by route template and status (a pure ASGI layer: cheap)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
+            self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
+
+
+def _default_loader() -> ScorerLoader:
+    from serving.champion import load_champion
+
+    loader: ScorerLoader = load_champion
+    return loader
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    scorer_loader: ScorerLoader | None = None,
+    online_store: OnlineStore | None = None,
+) -> FastAPI:
+    """Build the API. Tests pass their own settings, loader or store; `coopscore serve` passes none."""
+    settings = settings or get_settings()
+    service_metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from features.online.sqlite import SqliteOnlineStore
+
+        store = online_store or SqliteOnlineStore(settings.online_store_path)
+        decision_log = DecisionLog(settings.decision_log_path)
+        holder = ModelHolder(scorer_loader or _default_loader(), settings)
+        try:
+            _, current = holder.reload()
+        except Exception:  # start anyway: /readyz says why, /v1/score answers 503
+            log.exception("could not load the champion model")
+            current = None
+        if current is not None:
+            service_metrics.set_model(current.scorer.name, current.scorer.version)
+        app.state.coopscore = AppState(settings, store, decision_log, holder, service_metrics)
+        try:
+            yield
+        finally:
+            decision_log.close()
+            if online_store is None:
+                store.close()
+
+    docs: dict[str, Any] = (
+        {} if settings.docs_enabled else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    )
+    app = FastAPI(
+        title="coopscore",
+        summary="Credit scores with reasons for thin-file rural borrowers",
+        version="0.1.0",
+        lifespan=lifespan,
+        **docs,
+    )
+    for router in (
+        health.router,
+        score.router,
+        members.router,
+        events.router,
+        outcomes.router,
+        model.router,
+        admin.router,
+        decisions.router,
+        metrics.router,
+    ):
+        app.include_router(router)
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(RequestMetrics, metrics=service_metrics)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

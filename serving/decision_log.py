@@ -1,0 +1,326 @@
+"""The decision log: every scored request, durable before its response is sent (SQLite, WAL, FULL).
+
+One fsync per request would cap throughput, so a single writer thread commits whatever rows are
+waiting together (group commit); each request still waits for the commit that holds its own row.
+It is the evidence for audits, the source for drift and fairness monitoring, and keeps human reviews
+beside the automated decision (PIPL art. 24).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import sqlite3
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    request_id      TEXT PRIMARY KEY,
+    application_id  TEXT NOT NULL,
+    member_id       TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    model_name      TEXT NOT NULL,
+    model_version   TEXT NOT NULL,
+    pd              REAL NOT NULL,
+    score           REAL NOT NULL,
+    grade           TEXT NOT NULL,
+    decision        TEXT NOT NULL,
+    application     TEXT NOT NULL,
+    features        TEXT NOT NULL,
+    reasons         TEXT NOT NULL,
+    response        TEXT NOT NULL,
+    latency_ms      REAL NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    body_sha256     TEXT
+);
+CREATE INDEX IF NOT EXISTS decisions_created ON decisions(created_at);
+CREATE INDEX IF NOT EXISTS decisions_application ON decisions(application_id);
+CREATE TABLE IF NOT EXISTS reviews (
+    review_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id     TEXT NOT NULL REFERENCES decisions(request_id),
+    reviewer       TEXT NOT NULL,
+    action         TEXT NOT NULL CHECK (action IN ('confirm', 'override')),
+    final_decision TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    created_at     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    application_id TEXT PRIMARY KEY,
+    defaulted      INTEGER NOT NULL,
+    observed_at    TEXT NOT NULL,
+    recorded_at    TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One scored request as logged."""
+
+    request_id: str
+    application_id: str
+    member_id: str
+    created_at: datetime
+    model_name: str
+    model_version: str
+    pd: float
+    score: float
+    grade: str
+    decision: str
+    application: dict[str, Any]
+    features: dict[str, float | None]
+    reasons: list[dict[str, Any]]
+    response: dict[str, Any]
+    latency_ms: float
+    idempotency_key: str | None = None
+    body_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """The response kept for an idempotency key, and the hash of the body it answered."""
+
+    body_sha256: str
+    response: dict[str, Any]
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class DecisionLog:
+    """Append-only decision log with a group-committing writer thread."""
+
+    def __init__(self, path: Path, max_group: int = 256) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._max_group = max_group
+        self._queue: queue.Queue[tuple[DecisionRecord, Future[StoredResponse | None]] | None] = queue.Queue()
+        self._writer_con = self._connect()
+        self._writer_con.executescript(_SCHEMA)
+        self._local = threading.local()
+        self._thread = threading.Thread(target=self._run, name="decision-log-writer", daemon=True)
+        self._thread.start()
+        self.commits = 0
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute("PRAGMA busy_timeout=30000")
+        return con
+
+    def _reader(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self._connect()
+            self._local.con = con
+        return con
+
+    def close(self) -> None:
+        """Flush what is queued, stop the writer and close the connection."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        self._writer_con.close()
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def submit(self, record: DecisionRecord) -> Future[StoredResponse | None]:
+        """Queue a record; the future resolves once it is durable.
+
+        It resolves to None when the row was written, or to the response already stored under the
+        same idempotency key (a concurrent duplicate), in which case nothing new was written.
+        """
+        future: Future[StoredResponse | None] = Future()
+        self._queue.put((record, future))
+        return future
+
+    async def append(self, record: DecisionRecord) -> StoredResponse | None:
+        """Await durability of one record (see `submit`)."""
+        return await asyncio.wrap_future(self.submit(record))
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < self._max_group:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self._commit(group)
+            if stop:
+                return
+
+    def _commit(self, group: list[tuple[DecisionRecord, Future[StoredResponse | None]]]) -> None:
+        con = self._writer_con
+        results: list[StoredResponse | None] = []
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            for record, _ in group:
+                cur = con.execute(
+                    """INSERT OR IGNORE INTO decisions VALUES
+                       (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (
+                        record.request_id,
+                        record.application_id,
+                        record.member_id,
+                        record.created_at.isoformat(),
+                        record.model_name,
+                        record.model_version,
+                        record.pd,
+                        record.score,
+                        record.grade,
+                        record.decision,
+                        _dumps(record.application),
+                        _dumps(record.features),
+                        _dumps(record.reasons),
+                        _dumps(record.response),
+                        record.latency_ms,
+                        record.idempotency_key,
+                        record.body_sha256,
+                    ),
+                )
+                if cur.rowcount == 1 or record.idempotency_key is None:
+                    results.append(None)
+                else:
+                    row = con.execute(
+                        "SELECT body_sha256, response FROM decisions WHERE idempotency_key = ?",
+                        (record.idempotency_key,),
+                    ).fetchone()
+                    results.append(StoredResponse(row[0], json.loads(row[1])))
+            con.execute("COMMIT")
+            self.commits += 1
+        except BaseException as exc:  # the transaction failed: nobody in this group is durable
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            for _, future in group:
+                future.set_exception(exc)
+            return
+        for (_, future), result in zip(group, results, strict=True):
+            future.set_result(result)
+
+    def add_review(
+        self, request_id: str, reviewer: str, action: str, final_decision: str, reason: str
+    ) -> dict[str, Any]:
+        """Record a human review beside the automated decision (both are kept)."""
+        con = self._reader()
+        created = datetime.now(UTC).isoformat()
+        with con:
+            con.execute("BEGIN IMMEDIATE")
+            cur = con.execute(
+                """INSERT INTO reviews (request_id, reviewer, action, final_decision, reason, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                (request_id, reviewer, action, final_decision, reason, created),
+            )
+        return {
+            "review_id": cur.lastrowid,
+            "request_id": request_id,
+            "reviewer": reviewer,
+            "action": action,
+            "final_decision": final_decision,
+            "reason": reason,
+            "created_at": created,
+        }
+
+    def add_outcomes(self, outcomes: list[tuple[str, bool, datetime]]) -> tuple[int, int]:
+        """Store observed outcomes; returns (stored, linked to a logged decision)."""
+        con = self._reader()
+        recorded = datetime.now(UTC).isoformat()
+        with con:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(
+                "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?)",
+                [(a, int(d), o.isoformat(), recorded) for a, d, o in outcomes],
+            )
+        ids = [a for a, _, _ in outcomes]
+        linked = 0
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            linked += con.execute(
+                f"SELECT count(DISTINCT application_id) FROM decisions WHERE application_id IN ({marks})",
+                part,
+            ).fetchone()[0]
+        return len(outcomes), linked
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def by_idempotency_key(self, key: str) -> StoredResponse | None:
+        """The stored response for an idempotency key, if any."""
+        row = (
+            self._reader()
+            .execute("SELECT body_sha256, response FROM decisions WHERE idempotency_key = ?", (key,))
+            .fetchone()
+        )
+        return None if row is None else StoredResponse(row[0], json.loads(row[1]))
+
+    def get(self, request_id: str) -> dict[str, Any] | None:
+        """One decision with its reviews."""
+        con = self._reader()
+        row = con.execute(
+            "SELECT request_id, decision, response FROM decisions WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        reviews = con.execute(
+            """SELECT review_id, reviewer, action, final_decision, reason, created_at
+               FROM reviews WHERE request_id = ? ORDER BY review_id""",
+            (request_id,),
+        ).fetchall()
+        names = ("review_id", "reviewer", "action", "final_decision", "reason", "created_at")
+        return {
+            "request_id": row[0],
+            "decision": row[1],
+            "response": json.loads(row[2]),
+            "reviews": [dict(zip(names, r, strict=True)) for r in reviews],
+        }
+
+    def request_ids(self) -> set[str]:
+        """Every logged request id (used by durability checks)."""
+        return {r[0] for r in self._reader().execute("SELECT request_id FROM decisions").fetchall()}
+
+    def feature_rows(
+        self, since: datetime | None = None, until: datetime | None = None, last: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Logged feature vectors with pd, score and time, for drift and fairness monitoring."""
+        sql = "SELECT created_at, application_id, member_id, pd, score, decision, features FROM decisions"
+        where, params = [], []
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(since.isoformat())
+        if until is not None:
+            where.append("created_at < ?")
+            params.append(until.isoformat())
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC"
+        if last is not None:
+            sql += f" LIMIT {int(last)}"
+        rows = self._reader().execute(sql, params).fetchall()
+        out = []
+        for created, application_id, member_id, pd_, score, decision, features in rows:
+            row = json.loads(features)
+            row.update(
+                created_at=created,
+                application_id=application_id,
+                member_id=member_id,
+                pd=pd_,
+                score=score,
+                decision=decision,
+            )
+            out.append(row)
+        return out

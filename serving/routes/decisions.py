@@ -1,0 +1,42 @@
+"""Decisions: read one, and let a human confirm or override it (both are kept)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, status
+
+from serving.deps import AdminKey, ReadKey, StateDep
+from serving.schemas import ReviewRequest, ReviewResponse
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+RequestId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+
+
+@router.get("/{request_id}", response_model=dict[str, Any])
+def get_decision(request_id: RequestId, state: StateDep, _key: ReadKey) -> dict[str, Any]:
+    """The logged response and every human review of it."""
+    found = state.decision_log.get(request_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision {request_id!r}")
+    return found
+
+
+@router.post("/{request_id}/review", response_model=ReviewResponse, status_code=201)
+def review_decision(
+    request_id: RequestId, body: ReviewRequest, state: StateDep, key: AdminKey
+) -> ReviewResponse:
+    """A reviewer confirms or overrides an automated decision, with a reason (PIPL art. 24)."""
+    found = state.decision_log.get(request_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision {request_id!r}")
+    if body.action == "override" and body.decision is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            [{"field": "decision", "problem": "an override needs the new decision"}],
+        )
+    final = body.decision if body.action == "override" and body.decision else found["decision"]
+    stored = state.decision_log.add_review(
+        request_id, f"{body.reviewer} (key {key.name})", body.action, final, body.reason
+    )
+    return ReviewResponse(**stored)

@@ -1,0 +1,70 @@
+"""POST /v1/events: pushed events go through the same validation, quarantine and dedupe as files."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, status
+from starlette.concurrency import run_in_threadpool
+
+from features.event_log import EventLog
+from features.ingest import ingest_records
+from features.ledger import IngestLedger
+from features.validation import Limits
+from serving.deps import IngestKey, StateDep
+from serving.schemas import EventsRequest, EventsResponse, RowError
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+@router.post("", response_model=EventsResponse)
+async def post_events(body: EventsRequest, state: StateDep, key: IngestKey) -> EventsResponse:
+    """Append valid events to the log; each bad row comes back with its index and reasons."""
+    settings = state.settings
+    if len(body.events) > settings.max_events_per_request:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            [{"field": "events", "problem": f"at most {settings.max_events_per_request} events per request"}],
+        )
+    limits = Limits(
+        max_amount_cny=settings.max_amount_cny,
+        max_quantity_kg=settings.max_quantity_kg,
+        now=datetime.now(UTC),
+        clock_skew_seconds=settings.clock_skew_seconds,
+    )
+
+    def run() -> tuple[str, int, int, int, list[tuple[int, str]]]:
+        ledger = IngestLedger(settings.ledger_path)
+        try:
+            report, rejections = ingest_records(
+                body.events,
+                f"api:{key.name}",
+                EventLog(settings.events_dir, settings.tables_dir),
+                ledger,
+                settings.quarantine_dir,
+                limits,
+            )
+        finally:
+            ledger.close()
+        totals = report.totals()
+        return report.batch_id, totals["accepted"], totals["duplicates"], totals["quarantined"], rejections
+
+    batch_id, accepted, duplicates, quarantined, rejections = await run_in_threadpool(run)
+    errors = []
+    for index, reasons in rejections:
+        event_id = body.events[index].get("event_id")
+        errors.append(
+            RowError(
+                index=index,
+                event_id=str(event_id) if event_id is not None else None,
+                reasons=reasons.split("; "),
+            )
+        )
+    return EventsResponse(
+        batch_id=batch_id,
+        received=len(body.events),
+        accepted=accepted,
+        duplicates=duplicates,
+        quarantined=quarantined,
+        errors=errors,
+    )

@@ -1,0 +1,40 @@
+"""Liveness and readiness: the only routes that need no API key."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from serving.deps import NO_MODEL, StateDep
+from serving.schemas import HealthResponse, ReadyResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthResponse)
+def healthz() -> HealthResponse:
+    """The process is up."""
+    return HealthResponse(status="ok")
+
+
+@router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
+def readyz(state: StateDep) -> ReadyResponse | JSONResponse:
+    """Ready when a verified champion is loaded and the online store holds vectors."""
+    current = state.models.current
+    live = state.online_store.live_generation()
+    ready = current is not None and live is not None
+    if current is None:
+        detail = state.models.last_error or NO_MODEL
+    elif live is None:
+        detail = "the online store is empty: run `coopscore features materialize`"
+    else:
+        detail = (
+            f"serving {current.scorer.name} v{current.scorer.version}; {live.member_count} members online"
+        )
+    body = ReadyResponse(
+        ready=ready,
+        model_version=current.scorer.version if current else None,
+        online_store=live is not None,
+        detail=detail,
+    )
+    return body if ready else JSONResponse(body.model_dump(mode="json"), status_code=503)

@@ -1,0 +1,17 @@
+"""GET /metrics: Prometheus exposition (read scope: scrapers send a key like any client)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.deps import ReadKey, StateDep
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+def metrics(state: StateDep, _key: ReadKey) -> Response:
+    """Requests and latency by route and status, decisions, score distribution, model version."""
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,22 @@
+"""GET /v1/model: the champion in service, its metrics and model card."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from serving.deps import ModelDep, ReadKey
+from serving.schemas import ModelResponse
+
+router = APIRouter(prefix="/v1/model", tags=["model"])
+
+
+@router.get("", response_model=ModelResponse)
+def get_model(served: ModelDep, _key: ReadKey) -> ModelResponse:
+    """Name, version, metadata (metrics, feature-set version) and the markdown model card."""
+    return ModelResponse(
+        model_name=served.scorer.name,
+        model_version=served.scorer.version,
+        loaded_at=served.loaded_at,
+        metadata=served.scorer.metadata,
+        model_card=served.scorer.model_card,
+    )

@@ -1,0 +1,182 @@
+"""Request and response models of the score API: inputs forbid unknown fields, outputs are explicit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Mirrors features.contracts.LOAN_PURPOSES (a test keeps them equal).
+Purpose = Literal["farm_inputs", "livestock", "equipment", "processing", "trade", "other"]
+
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScoreRequest(_In):
+    """One applicant: who they are and what they ask for."""
+
+    member_id: str = Field(pattern=_ID, description="cooperative member id")
+    amount_cny: float = Field(gt=0, le=5_000_000, description="amount requested, yuan")
+    term_months: int = Field(ge=1, le=120, description="loan term in months")
+    purpose: Purpose
+    applied_at: datetime | None = Field(default=None, description="defaults to now (UTC)")
+    application_id: str | None = Field(default=None, pattern=_ID, description="generated when absent")
+    explain: Literal["top", "all"] = Field(
+        default="top", description='"all" adds every reason group\'s points (they sum to score)'
+    )
+    allow_new_member: bool = Field(
+        default=False, description="score an unknown member on peer signals alone (sent to review)"
+    )
+
+
+class BatchScoreRequest(_In):
+    """Several applicants scored in one call (capped by settings)."""
+
+    applications: list[ScoreRequest] = Field(min_length=1)
+
+
+class ReasonOut(_Out):
+    """One reason group that moved the score, in words the applicant can read."""
+
+    code: str
+    points: float = Field(description="score points this group added (negative lowers the score)")
+    text_zh: str
+    text_en: str
+    features: dict[str, float | None] = Field(description="the feature values behind this reason")
+
+
+class ScoreResponse(_Out):
+    """The decision for one application, with its reasons."""
+
+    request_id: str
+    application_id: str
+    member_id: str
+    pd: float = Field(description="calibrated probability of default within 12 months")
+    score: float
+    grade: Literal["A", "B", "C", "D", "E"]
+    decision: Literal["approve", "review", "decline"]
+    decision_notes: list[str] = Field(description="why the policy chose this decision")
+    reasons: list[ReasonOut] = Field(description="top reasons that lowered the score")
+    base_points: float
+    group_points: dict[str, float] | None = Field(
+        default=None, description='with explain="all": points of every reason group'
+    )
+    model_name: str
+    model_version: str
+    features_as_of: datetime | None
+    feature_set_version: str | None
+    scored_at: datetime
+
+
+class BatchScoreResponse(_Out):
+    """Responses in request order."""
+
+    results: list[ScoreResponse]
+
+
+class MemberFeaturesResponse(_Out):
+    """A member's online feature vector."""
+
+    member_id: str
+    as_of: datetime
+    feature_set_version: str
+    features: dict[str, float | None]
+
+
+class EventsRequest(_In):
+    """Raw events as a cooperative app would push them (the wide event layout, values as sent)."""
+
+    events: list[dict[str, Any]] = Field(min_length=1)
+
+
+class RowError(_Out):
+    """Why one submitted row was set aside."""
+
+    index: int
+    event_id: str | None
+    reasons: list[str]
+
+
+class EventsResponse(_Out):
+    """What ingestion did with the pushed rows."""
+
+    batch_id: str
+    received: int
+    accepted: int
+    duplicates: int
+    quarantined: int
+    errors: list[RowError]
+
+
+class OutcomeIn(_In):
+    """An observed loan outcome for an application."""
+
+    application_id: str = Field(pattern=_ID)
+    defaulted: bool = Field(description="90+ days past due within 12 months")
+    observed_at: datetime
+
+
+class OutcomesRequest(_In):
+    outcomes: list[OutcomeIn] = Field(min_length=1, max_length=10_000)
+
+
+class OutcomesResponse(_Out):
+    stored: int
+    linked_to_decisions: int
+
+
+class ReviewRequest(_In):
+    """A human reviewer confirms or overrides an automated decision (PIPL art. 24)."""
+
+    reviewer: str = Field(min_length=1, max_length=128)
+    action: Literal["confirm", "override"]
+    decision: Literal["approve", "review", "decline"] | None = Field(
+        default=None, description="the new decision; required to override"
+    )
+    reason: str = Field(min_length=3, max_length=2_000)
+
+
+class ReviewResponse(_Out):
+    review_id: int
+    request_id: str
+    reviewer: str
+    action: str
+    final_decision: str
+    reason: str
+    created_at: datetime
+
+
+class ModelResponse(_Out):
+    """The champion in service."""
+
+    model_name: str
+    model_version: str
+    loaded_at: datetime
+    metadata: dict[str, Any]
+    model_card: str | None
+
+
+class ReloadResponse(_Out):
+    previous_version: str | None
+    model_version: str
+    changed: bool
+
+
+class HealthResponse(_Out):
+    status: Literal["ok"]
+
+
+class ReadyResponse(_Out):
+    ready: bool
+    model_version: str | None
+    online_store: bool
+    detail: str

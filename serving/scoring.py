@@ -1,0 +1,74 @@
+"""What the API needs from a model, and the feature vector it hands over for one applicant.
+
+`Scorer` is the narrow interface the routes call; `serving.champion` adapts the registered
+`CreditModel` to it. Feature vectors are the member's online vector plus the request-time
+application features, computed by the same `application_features` function training used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from features.views import application_features
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason group's contribution to a score."""
+
+    code: str
+    points: float
+    text_zh: str
+    text_en: str
+    features: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A model's answer for one applicant."""
+
+    pd: float
+    score: float
+    grade: str
+    decision: str
+    decision_notes: list[str]
+    reasons: list[Reason]
+    base_points: float
+    group_points: dict[str, float] = field(default_factory=dict)
+
+
+class Scorer(Protocol):
+    """A loaded, verified model that scores one applicant in process."""
+
+    name: str
+    version: str
+    metadata: dict[str, Any]
+    model_card: str | None
+    feature_names: tuple[str, ...]
+
+    def score_one(self, features: Mapping[str, float], *, force_review: str | None = None) -> Scored:
+        """Score one feature vector; `force_review` sends it to review with that note."""
+        ...
+
+
+def applicant_vector(
+    member_features: Mapping[str, float], *, amount_cny: float, term_months: int
+) -> dict[str, float]:
+    """The member's vector plus the request-time application features (one shared definition)."""
+    vector = dict(member_features)
+    for name, value in application_features(
+        member_features, amount_cny=amount_cny, term_months=term_months
+    ).items():
+        vector[name] = float(value)
+    return vector
+
+
+def json_safe(features: Mapping[str, float]) -> dict[str, float | None]:
+    """NaN (no evidence) becomes null in JSON."""
+    return {
+        k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
+        for k, v in features.items()
+    }

@@ -1,0 +1,60 @@
+"""What one API process holds: settings, stores, the decision log, metrics and the model in service."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from coopscore.settings import Settings
+from features.online.base import OnlineStore
+from serving.decision_log import DecisionLog
+from serving.metrics import ServiceMetrics
+from serving.scoring import Scorer
+
+ScorerLoader = Callable[[Settings], Scorer | None]
+
+
+@dataclass
+class ServedModel:
+    """A loaded scorer and when it went live; requests hold a reference, so a swap drops none."""
+
+    scorer: Scorer
+    loaded_at: datetime
+
+
+class ModelHolder:
+    """The champion in service; `reload` loads and verifies a new one before swapping it in."""
+
+    def __init__(self, loader: ScorerLoader, settings: Settings) -> None:
+        self._loader = loader
+        self._settings = settings
+        self._lock = threading.Lock()
+        self.current: ServedModel | None = None
+        self.last_error: str | None = None
+
+    def reload(self) -> tuple[ServedModel | None, ServedModel | None]:
+        """Load the current champion; returns (previous, now serving). Failures keep the old one."""
+        with self._lock:
+            previous = self.current
+            try:
+                scorer = self._loader(self._settings)
+            except Exception as exc:  # a broken or tampered model must never replace a good one
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                raise
+            if scorer is not None:
+                self.current = ServedModel(scorer, datetime.now(UTC))
+                self.last_error = None
+            return previous, self.current
+
+
+@dataclass
+class AppState:
+    """Everything routes need, built once in the lifespan."""
+
+    settings: Settings
+    online_store: OnlineStore
+    decision_log: DecisionLog
+    models: ModelHolder
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
