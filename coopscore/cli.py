@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 events_app = typer.Typer(help="Inspect the event log.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 console = Console(stderr=True)
 
@@ -195,6 +197,54 @@ def events_stats(as_json: JsonOption = False) -> None:
     for reason, count in stats["quarantine"]["by_reason"].items():
         quarantine.add_row(reason, f"{count:,}")
     out.print(quarantine)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who the key is for, e.g. a lender's loan app.")],
+    scopes: Annotated[
+        list[str], typer.Option("--scopes", help="Scopes: score, ingest, read, admin. Repeatable.")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Print a new API key once, and the settings entry (its SHA-256) to add to COOPSCORE_API_KEYS."""
+    from coopscore.settings import ApiKeyEntry
+    from serving.auth import hash_key, new_key
+
+    wanted = [s for part in scopes for s in part.split(",") if s]
+    try:
+        entry = ApiKeyEntry(name=name, sha256="0" * 64, scopes=tuple(wanted))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scopes") from exc
+    key = new_key()
+    entry = entry.model_copy(update={"sha256": hash_key(key)})
+    if as_json:
+        emit_json({"key": key, "entry": entry.model_dump(mode="json")})
+        return
+    console.print("[bold]API key (shown once, store it now):[/bold]")
+    sys.stdout.write(key + "\n")
+    console.print("Add this entry to the JSON list in COOPSCORE_API_KEYS:")
+    console.print(json.dumps(entry.model_dump(mode="json")), soft_wrap=True, highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the score API (uvicorn): loads and verifies the champion at start-up."""
+    import uvicorn
+
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
 
 
 def main() -> None:
