@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from serving.deps import ModelDep, ReadKey
+from serving.deps import ModelDep, require_scope
 from serving.schemas import ModelResponse
 
-router = APIRouter(prefix="/v1/model", tags=["model"])
+router = APIRouter(prefix="/v1/model", tags=["model"], dependencies=[Depends(require_scope("read"))])
 
 
 @router.get("", response_model=ModelResponse)
-def get_model(served: ModelDep, _key: ReadKey) -> ModelResponse:
+def get_model(served: ModelDep) -> ModelResponse:
     """Name, version, metadata (metrics, feature-set version) and the markdown model card."""
     return ModelResponse(
         model_name=served.scorer.name,

@@ -10,18 +10,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, status
+from fastapi import APIRouter, Depends, Header, HTTPException, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from features.online.base import MemberVector
 from serving.decision_log import DecisionRecord
-from serving.deps import ModelDep, ScoreKey, StateDep
+from serving.deps import StateDep, require_scope, served_model
 from serving.schemas import BatchScoreRequest, BatchScoreResponse, ReasonOut, ScoreRequest, ScoreResponse
 from serving.scoring import Scored, Scorer, applicant_vector, json_safe
 from serving.state import AppState, ServedModel
 
-router = APIRouter(prefix="/v1/score", tags=["score"])
+# Auth runs before anything else, so an unauthenticated caller learns nothing about service state.
+router = APIRouter(prefix="/v1/score", tags=["score"], dependencies=[Depends(require_scope("score"))])
 
 NEW_MEMBER_NOTE = "new member: no cooperative history on file, scored on peer signals alone"
 IdempotencyKey = Annotated[
@@ -139,18 +140,15 @@ def _replay(stored_sha: str, body_sha: str, response: dict[str, Any]) -> JSONRes
 async def score(
     body: ScoreRequest,
     state: StateDep,
-    served: ModelDep,
-    _key: ScoreKey,
     idempotency_key: IdempotencyKey = None,
 ) -> ScoreResponse | JSONResponse:
     """PD, score, grade, decision and the reasons that lowered the score (zh/en)."""
-    return await score_application(state, served, body, idempotency_key)
+    # Looked up here, not as a dependency, so a malformed request gets its 422 even without a model.
+    return await score_application(state, served_model(state), body, idempotency_key)
 
 
 @router.post("/batch", response_model=BatchScoreResponse, summary="Score several applicants")
-async def score_batch(
-    body: BatchScoreRequest, state: StateDep, served: ModelDep, _key: ScoreKey
-) -> BatchScoreResponse:
+async def score_batch(body: BatchScoreRequest, state: StateDep) -> BatchScoreResponse:
     """Each item is scored and logged as one decision; unknown members fail the whole batch (404)."""
     cap = state.settings.max_batch_items
     if len(body.applications) > cap:
@@ -158,6 +156,7 @@ async def score_batch(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
             [{"field": "applications", "problem": f"at most {cap} applications per batch"}],
         )
+    served = served_model(state)
     results = []
     for item in body.applications:
         result = await score_application(state, served, item, None)
