@@ -1,0 +1,87 @@
+"""The decision log: group commit, durability per row, idempotency-key conflicts, reviews."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from serving.decision_log import DecisionLog, DecisionRecord
+
+
+def record(i: int, *, key: str | None = None, sha: str | None = None) -> DecisionRecord:
+    return DecisionRecord(
+        request_id=f"{i:032x}",
+        application_id=f"app-{i}",
+        member_id="m1",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        model_name="coopscore-pd",
+        model_version="1",
+        pd=0.05,
+        score=610.0,
+        grade="B",
+        decision="approve",
+        application={"amount_cny": 5000},
+        features={"savings_balance": 10.0, "tenure_months": None},
+        reasons=[],
+        response={"request_id": f"{i:032x}", "score": 610.0},
+        latency_ms=1.0,
+        idempotency_key=key,
+        body_sha256=sha,
+    )
+
+
+def test_concurrent_appends_are_grouped_into_few_commits_and_all_durable(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "d.sqlite")
+
+    async def many() -> list[object]:
+        return await asyncio.gather(*(log.append(record(i)) for i in range(400)))
+
+    results = asyncio.run(many())
+    assert results == [None] * 400
+    commits = log.commits
+    log.close()
+    assert commits < 400  # rows waiting together were committed together
+    con = sqlite3.connect(tmp_path / "d.sqlite")
+    assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 400
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_same_idempotency_key_returns_the_first_stored_response(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "d.sqlite")
+
+    async def race() -> list[object]:
+        return await asyncio.gather(*(log.append(record(i, key="k1", sha="s")) for i in range(5)))
+
+    results = asyncio.run(race())
+    first = [r for r in results if r is None]
+    replays = [r for r in results if r is not None]
+    assert len(first) == 1 and len(replays) == 4
+    stored = log.by_idempotency_key("k1")
+    assert stored is not None and stored.body_sha256 == "s"
+    assert all(r.response == stored.response for r in replays)  # type: ignore[union-attr]
+    assert len(log.request_ids()) == 1
+    log.close()
+
+
+def test_reviews_are_kept_beside_the_decision(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "d.sqlite")
+    log.submit(record(1)).result(timeout=10)
+    log.add_review(f"{1:032x}", "officer li", "override", "decline", "income proof missing")
+    found = log.get(f"{1:032x}")
+    assert found is not None
+    assert found["decision"] == "approve"
+    assert found["reviews"][0]["final_decision"] == "decline"
+    log.close()
+
+
+def test_feature_rows_for_monitoring(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "d.sqlite")
+    for i in range(3):
+        log.submit(record(i)).result(timeout=10)
+    rows = log.feature_rows(last=2)
+    assert len(rows) == 2
+    assert rows[0]["savings_balance"] == 10.0 and rows[0]["tenure_months"] is None
+    assert {"pd", "score", "decision", "created_at"} <= rows[0].keys()
+    log.close()
