@@ -247,6 +247,17 @@ def serve(
     )
 
 
+def _register_job_commands() -> None:
+    """Commands of the later lifecycle stages live in their own modules (each adds its commands)."""
+    from coopscore import cli_features, cli_monitor
+
+    app.add_typer(cli_features.app, name="features", help="Feature store: materialize, get, list.")
+    cli_monitor.register(app)
+
+
+_register_job_commands()
+
+
 def main() -> None:
     """Entry point for `python -m coopscore`."""
     app()

@@ -51,7 +51,7 @@ class ReasonOut(_Out):
     points: float = Field(description="score points this group added (negative lowers the score)")
     text_zh: str
     text_en: str
-    features: dict[str, float | None] = Field(description="the feature values behind this reason")
+    features: dict[str, float | str | None] = Field(description="the feature values behind this reason")
 
 
 class ScoreResponse(_Out):

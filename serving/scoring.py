@@ -23,7 +23,7 @@ class Reason:
     points: float
     text_zh: str
     text_en: str
-    features: dict[str, float | None]
+    features: dict[str, float | str | None]
 
 
 @dataclass(frozen=True)

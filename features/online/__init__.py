@@ -1,0 +1,4 @@
+"""Online feature store: the latest member vectors, served by key (`base.OnlineStore`).
+
+Backends live one per module (`sqlite.SqliteOnlineStore` is the embedded default).
+"""
