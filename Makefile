@@ -24,10 +24,14 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 install: $(VENV)/.synced
 
-run: install ## simulate the demo world and ingest it
+WORLD_END = $$($(VENV)/bin/python -c "import json; print(json.load(open('data/world/manifest.json'))['world']['end'])")
+
+run: install ## simulate the demo world, ingest it, materialize the online store
 	$(RUN) coopscore simulate --members 20000 --months 26 --seed 7 --out data/world --overwrite
 	$(RUN) coopscore ingest data/world
 	$(RUN) coopscore events stats
+	# The demo world ends before today: vectors are materialized as of its last day.
+	$(RUN) coopscore features materialize --as-of "$(WORLD_END)"
 
 test: install ## the whole suite
 	$(RUN) pytest -q
