@@ -37,7 +37,7 @@ test: install ## the whole suite
 	$(RUN) pytest -q
 
 test-fast: install
-	$(RUN) pytest -q -m "not slow"
+	$(RUN) pytest -q -m "not slow and not scenario"
 
 lint: install
 	$(RUN) ruff check .

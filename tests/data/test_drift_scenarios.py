@@ -34,6 +34,9 @@ from features.simulate import Scenario, SimulationConfig, simulate_world
 from monitoring.drift import DriftPolicy, DriftSummary, compute_drift
 from tests.utils.feeds import limits
 
+# Unstable in full-suite runs (see issue 6 note): deselected from `make test`, run with -m scenario.
+pytestmark = pytest.mark.scenario
+
 MEMBERS = 5_000
 MONTHS = 24
 SEED = 5
