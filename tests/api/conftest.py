@@ -42,14 +42,14 @@ def make_settings(tmp_path: Path, keys: Keys, **overrides: object) -> Settings:
         ApiKeyEntry(name=f"{s}-only", sha256=hash_key(k), scopes=(s,)) for s, k in keys.by_scope.items()
     ]
     entries.append(ApiKeyEntry(name="everything", sha256=hash_key(keys.all_scopes), scopes=SCOPES))
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "data",
-        tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db",
-        artifact_root=tmp_path / "mlruns" / "artifacts",
-        api_keys=tuple(entries),
-        **overrides,
-    )
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "tracking_uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        "artifact_root": tmp_path / "mlruns" / "artifacts",
+        "api_keys": tuple(entries),
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 
 
 def fill_online_store(settings: Settings, names: tuple[str, ...], rows: dict[str, list[float]]) -> None:

@@ -1,0 +1,90 @@
+"""Adapt the registered `CreditModel` to the API's `Scorer`: load the champion, verified, once."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from coopscore.settings import Settings
+from models import mlflow_io
+from models.credit_model import CreditModel
+from models.registry import load_model
+from serving.scoring import Reason, Scored
+
+CHAMPION = "champion"
+
+
+class CreditModelScorer:
+    """A verified `CreditModel` plus what the API shows about it."""
+
+    def __init__(self, model: CreditModel, metadata: dict[str, Any], model_card: str | None) -> None:
+        identity = model.identity
+        self.model = model
+        self.name = identity.name if identity else "coopscore-pd"
+        self.version = identity.version if identity else "unregistered"
+        self.metadata = metadata
+        self.model_card = model_card
+        self.feature_names = tuple(model.feature_names)
+
+    def score_one(self, features: Mapping[str, float], *, force_review: str | None = None) -> Scored:
+        """PD, score, grade, decision and top-4 reasons from one booster call."""
+        assessment = self.model.assess(dict(features), top_k=4)
+        explanation = assessment.explanation
+        decision = assessment.decision.outcome
+        notes = [assessment.decision.detail or assessment.decision.reason]
+        if force_review is not None:
+            # Too little on file to decide automatically: a person looks at it, never an auto-decline.
+            decision = "review"
+            notes.insert(0, force_review)
+        reasons = [
+            Reason(
+                code=r.group,
+                points=r.points,
+                text_zh=r.text_zh,
+                text_en=r.text_en,
+                features={f.name: _display(f.value) for f in r.features},
+            )
+            for r in explanation.reasons
+        ]
+        return Scored(
+            pd=explanation.pd,
+            score=explanation.score,
+            grade=explanation.grade,
+            decision=decision,
+            decision_notes=notes,
+            reasons=reasons,
+            base_points=explanation.base_points,
+            group_points=dict(explanation.group_points),
+        )
+
+
+def _display(value: float | str | None) -> float | str | None:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def load_champion(settings: Settings) -> CreditModelScorer | None:
+    """The champion from the registry (checksums verified), or None when none is registered yet."""
+    try:
+        model = load_model(CHAMPION, settings.tracking_uri, model_name=settings.model_name)
+    except KeyError:
+        return None
+    metadata: dict[str, Any] = {"feature_set_version": model.feature_set_version}
+    card: str | None = None
+    identity = model.identity
+    if identity is not None and identity.run_id:
+        metadata["metrics"] = mlflow_io.run_metrics(settings.tracking_uri, identity.run_id)
+        metadata["params"] = mlflow_io.run_params(settings.tracking_uri, identity.run_id)
+        with mlflow_io.temp_dir("coopscore-card-") as tmp:
+            try:
+                from pathlib import Path
+
+                path = mlflow_io.download_run_artifact(
+                    settings.tracking_uri, identity.run_id, "model_card.md", Path(tmp)
+                )
+                card = path.read_text(encoding="utf-8")
+            except Exception:  # a model without a card still serves; /v1/model says so
+                card = None
+    return CreditModelScorer(model, metadata, card)

@@ -1,0 +1,159 @@
+"""The score API on a real model: trained, registered in a temp MLflow store, loaded and verified."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from features.contracts import PROTECTED_ATTRIBUTES
+from serving.champion import load_champion
+from tests.api.conftest import Keys, fill_online_store, make_settings
+from tests.utils.model_fixtures import SyntheticSource, fast_config, golden_applicant
+from training.job import retrain
+
+ClientFactory = Callable[..., TestClient]
+APPLICATION = {"amount_cny": 8000, "term_months": 12, "purpose": "livestock"}
+
+
+@pytest.fixture(scope="module")
+def champion_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, float]]]:
+    root = tmp_path_factory.mktemp("mlflow")
+    source = SyntheticSource(n=12_000, seed=1)
+    retrain(
+        source,
+        config=fast_config(),
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_root=root / "artifacts",
+    )
+    training_set = source.load()
+    members = {
+        "strong": golden_applicant(training_set, strong=True),
+        "weak": golden_applicant(training_set, strong=False),
+    }
+    return root, members
+
+
+@pytest.fixture
+def client(
+    champion_store: tuple[Path, dict[str, dict[str, float]]],
+    client_factory: ClientFactory,
+    keys: Keys,
+    tmp_path: Path,
+) -> TestClient:
+    root, members = champion_store
+    overrides = {
+        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+        "artifact_root": root / "artifacts",
+    }
+    settings = make_settings(tmp_path, keys, **overrides)
+    names = tuple(n for n in members["strong"] if not n.startswith("application_"))
+    fill_online_store(settings, names, {m: [v[n] for n in names] for m, v in members.items()})
+    return client_factory(load_champion, **overrides)
+
+
+def score(client: TestClient, keys: Keys, member: str = "strong", **extra: object) -> dict:
+    response = client.post(
+        "/v1/score", json={"member_id": member, **APPLICATION, **extra}, headers=keys.header("score")
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_score_returns_a_decision_with_additive_reason_points(client: TestClient, keys: Keys) -> None:
+    body = score(client, keys, "weak", explain="all")
+    assert 0 < body["pd"] < 1
+    assert body["grade"] in "ABCDE"
+    assert body["decision"] in ("approve", "review", "decline")
+    assert math.isclose(body["base_points"] + sum(body["group_points"].values()), body["score"], abs_tol=1e-6)
+    assert 1 <= len(body["reasons"]) <= 4
+    assert all(r["points"] < 0 and r["text_zh"] and r["text_en"] for r in body["reasons"])
+    assert body["model_version"] == "1" and body["features_as_of"] is not None
+    assert not set(PROTECTED_ATTRIBUTES) & set(str(body).split("'"))
+
+
+def test_a_strong_applicant_outscores_a_weak_one(client: TestClient, keys: Keys) -> None:
+    strong, weak = score(client, keys, "strong"), score(client, keys, "weak")
+    assert strong["score"] > weak["score"]
+    assert strong["pd"] < weak["pd"]
+    assert weak["decision"] != "approve"
+
+
+def test_every_decision_is_in_the_log_before_the_reply(
+    client: TestClient, keys: Keys, tmp_path: Path
+) -> None:
+    bodies = [score(client, keys) for _ in range(3)]
+    con = sqlite3.connect(tmp_path / "data" / "decisions.sqlite")
+    logged = {r[0] for r in con.execute("SELECT request_id FROM decisions")}
+    assert {b["request_id"] for b in bodies} <= logged
+
+
+def test_unknown_member_is_404_or_review_on_peer_signals(client: TestClient, keys: Keys) -> None:
+    missing = client.post(
+        "/v1/score", json={"member_id": "ghost", **APPLICATION}, headers=keys.header("score")
+    )
+    assert missing.status_code == 404
+    assert "allow_new_member" in missing.json()["detail"]
+    new = score(client, keys, "ghost", allow_new_member=True)
+    assert new["decision"] == "review"
+    assert any("new member" in n for n in new["decision_notes"])
+
+
+def test_idempotency_key_replays_and_refuses_a_different_body(client: TestClient, keys: Keys) -> None:
+    headers = {**keys.header("score"), "Idempotency-Key": "loan-42"}
+    body = {"member_id": "strong", **APPLICATION}
+    first = client.post("/v1/score", json=body, headers=headers)
+    again = client.post("/v1/score", json=body, headers=headers)
+    assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()
+    changed = client.post("/v1/score", json={**body, "amount_cny": 9000}, headers=headers)
+    assert changed.status_code == 422
+    assert changed.json()["detail"][0]["field"] == "Idempotency-Key"
+
+
+def test_concurrent_duplicates_make_one_decision(client: TestClient, keys: Keys, tmp_path: Path) -> None:
+    headers = {**keys.header("score"), "Idempotency-Key": "race-1"}
+    body = {"member_id": "weak", **APPLICATION}
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: client.post("/v1/score", json=body, headers=headers), range(8)))
+    assert all(r.status_code == 200 for r in responses)
+    assert len({r.json()["request_id"] for r in responses}) == 1
+    con = sqlite3.connect(tmp_path / "data" / "decisions.sqlite")
+    assert con.execute("SELECT count(*) FROM decisions WHERE idempotency_key = 'race-1'").fetchone()[0] == 1
+
+
+def test_batch_scores_in_order_and_is_capped(
+    client: TestClient, keys: Keys, client_factory: ClientFactory
+) -> None:
+    items = [{"member_id": m, **APPLICATION} for m in ("strong", "weak")]
+    response = client.post("/v1/score/batch", json={"applications": items}, headers=keys.header("score"))
+    assert response.status_code == 200
+    assert [r["member_id"] for r in response.json()["results"]] == ["strong", "weak"]
+
+
+def test_model_reload_review_and_readiness(client: TestClient, keys: Keys) -> None:
+    model = client.get("/v1/model", headers=keys.header("read")).json()
+    assert model["model_version"] == "1" and model["metadata"]["metrics"]
+    reload = client.post("/v1/admin/reload", headers=keys.header("admin")).json()
+    assert reload == {"previous_version": "1", "model_version": "1", "changed": False}
+    assert client.get("/readyz").json()["ready"] is True
+    decision = score(client, keys, "weak")
+    review = client.post(
+        f"/v1/decisions/{decision['request_id']}/review",
+        json={
+            "reviewer": "officer wang",
+            "action": "override",
+            "decision": "approve",
+            "reason": "collateral seen",
+        },
+        headers=keys.header("admin"),
+    )
+    assert review.status_code == 201
+    stored = client.get(f"/v1/decisions/{decision['request_id']}", headers=keys.header("read")).json()
+    assert stored["decision"] == decision["decision"]
+    assert stored["reviews"][0]["final_decision"] == "approve"

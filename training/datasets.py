@@ -1,0 +1,349 @@
+"""Training sets: labelled applications with their point-in-time features, segments and fingerprint.
+
+Two sources, one shape (`TrainingSet`):
+- the event log (`event_log_training_set`): applications and outcomes from the reference tables,
+  features from the views as of each `applied_at`, fingerprinted by the ingest ledger's checksum;
+- a lender's own table (`table_training_set`): features already in columns, protected columns
+  kept out of the model and carried along for audits, fingerprinted by the file's SHA-256.
+
+Segments (thin/thick file, county, cooperative tenure band, protected columns) are for evaluation
+and audits only; county comes from the cooperatives table and never reaches the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from models.spec import ModelSpec, spec_for_table, spec_from_registry
+from training.labels import LabelReport, data_as_of, label_applications, label_horizon, utc
+
+if TYPE_CHECKING:
+    from features.offline import DuckDBEngine
+    from features.views import FeatureRegistry
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+# What a traditional lender sees: the application's own fields and the formal/cooperative loan record.
+BUREAU_GROUPS: Final = ("repayment", "late_repayment")
+BUREAU_FEATURES: Final = ("has_prior_loan", "application_amount_cny", "application_term_months")
+THIN_FILE_FEATURE: Final = "has_prior_loan"
+TENURE_FEATURE: Final = "coop_tenure_months"
+TENURE_BANDS: Final = ((6.0, "<6m"), (12.0, "6-12m"), (24.0, "12-24m"), (np.inf, "24m+"))
+
+
+class InsufficientDataError(ValueError):
+    """Too few labelled applications (or defaults) to train and evaluate honestly."""
+
+
+@dataclass(frozen=True)
+class DataFingerprint:
+    """What the training data was: its source checksum, as-of time and feature-set version."""
+
+    source: str  # "event_log" | "table"
+    checksum: str
+    as_of: str
+    feature_set_version: str
+
+    def training_key(self, config_digest: str) -> str:
+        """Same data + same feature set + same config -> same key -> nothing new to train."""
+        text = "\x1f".join((self.source, self.checksum, self.as_of, self.feature_set_version, config_digest))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form."""
+        return {
+            "source": self.source,
+            "checksum": self.checksum,
+            "as_of": self.as_of,
+            "feature_set_version": self.feature_set_version,
+        }
+
+
+@dataclass
+class TrainingSet:
+    """Labelled applications in `applied_at` order, with features in model column order."""
+
+    features: pd.DataFrame
+    label: IntArray
+    applied_at: pd.Series
+    ids: npt.NDArray[np.object_]
+    segments: pd.DataFrame
+    spec: ModelSpec
+    horizon: pd.Timestamp
+    fingerprint: DataFingerprint
+    labels: LabelReport | None = None
+    bureau_features: list[str] = field(default_factory=list)
+    truth_pd: FloatArray | None = None
+    thin_segment: str | None = None  # segment column that marks thin files, if any
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+# --------------------------------------------------------------------------------------------------
+# From the event log
+# --------------------------------------------------------------------------------------------------
+
+
+def ledger_checksum(ledger_path: Path) -> str:
+    """The ingest ledger's fingerprint of the event log ('' if there is no ledger)."""
+    if not ledger_path.exists():
+        return ""
+    from features.ledger import IngestLedger
+
+    ledger = IngestLedger(ledger_path)
+    try:
+        return ledger.checksum()
+    finally:
+        ledger.close()
+
+
+def files_checksum(*folders: Path) -> str:
+    """Fallback fingerprint without a ledger: names and sizes of every stored part file."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(folder.rglob("*.parquet")):
+            digest.update(f"{path.relative_to(folder)}\x1f{path.stat().st_size}\x1e".encode())
+    return digest.hexdigest()
+
+
+def read_outcomes(events_dir: Path, tables_dir: Path) -> pd.DataFrame:
+    """The stored outcomes table (empty frame with the contract columns if none yet)."""
+    from features.event_log import EventLog
+
+    outcomes: pd.DataFrame = EventLog(events_dir, tables_dir).read_table("outcomes").to_pandas()
+    return outcomes
+
+
+def read_cooperative_counties(events_dir: Path, tables_dir: Path) -> dict[str, str]:
+    """coop_id -> county_id from the cooperatives table (segments only, never a model input)."""
+    from features.event_log import EventLog
+
+    table = EventLog(events_dir, tables_dir).read_table("cooperatives", columns=["coop_id", "county_id"])
+    return dict(zip(table["coop_id"].to_pylist(), table["county_id"].to_pylist(), strict=True))
+
+
+def tenure_band(months: pd.Series) -> pd.Series:
+    """Cooperative tenure in bands: <6m, 6-12m, 12-24m, 24m+ (unknown when missing)."""
+    values = pd.to_numeric(months, errors="coerce").to_numpy(dtype=np.float64)
+    labels = np.full(len(values), "unknown", dtype=object)
+    lower = -np.inf
+    for upper, label in TENURE_BANDS:
+        labels[(values >= lower) & (values < upper)] = label
+        lower = upper
+    return pd.Series(labels, index=months.index, dtype=object)
+
+
+def bureau_feature_names(spec: ModelSpec) -> list[str]:
+    """Features a traditional lender would see, among those the spec has."""
+    return [f.name for f in spec.features if f.reason_group in BUREAU_GROUPS or f.name in BUREAU_FEATURES]
+
+
+def read_truth_pd(truth_dir: Path, application_ids: Sequence[str]) -> FloatArray:
+    """True PDs of the given applications from a simulated world's `truth/applications.parquet`."""
+    path = truth_dir / "applications.parquet"
+    if not path.exists() and (truth_dir / "truth" / "applications.parquet").exists():
+        path = truth_dir / "truth" / "applications.parquet"
+    truth = pd.read_parquet(path, columns=["application_id", "true_pd"]).set_index("application_id")
+    aligned = truth["true_pd"].reindex(pd.Index(application_ids))
+    if aligned.isna().any():
+        raise ValueError(f"{int(aligned.isna().sum())} applications have no true PD in {path}")
+    return aligned.to_numpy(dtype=np.float64)
+
+
+def event_log_training_set(
+    *,
+    events_dir: Path,
+    tables_dir: Path,
+    ledger_path: Path,
+    as_of: pd.Timestamp | None = None,
+    window_days: int = 365,
+    registry: FeatureRegistry | None = None,
+    engine: DuckDBEngine | None = None,
+    truth_dir: Path | None = None,
+) -> TrainingSet:
+    """Labelled applications as of `as_of` (default: the data's latest record) with their features."""
+    from features.offline import application_spine, build_features, read_applications
+    from features.views import default_registry
+
+    registry = registry or default_registry()
+    spec = spec_from_registry(registry)
+    applications = read_applications(tables_dir)
+    outcomes = read_outcomes(events_dir, tables_dir)
+    moment = pd.Timestamp(as_of) if as_of is not None else data_as_of(applications, outcomes)
+    if moment.tzinfo is None:
+        moment = moment.tz_localize("UTC")
+    labelled, report = label_applications(applications, outcomes, as_of=moment, window_days=window_days)
+    checksum = ledger_checksum(ledger_path) or files_checksum(events_dir, tables_dir)
+    fingerprint = DataFingerprint("event_log", checksum, moment.isoformat(), registry.version)
+    if labelled.empty:
+        raise InsufficientDataError(f"no labelled applications as of {moment.isoformat()}")
+    frame = build_features(
+        application_spine(labelled),
+        events_dir=events_dir,
+        tables_dir=tables_dir,
+        registry=registry,
+        engine=engine,
+    )
+    features = frame[spec.names].reset_index(drop=True)
+    counties = read_cooperative_counties(events_dir, tables_dir)
+    segments = pd.DataFrame(
+        {
+            "file": np.where(features[THIN_FILE_FEATURE].fillna(0).to_numpy() > 0, "thick", "thin")
+            if THIN_FILE_FEATURE in features
+            else "unknown",
+            "county": labelled["coop_id"].map(counties).fillna("unknown").to_numpy(dtype=object),
+            "tenure": tenure_band(features[TENURE_FEATURE]).to_numpy()
+            if TENURE_FEATURE in features
+            else "unknown",
+        }
+    )
+    ids = labelled["application_id"].to_numpy(dtype=object)
+    return TrainingSet(
+        features=features,
+        label=labelled["defaulted"].to_numpy(dtype=np.int64),
+        applied_at=utc(labelled["applied_at"]).reset_index(drop=True),
+        ids=ids,
+        segments=segments,
+        spec=spec,
+        horizon=label_horizon(moment, window_days),
+        fingerprint=fingerprint,
+        labels=report,
+        bureau_features=bureau_feature_names(spec),
+        truth_pd=read_truth_pd(truth_dir, list(ids)) if truth_dir is not None else None,
+        thin_segment="file" if THIN_FILE_FEATURE in features else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# From a lender's own table
+# --------------------------------------------------------------------------------------------------
+
+_TRUE: Final = frozenset({"1", "true", "t", "yes", "y", "default", "bad"})
+_FALSE: Final = frozenset({"0", "false", "f", "no", "n", "good"})
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".txt"):
+        return pd.read_csv(path, low_memory=False)
+    if suffix in (".jsonl", ".ndjson"):
+        return pd.read_json(path, lines=True)
+    raise ValueError(f"{path}: expected .csv, .parquet or .jsonl")
+
+
+def _binary_label(column: pd.Series, name: str) -> pd.Series:
+    """A 0/1 label from bools, numbers 0/1 or yes/no-like text; NaN where missing."""
+    if column.dtype == bool:
+        return column.astype(np.float64)
+    if pd.api.types.is_numeric_dtype(column):
+        values = column.astype(np.float64)
+    else:
+        text = column.astype("string").str.strip().str.lower()
+        values = pd.Series(np.nan, index=column.index)
+        values[text.isin(_TRUE)] = 1.0
+        values[text.isin(_FALSE)] = 0.0
+        unknown = text.notna() & ~text.isin(_TRUE | _FALSE)
+        if unknown.any():
+            raise ValueError(f"label column {name!r} has values that are not 0/1: {text[unknown].iloc[0]!r}")
+    bad = values.notna() & ~values.isin([0.0, 1.0])
+    if bad.any():
+        raise ValueError(f"label column {name!r} must be 0/1, found {values[bad].iloc[0]!r}")
+    return values
+
+
+def _segment_labels(column: pd.Series) -> pd.Series:
+    """A protected column as audit segments: as is, or quartile bands when numeric with many values."""
+    if pd.api.types.is_numeric_dtype(column) and column.nunique() > 10:
+        bands = pd.qcut(column, 4, duplicates="drop")
+        return bands.astype("string").fillna("unknown").astype(object)
+    return column.astype("string").fillna("unknown").astype(object)
+
+
+def table_training_set(
+    path: Path,
+    *,
+    label: str,
+    time: str,
+    id_column: str | None = None,
+    protected: Sequence[str] = (),
+    monotone: Mapping[str, int] | None = None,
+    drop: Sequence[str] = (),
+) -> TrainingSet:
+    """A training set from a lender's table: every other column is a feature (text -> categorical)."""
+    table = _read_table(path)
+    needed = [label, time, *([id_column] if id_column else []), *protected, *drop]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise KeyError(f"{path}: no column(s) {missing}; columns are {list(table.columns)}")
+    y = _binary_label(table[label], label)
+    times = pd.to_datetime(table[time], utc=True, errors="coerce")
+    usable = y.notna() & times.notna()
+    table, y, times = table.loc[usable], y[usable], times[usable]
+    order = np.argsort(times.to_numpy(), kind="stable")
+    table, y, times = table.iloc[order], y.iloc[order], times.iloc[order]
+    excluded = {label, time, *protected, *drop, *([id_column] if id_column else [])}
+    feature_columns = [c for c in table.columns if c not in excluded]
+    if not feature_columns:
+        raise ValueError(f"{path}: no feature columns left after excluding {sorted(excluded)}")
+    features = pd.DataFrame(index=range(len(table)))
+    categories: dict[str, list[str]] = {}
+    for name in feature_columns:
+        column = table[name].reset_index(drop=True)
+        if column.dtype == bool or pd.api.types.is_numeric_dtype(column):
+            features[name] = column.astype(np.float64)
+        else:
+            text = column.astype("string")
+            categories[name] = sorted(text.dropna().unique().tolist())
+            features[name] = text.astype(object)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    as_of = pd.Timestamp(times.max())
+    spec = spec_for_table(
+        feature_columns, categories=categories, directions=monotone, table_version=digest[:16]
+    )
+    segments = pd.DataFrame(
+        {c: _segment_labels(table[c]).to_numpy() for c in protected}, index=features.index
+    )
+    ids = (
+        table[id_column].astype(str).to_numpy(dtype=object)
+        if id_column
+        else np.array([f"row-{i}" for i in order], dtype=object)
+    )
+    return TrainingSet(
+        features=features,
+        label=y.to_numpy(dtype=np.int64),
+        applied_at=times.reset_index(drop=True),
+        ids=ids,
+        segments=segments,
+        spec=spec,
+        horizon=as_of + pd.Timedelta(microseconds=1),
+        fingerprint=DataFingerprint("table", digest, as_of.isoformat(), spec.feature_set_version),
+        labels=None,
+        bureau_features=[],
+        truth_pd=None,
+        thin_segment=None,
+    )
+
+
+def describe(training_set: TrainingSet) -> dict[str, Any]:
+    """Headline counts of a training set."""
+    return {
+        "rows": len(training_set),
+        "defaults": int(training_set.label.sum()),
+        "default_rate": float(training_set.label.mean()) if len(training_set) else float("nan"),
+        "features": len(training_set.spec.features),
+        "first_application": training_set.applied_at.min().isoformat() if len(training_set) else None,
+        "last_application": training_set.applied_at.max().isoformat() if len(training_set) else None,
+        **({"labels": training_set.labels.to_dict()} if training_set.labels else {}),
+    }

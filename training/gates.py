@@ -1,0 +1,212 @@
+"""Promotion gates: checks a challenger must pass before it becomes the champion.
+
+A gate is any callable `gate(context) -> GateResult` with a `name`; promotion runs a list of them,
+so later checks (e.g. fairness) are added by appending to `default_gates(...)`. Every gate re-scores
+models on the challenger's own OOT rows: the champion is judged on the same applications.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from models.credit_model import CreditModel
+from training.config import GateConfig
+from training.metrics import expected_calibration_error, roc_auc
+from training.pipeline import OOT_LABEL
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Whether one gate passed, why, and the numbers behind it."""
+
+    gate: str
+    passed: bool
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"gate": self.gate, "passed": self.passed, "reason": self.reason, "details": self.details}
+
+
+@dataclass
+class GateContext:
+    """What the gates judge: challenger, champion (if any) and the challenger's OOT rows."""
+
+    challenger: CreditModel
+    oot: pd.DataFrame
+    champion: CreditModel | None = None
+    champion_error: str | None = None  # why a champion exists but could not be loaded
+
+    @property
+    def label(self) -> npt.NDArray[np.int64]:
+        """OOT outcomes."""
+        return self.oot[OOT_LABEL].to_numpy(dtype=np.int64)
+
+    @cached_property
+    def challenger_pd(self) -> FloatArray:
+        """Challenger PDs on the OOT rows."""
+        return self.challenger.predict_pd(self.oot)
+
+    def champion_missing_features(self) -> list[str]:
+        """Champion inputs absent from the challenger's OOT rows."""
+        if self.champion is None:
+            return []
+        return [n for n in self.champion.feature_names if n not in self.oot.columns]
+
+    @cached_property
+    def champion_pd(self) -> FloatArray | None:
+        """Champion PDs on the same OOT rows (None without a usable champion)."""
+        if self.champion is None or self.champion_missing_features():
+            return None
+        return self.champion.predict_pd(self.oot)
+
+
+class Gate(Protocol):
+    """A promotion check."""
+
+    @property
+    def name(self) -> str:
+        """Stable name, used in tags (`gate.<name>.passed`)."""
+        ...
+
+    def __call__(self, context: GateContext) -> GateResult:
+        """Judge the challenger."""
+        ...
+
+
+@dataclass(frozen=True)
+class AucGate:
+    """Challenger OOT AUC >= champion OOT AUC (same rows) - `max_drop`; passes without a champion."""
+
+    max_drop: float = 0.005
+    name: str = "oot_auc"
+
+    def __call__(self, context: GateContext) -> GateResult:
+        """Compare ranking power on the challenger's OOT window."""
+        challenger_auc = roc_auc(context.label, context.challenger_pd)
+        details: dict[str, Any] = {"challenger_auc": challenger_auc, "max_drop": self.max_drop}
+        if context.champion is None:
+            if context.champion_error:
+                return GateResult(
+                    self.name, False, f"champion not loadable: {context.champion_error}", details
+                )
+            return GateResult(self.name, True, "no champion yet", details)
+        missing = context.champion_missing_features()
+        if missing:
+            return GateResult(
+                self.name,
+                False,
+                f"cannot re-score the champion: {len(missing)} of its features are not in the "
+                f"challenger's OOT set ({', '.join(missing[:5])})",
+                details,
+            )
+        champion_pd = context.champion_pd
+        assert champion_pd is not None
+        champion_auc = roc_auc(context.label, champion_pd)
+        details["champion_auc"] = champion_auc
+        if math.isnan(challenger_auc) or math.isnan(champion_auc):
+            return GateResult(self.name, False, "AUC undefined on the OOT set (one class only)", details)
+        passed = challenger_auc >= champion_auc - self.max_drop
+        relation = ">=" if passed else "<"
+        return GateResult(
+            self.name,
+            passed,
+            f"challenger AUC {challenger_auc:.4f} {relation} champion {champion_auc:.4f} - {self.max_drop}",
+            details,
+        )
+
+
+@dataclass(frozen=True)
+class CalibrationGate:
+    """Challenger expected calibration error on the OOT rows <= `max_ece`."""
+
+    max_ece: float = 0.02
+    bins: int = 10
+    name: str = "calibration"
+
+    def __call__(self, context: GateContext) -> GateResult:
+        """Check calibration on the challenger's OOT window."""
+        ece = expected_calibration_error(context.label, context.challenger_pd, self.bins)
+        details = {
+            "ece": ece,
+            "max_ece": self.max_ece,
+            "mean_pd": float(np.mean(context.challenger_pd)),
+            "default_rate": float(np.mean(context.label)),
+        }
+        passed = ece <= self.max_ece
+        return GateResult(
+            self.name, passed, f"ECE {ece:.4f} {'<=' if passed else '>'} {self.max_ece}", details
+        )
+
+
+@dataclass(frozen=True)
+class DirectionGate:
+    """Every constrained feature moves the score the declared way.
+
+    Sweeps each feature over a grid of its OOT values on `rows` OOT applicants (others held fixed):
+    a feature that raises risk (+1) must never raise the score, one that lowers risk (-1) must never
+    lower it.
+    """
+
+    rows: int = 200
+    grid: int = 11
+    tolerance: float = 1e-9
+    name: str = "directions"
+
+    def __call__(self, context: GateContext) -> GateResult:
+        """Check declared directions on the challenger."""
+        model = context.challenger
+        constrained = model.spec.constrained
+        base = model.matrix(context.oot.head(self.rows))
+        violations: list[str] = []
+        for feature in constrained:
+            j = model.spec.index[feature.name]
+            values = base[:, j][~np.isnan(base[:, j])]
+            grid = (
+                np.unique(np.quantile(values, np.linspace(0, 1, self.grid))) if len(values) else np.array([])
+            )
+            if len(grid) < 2:
+                grid = (
+                    np.array([0.0, 1.0]) if not len(values) else np.array([values.min(), values.min() + 1.0])
+                )
+            swept = np.repeat(base, len(grid), axis=0)
+            swept[:, j] = np.tile(grid, len(base))
+            scores = model.score(swept).reshape(len(base), len(grid))
+            steps = np.diff(scores, axis=1) * feature.direction  # +1 feature: score must not rise
+            if (steps > self.tolerance).any():
+                violations.append(f"{feature.name} ({feature.direction:+d})")
+        details = {"checked": len(constrained), "violations": violations, "rows": len(base)}
+        if violations:
+            return GateResult(self.name, False, f"wrong-way score movement: {', '.join(violations)}", details)
+        return GateResult(self.name, True, f"all {len(constrained)} constrained features hold", details)
+
+
+def default_gates(config: GateConfig | None = None) -> list[Gate]:
+    """AUC vs champion, calibration, declared directions (append more, e.g. fairness)."""
+    config = config or GateConfig()
+    return [
+        AucGate(max_drop=config.max_auc_drop),
+        CalibrationGate(max_ece=config.max_ece),
+        DirectionGate(rows=config.direction_rows),
+    ]
+
+
+def run_gates(context: GateContext, gates: list[Gate]) -> list[GateResult]:
+    """Run every gate (all of them, even after a failure, so the record is complete)."""
+    results = []
+    for gate in gates:
+        try:
+            results.append(gate(context))
+        except Exception as error:  # a crashing gate is a failed gate, not a crashed promotion
+            results.append(GateResult(gate.name, False, f"gate raised {type(error).__name__}: {error}"))
+    return results

@@ -1,0 +1,297 @@
+"""The training and retraining jobs, with exit codes a scheduler can act on.
+
+`retrain`: fingerprint the data as of now -> skip if this exact data, feature set and config were
+trained already -> build the training set -> train and evaluate -> register the challenger -> run the
+gates -> promote or keep. With no champion yet, a challenger that passes the calibration and
+direction gates becomes champion (the AUC gate has nothing to compare with and passes).
+
+Exit codes (`ExitCode`):
+    0   promoted: the new model is the champion
+    10  kept: a challenger was registered but the champion stays (a gate failed)
+    11  no new data: this data/feature set/config was already trained; nothing registered
+    12  insufficient data: too few labelled applications or defaults to train honestly
+    13  nothing to promote (promote only: no challenger)
+    1   error (anything unexpected; see stderr)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pandas as pd
+
+from models.registry import MODEL_NAME
+from training.config import TrainingConfig
+from training.datasets import (
+    DataFingerprint,
+    TrainingSet,
+    describe,
+    event_log_training_set,
+    files_checksum,
+    ledger_checksum,
+    table_training_set,
+)
+from training.gates import Gate
+from training.labels import data_as_of
+from training.pipeline import summary_metrics, train_and_evaluate
+from training.promotion import PromotionResult, promote
+from training.tracking import RegisteredRun, find_version_by_training_key, log_and_register
+
+if TYPE_CHECKING:
+    from features.offline import DuckDBEngine
+
+Progress = Callable[[str], None]
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of `coopscore train / retrain / promote`."""
+
+    PROMOTED = 0
+    OK = 0
+    ERROR = 1
+    KEPT = 10
+    NO_NEW_DATA = 11
+    INSUFFICIENT_DATA = 12
+    NOTHING_TO_PROMOTE = 13
+
+
+class TrainingSource(Protocol):
+    """Where a training set comes from: cheap fingerprint first, the full set only if needed."""
+
+    def fingerprint(self) -> DataFingerprint:
+        """The data's fingerprint without building features."""
+        ...
+
+    def load(self) -> TrainingSet:
+        """The full training set."""
+        ...
+
+
+@dataclass
+class EventLogSource:
+    """Training data from the event log and reference tables (features from the views)."""
+
+    events_dir: Path
+    tables_dir: Path
+    ledger_path: Path
+    as_of: pd.Timestamp | None = None
+    window_days: int = 365
+    truth_dir: Path | None = None
+    engine: DuckDBEngine | None = None
+
+    def _as_of(self) -> pd.Timestamp:
+        if self.as_of is not None:
+            stamp = pd.Timestamp(self.as_of)
+            return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        from features.offline import read_applications
+        from training.datasets import read_outcomes
+
+        return data_as_of(read_applications(self.tables_dir), read_outcomes(self.events_dir, self.tables_dir))
+
+    def fingerprint(self) -> DataFingerprint:
+        """Ledger checksum + as-of + feature-set version."""
+        from features.views import default_registry
+
+        checksum = ledger_checksum(self.ledger_path) or files_checksum(self.events_dir, self.tables_dir)
+        return DataFingerprint("event_log", checksum, self._as_of().isoformat(), default_registry().version)
+
+    def load(self) -> TrainingSet:
+        """Labelled applications with point-in-time features."""
+        return event_log_training_set(
+            events_dir=self.events_dir,
+            tables_dir=self.tables_dir,
+            ledger_path=self.ledger_path,
+            as_of=self._as_of(),
+            window_days=self.window_days,
+            engine=self.engine,
+            truth_dir=self.truth_dir,
+        )
+
+
+@dataclass
+class TableSource:
+    """Training data from a lender's own table."""
+
+    path: Path
+    label: str
+    time: str
+    id_column: str | None = None
+    protected: tuple[str, ...] = ()
+    monotone: dict[str, int] = field(default_factory=dict)
+    _loaded: TrainingSet | None = field(default=None, init=False, repr=False)
+
+    def load(self) -> TrainingSet:
+        """The table as a training set (read once)."""
+        if self._loaded is None:
+            self._loaded = table_training_set(
+                self.path,
+                label=self.label,
+                time=self.time,
+                id_column=self.id_column,
+                protected=self.protected,
+                monotone=self.monotone,
+            )
+        return self._loaded
+
+    def fingerprint(self) -> DataFingerprint:
+        """File SHA-256 + latest time + column set."""
+        return self.load().fingerprint
+
+
+@dataclass
+class JobSummary:
+    """The one JSON object `train` / `retrain` print."""
+
+    status: str
+    exit_code: int
+    model_name: str
+    message: str = ""
+    version: str | None = None
+    run_id: str | None = None
+    training_key: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    comparison: list[dict[str, Any]] = field(default_factory=list)
+    promotion: dict[str, Any] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "model_name": self.model_name,
+            "message": self.message,
+            "version": self.version,
+            "run_id": self.run_id,
+            "training_key": self.training_key,
+            "data": self.data,
+            "metrics": self.metrics,
+            "comparison": self.comparison,
+            "promotion": self.promotion,
+            "seconds": self.seconds,
+        }
+
+
+def _stage(progress: Progress | None, name: str) -> None:
+    if progress is not None:
+        progress(name)
+
+
+def train(
+    source: TrainingSource,
+    *,
+    config: TrainingConfig,
+    tracking_uri: str,
+    artifact_root: Path | None,
+    model_name: str = MODEL_NAME,
+    progress: Progress | None = None,
+    skip_if_trained: bool = False,
+) -> tuple[JobSummary, RegisteredRun | None]:
+    """Train, evaluate, log and register a challenger (no promotion).
+
+    With `skip_if_trained`, data already trained with this feature set and config registers
+    nothing and returns status `no_new_data`. `InsufficientDataError` propagates.
+    """
+    began = time.perf_counter()
+    seconds: dict[str, float] = {}
+    _stage(progress, "fingerprint")
+    fingerprint = source.fingerprint()
+    key = fingerprint.training_key(config.digest())
+    seconds["fingerprint"] = round(time.perf_counter() - began, 3)
+    if skip_if_trained:
+        existing = find_version_by_training_key(tracking_uri, model_name, key)
+        if existing is not None:
+            return (
+                JobSummary(
+                    status="no_new_data",
+                    exit_code=ExitCode.NO_NEW_DATA,
+                    model_name=model_name,
+                    message=f"version {existing} was trained on this data, feature set and config",
+                    version=existing,
+                    training_key=key,
+                    data=fingerprint.to_dict(),
+                    seconds=seconds,
+                ),
+                None,
+            )
+    _stage(progress, "build training set")
+    started = time.perf_counter()
+    training_set = source.load()
+    seconds["training set"] = round(time.perf_counter() - started, 3)
+    result = train_and_evaluate(training_set, config, progress=progress)
+    seconds.update(result.seconds)
+    _stage(progress, "log to MLflow")
+    started = time.perf_counter()
+    registered = log_and_register(
+        result,
+        tracking_uri=tracking_uri,
+        artifact_root=artifact_root,
+        model_name=model_name,
+        training_key=key,
+    )
+    seconds["log to MLflow"] = round(time.perf_counter() - started, 3)
+    seconds["total"] = round(time.perf_counter() - began, 3)
+    summary = JobSummary(
+        status="registered",
+        exit_code=ExitCode.OK,
+        model_name=model_name,
+        message=f"version {registered.version} registered as challenger",
+        version=registered.version,
+        run_id=registered.run_id,
+        training_key=key,
+        data={**fingerprint.to_dict(), **describe(training_set), "splits": result.split.describe()},
+        metrics=summary_metrics(result),
+        comparison=result.evaluation.headline(),
+        seconds=seconds,
+    )
+    return summary, registered
+
+
+def retrain(
+    source: TrainingSource,
+    *,
+    config: TrainingConfig,
+    tracking_uri: str,
+    artifact_root: Path | None,
+    model_name: str = MODEL_NAME,
+    gates: list[Gate] | None = None,
+    progress: Progress | None = None,
+) -> JobSummary:
+    """The scheduled job: train if the data is new, then promote or keep (see module exit codes)."""
+    summary, registered = train(
+        source,
+        config=config,
+        tracking_uri=tracking_uri,
+        artifact_root=artifact_root,
+        model_name=model_name,
+        progress=progress,
+        skip_if_trained=True,
+    )
+    if registered is None:
+        return summary
+    _stage(progress, "promotion gates")
+    started = time.perf_counter()
+    outcome: PromotionResult = promote(
+        tracking_uri,
+        model_name=model_name,
+        version=registered.version,
+        gates=gates,
+        gate_config=config.gates,
+    )
+    summary.seconds["promotion gates"] = round(time.perf_counter() - started, 3)
+    summary.promotion = outcome.to_dict()
+    if outcome.promoted:
+        summary.status, summary.exit_code = "promoted", ExitCode.PROMOTED
+        summary.message = f"version {registered.version} is the champion"
+    else:
+        summary.status, summary.exit_code = "kept", ExitCode.KEPT
+        kept = outcome.champion_before or "none"
+        failed = "; ".join(r for r in outcome.reasons if ": FAIL" in r)
+        summary.message = f"champion stays {kept}; version {registered.version} failed: {failed}"
+    return summary

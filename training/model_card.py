@@ -1,0 +1,117 @@
+"""The model card: what the model is for, what it was trained on, how it compares, where it fails."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from training.datasets import describe
+from training.evaluation import CONTENDERS
+from training.pipeline import TrainingResult
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render_model_card(result: TrainingResult, *, model_name: str, version: str, run_id: str) -> str:
+    """Markdown model card of a training run."""
+    ts = result.training_set
+    data = describe(ts)
+    fingerprint = ts.fingerprint
+    model = result.model
+    evaluation = result.evaluation
+    lines = [
+        f"# Model card: {model_name} v{version}",
+        "",
+        "## Intended use",
+        "",
+        "Probability of default (90+ days past due within 12 months) for small low- or zero-interest "
+        "loans to members of rural cooperatives, most of whom have no bank or bureau history. The "
+        "score supports a loan officer: files too thin to judge are routed to review, never declined "
+        "automatically, and every score comes with reason codes in Chinese and English.",
+        "",
+        "Not for: pricing, collections, employment or any decision about people who are not loan "
+        "applicants; members outside the cooperatives and product types it was trained on.",
+        "",
+        "## Data",
+        "",
+        f"- source: `{fingerprint.source}`, checksum `{fingerprint.checksum[:16]}…`, as of "
+        f"`{fingerprint.as_of}`",
+        f"- feature set `{fingerprint.feature_set_version}`: {len(model.spec.features)} inputs, "
+        f"{len(model.spec.constrained)} with a declared (monotone) direction",
+        f"- labelled applications: {data['rows']:,} ({data['defaults']:,} defaults, "
+        f"{_number(data['default_rate'])} rate), applied {data['first_application']} to "
+        f"{data['last_application']}",
+    ]
+    if ts.labels is not None:
+        lines.append(
+            f"- not yet labelled: {ts.labels.window_open:,} applications whose 12-month window is open, "
+            f"{ts.labels.closed_without_outcome:,} closed without a recorded outcome"
+        )
+    lines += ["", "Out-of-time splits (by application time, never at random):", ""]
+    lines += ["| slice | from | to | applications |", "|---|---|---|---|"]
+    for name, window in result.split.describe().items():
+        lines.append(f"| {name} | {window['start'] or 'start'} | {window['end']} | {window['rows']:,} |")
+    lines += [
+        "",
+        "## Model",
+        "",
+        f"LightGBM binary classifier, {result.fit.best_iteration} trees (early-stopped on the "
+        f"validation slice{', then refit on train + validation' if result.fit.refit_on_validation else ''}), "
+        "monotone constraints from the feature views, native missing values. Platt calibration on "
+        f"the calibration slice: log-odds = {model.calibration.slope:.4f} × margin "
+        f"{model.calibration.intercept:+.4f}. Score: {model.scale.base_score:g} points at "
+        f"{model.scale.base_odds:g}:1 good:bad odds, {model.scale.pdo:g} points to double the odds; "
+        "grades " + ", ".join(f"{g} ≥ {c:g}" for g, c in model.scale.grades[:-1]) + f", else "
+        f"{model.scale.grades[-1][0]}. Decision: approve at PD ≤ {model.policy.approve_max_pd:.1%}, "
+        f"decline at PD ≥ {model.policy.decline_min_pd:.1%}, otherwise review; thin files go to review.",
+        "",
+        "## Out-of-time results",
+        "",
+        "Approval rate = share approvable (lowest PD first) at a bad rate ≤ "
+        f"{evaluation.target_bad_rate:.0%}.",
+        "",
+        "| contender | AUC | thin-file AUC | thick-file AUC | Gini | KS | Brier | ECE | approval rate |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in evaluation.headline():
+        lines.append(
+            f"| {CONTENDERS.get(row['contender'], row['contender'])} | {_number(row['auc'])} | "
+            f"{_number(row['thin_auc'])} | {_number(row['thick_auc'])} | {_number(row['gini'])} | "
+            f"{_number(row['ks'])} | {_number(row['brier'], 4)} | {_number(row['ece'], 4)} | "
+            f"{_number(row['approval_rate'])} |"
+        )
+    lines += [
+        "",
+        "### Segments (model)",
+        "",
+        "| segment | value | n | defaults | AUC | mean PD | default rate |",
+    ]
+    lines.append("|---|---|---|---|---|---|---|")
+    for segment in evaluation.segments:
+        m = segment.metrics["model"]
+        lines.append(
+            f"| {segment.segment} | {segment.value} | {m.n:,} | {m.defaults:,} | {_number(m.auc)} | "
+            f"{_number(m.mean_pd, 4)} | {_number(m.default_rate, 4)} |"
+        )
+    lines += [
+        "",
+        "## Limitations",
+        "",
+        "- Labels exist only for applications whose 12-month window has closed: the model has not "
+        "seen the most recent year of applicants' outcomes, and the OOT window is short.",
+        "- Most applicants are thin files; segment AUCs on a few dozen defaults are noisy.",
+        "- Counties, gender, age and group membership are not inputs, but recorded activity can "
+        "proxy for them (e.g. deliveries recorded under a husband's name): see the fairness audit.",
+        "- Shocks that are not yet visible in the records at application time (weather, illness) "
+        "are not captured; the model under-ranks applicants hit by a recent shock.",
+        "- Reason codes explain this model's score, not the cause of a default.",
+        "",
+        f"MLflow run `{run_id}`.",
+    ]
+    return "\n".join(lines) + "\n"
