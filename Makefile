@@ -32,6 +32,9 @@ run: install ## simulate the demo world, ingest it, materialize the online store
 	$(RUN) coopscore events stats
 	# The demo world ends before today: vectors are materialized as of its last day.
 	$(RUN) coopscore features materialize --as-of "$(WORLD_END)"
+	# Exit 10 (champion kept) and 11 (no new data) are fine on a re-run.
+	$(RUN) coopscore retrain --truth data/world; code=$$?; [ $$code -eq 0 ] || [ $$code -eq 10 ] || [ $$code -eq 11 ]
+	$(RUN) coopscore serve --host 127.0.0.1 --port 8000 --demo-key
 
 test: install ## the whole suite
 	$(RUN) pytest -q
