@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -133,6 +136,27 @@ def _monotone(items: list[str] | None) -> dict[str, int]:
             raise typer.BadParameter(f"expected COLUMN=+1|-1|0, got {item!r}", param_hint="--monotone")
         out[name] = int(sign)
     return out
+
+
+@contextmanager
+def _stdout_kept_for_json(enabled: bool) -> Iterator[None]:
+    """With --json, send everything written to file descriptor 1 to stderr while the job runs.
+
+    Native libraries print to fd 1 behind Python's back (DuckDB's progress bar on long queries,
+    solver logs); the one JSON object must be the only thing on stdout.
+    """
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _stages(enabled: bool) -> Any:
@@ -269,7 +293,7 @@ def register(app: typer.Typer) -> None:
         )
         settings = _settings()
         try:
-            with _stages(not as_json) as progress:
+            with _stdout_kept_for_json(as_json), _stages(not as_json) as progress:
                 summary, _ = train(
                     source,
                     config=config,
@@ -304,7 +328,7 @@ def register(app: typer.Typer) -> None:
         source = _source(None, None, None, None, None, {}, truth, as_of, config)
         settings = _settings()
         try:
-            with _stages(not as_json) as progress:
+            with _stdout_kept_for_json(as_json), _stages(not as_json) as progress:
                 summary = retrain(
                     source,
                     config=config,
@@ -348,15 +372,16 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--force needs --by NAME and --reason TEXT", param_hint="--force")
         settings = _settings()
         try:
-            result = promote(
-                settings.tracking_uri,
-                model_name=_model_name(settings, model_name),
-                version=version,
-                gate_config=GateConfig(max_auc_drop=max_auc_drop, max_ece=max_ece),
-                force=force,
-                forced_by=by,
-                force_reason=reason,
-            )
+            with _stdout_kept_for_json(as_json):
+                result = promote(
+                    settings.tracking_uri,
+                    model_name=_model_name(settings, model_name),
+                    version=version,
+                    gate_config=GateConfig(max_auc_drop=max_auc_drop, max_ece=max_ece),
+                    force=force,
+                    forced_by=by,
+                    force_reason=reason,
+                )
         except NothingToPromoteError as error:
             _fail(as_json, ExitCode.NOTHING_TO_PROMOTE, "nothing_to_promote", str(error))
         except Exception as error:
@@ -463,16 +488,13 @@ def _source(
             monotone=monotone,
         )
     settings = _settings()
-    truth_dir = truth
-    if truth is not None and (truth / "truth").is_dir():
-        truth_dir = truth / "truth"
     return EventLogSource(
         events_dir=settings.events_dir,
         tables_dir=settings.tables_dir,
         ledger_path=settings.ledger_path,
         as_of=_as_of(as_of),
         window_days=config.splits.label_window_days,
-        truth_dir=truth_dir,
+        truth_dir=truth,  # a world folder or its truth folder (training reads it, for the oracle only)
     )
 
 

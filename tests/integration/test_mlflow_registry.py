@@ -19,6 +19,9 @@ from tests.utils.model_fixtures import SyntheticSource, fast_config
 from training.job import ExitCode, retrain
 from training.promotion import promote
 
+# MLflow 3.17 on SQLAlchemy 2 warns about its own loader options; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
+
 MODEL = "coopscore-pd-test"
 
 

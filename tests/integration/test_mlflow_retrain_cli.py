@@ -15,6 +15,9 @@ from coopscore.settings import get_settings
 from models import mlflow_io
 from tests.utils.model_fixtures import small_world
 
+# MLflow 3.17 on SQLAlchemy 2 warns about its own loader options; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
+
 
 @pytest.mark.slow
 def test_retrain_then_no_new_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
