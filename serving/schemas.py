@@ -180,3 +180,31 @@ class ReadyResponse(_Out):
     model_version: str | None
     online_store: bool
     detail: str
+
+
+class FieldProblem(_Out):
+    """One invalid input."""
+
+    field: str
+    problem: str
+    type: str | None = None
+
+
+class ErrorResponse(_Out):
+    """Every error: a sentence, or the fields and their problems."""
+
+    detail: str | list[FieldProblem]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (401, "missing or invalid API key"),
+        (403, "the key lacks the scope"),
+        (404, "not found"),
+        (409, "conflict"),
+        (413, "request body too large"),
+        (422, "invalid input: the fields and their problems"),
+        (503, "no model loaded"),
+    )
+}

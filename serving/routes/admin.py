@@ -6,9 +6,9 @@ from fastapi import APIRouter, HTTPException, status
 from starlette.concurrency import run_in_threadpool
 
 from serving.deps import NO_MODEL, AdminKey, StateDep
-from serving.schemas import ReloadResponse
+from serving.schemas import ERROR_RESPONSES, ReloadResponse
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1/admin", tags=["admin"])
 
 
 @router.post("/reload", response_model=ReloadResponse)

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, status
 
 from serving.deps import AdminKey, ReadKey, StateDep
-from serving.schemas import ReviewRequest, ReviewResponse
+from serving.schemas import ERROR_RESPONSES, ReviewRequest, ReviewResponse
 
-router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1/decisions", tags=["decisions"])
 RequestId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 

@@ -12,9 +12,9 @@ from features.ingest import ingest_records
 from features.ledger import IngestLedger
 from features.validation import Limits
 from serving.deps import IngestKey, StateDep
-from serving.schemas import EventsRequest, EventsResponse, RowError
+from serving.schemas import ERROR_RESPONSES, EventsRequest, EventsResponse, RowError
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1/events", tags=["events"])
 
 
 @router.post("", response_model=EventsResponse)

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, status
 
 from serving.deps import ReadKey, StateDep
-from serving.schemas import MemberFeaturesResponse
+from serving.schemas import ERROR_RESPONSES, MemberFeaturesResponse
 from serving.scoring import json_safe
 
-router = APIRouter(prefix="/v1/members", tags=["members"])
+router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1/members", tags=["members"])
 
 
 @router.get("/{member_id}/features", response_model=MemberFeaturesResponse)

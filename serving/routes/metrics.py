@@ -7,8 +7,9 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving.deps import ReadKey, StateDep
+from serving.schemas import ERROR_RESPONSES
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(responses=ERROR_RESPONSES, tags=["metrics"])
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})

@@ -5,9 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from serving.deps import ModelDep, require_scope
-from serving.schemas import ModelResponse
+from serving.schemas import ERROR_RESPONSES, ModelResponse
 
-router = APIRouter(prefix="/v1/model", tags=["model"], dependencies=[Depends(require_scope("read"))])
+router = APIRouter(
+    responses=ERROR_RESPONSES,
+    prefix="/v1/model",
+    tags=["model"],
+    dependencies=[Depends(require_scope("read"))],
+)
 
 
 @router.get("", response_model=ModelResponse)

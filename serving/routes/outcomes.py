@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from serving.deps import IngestKey, StateDep
-from serving.schemas import OutcomesRequest, OutcomesResponse
+from serving.schemas import ERROR_RESPONSES, OutcomesRequest, OutcomesResponse
 
-router = APIRouter(prefix="/v1/outcomes", tags=["outcomes"])
+router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1/outcomes", tags=["outcomes"])
 
 
 @router.post("", response_model=OutcomesResponse)

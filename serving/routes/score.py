@@ -17,12 +17,24 @@ from starlette.concurrency import run_in_threadpool
 from features.online.base import MemberVector
 from serving.decision_log import DecisionRecord
 from serving.deps import StateDep, require_scope, served_model
-from serving.schemas import BatchScoreRequest, BatchScoreResponse, ReasonOut, ScoreRequest, ScoreResponse
+from serving.schemas import (
+    ERROR_RESPONSES,
+    BatchScoreRequest,
+    BatchScoreResponse,
+    ReasonOut,
+    ScoreRequest,
+    ScoreResponse,
+)
 from serving.scoring import Scored, Scorer, applicant_vector, json_safe
 from serving.state import AppState, ServedModel
 
 # Auth runs before anything else, so an unauthenticated caller learns nothing about service state.
-router = APIRouter(prefix="/v1/score", tags=["score"], dependencies=[Depends(require_scope("score"))])
+router = APIRouter(
+    responses=ERROR_RESPONSES,
+    prefix="/v1/score",
+    tags=["score"],
+    dependencies=[Depends(require_scope("score"))],
+)
 
 NEW_MEMBER_NOTE = "new member: no cooperative history on file, scored on peer signals alone"
 IdempotencyKey = Annotated[

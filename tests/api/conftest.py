@@ -78,3 +78,31 @@ def client_factory(tmp_path: Path, keys: Keys) -> Iterator[Callable[..., TestCli
     yield build
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def champion_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, float]]]:
+    """A real champion trained on synthetic applicants and registered in a temp MLflow store."""
+    from tests.utils.model_fixtures import SyntheticSource, fast_config, golden_applicant
+    from training.job import retrain
+
+    root = tmp_path_factory.mktemp("mlflow")
+    source = SyntheticSource(n=12_000, seed=1)
+    summary = retrain(
+        source,
+        config=fast_config(),
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_root=root / "artifacts",
+    )
+    assert summary.status == "promoted", summary.message
+    training_set = source.load()
+    members = {
+        "strong": golden_applicant(training_set, strong=True),
+        "weak": golden_applicant(training_set, strong=False),
+    }
+    return root, members
+
+
+def champion_settings(root: Path) -> dict[str, object]:
+    """Settings overrides pointing at the champion store."""
+    return {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_root": root / "artifacts"}

@@ -14,29 +14,9 @@ from fastapi.testclient import TestClient
 from features.contracts import PROTECTED_ATTRIBUTES
 from serving.champion import load_champion
 from tests.api.conftest import Keys, fill_online_store, make_settings
-from tests.utils.model_fixtures import SyntheticSource, fast_config, golden_applicant
-from training.job import retrain
 
 ClientFactory = Callable[..., TestClient]
 APPLICATION = {"amount_cny": 8000, "term_months": 12, "purpose": "livestock"}
-
-
-@pytest.fixture(scope="module")
-def champion_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, float]]]:
-    root = tmp_path_factory.mktemp("mlflow")
-    source = SyntheticSource(n=12_000, seed=1)
-    retrain(
-        source,
-        config=fast_config(),
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifact_root=root / "artifacts",
-    )
-    training_set = source.load()
-    members = {
-        "strong": golden_applicant(training_set, strong=True),
-        "weak": golden_applicant(training_set, strong=False),
-    }
-    return root, members
 
 
 @pytest.fixture
