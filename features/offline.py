@@ -575,6 +575,8 @@ class DuckDBEngine:
             }
         )
         con.execute("SET TimeZone = 'UTC'")
+        # Long builds would otherwise draw a progress bar on stdout, breaking `--json` output.
+        con.execute("SET enable_progress_bar = false")
         if self.config.temp_directory is not None:
             con.execute(f"SET temp_directory = {_sql_path(self.config.temp_directory)}")
         return con
@@ -650,6 +652,10 @@ class DuckDBEngine:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
             table: pa.Table = con.execute(sql).to_arrow_table()
+        # With preserve_insertion_order off, DuckDB 2.0 can hand back result chunks out of the
+        # ORDER BY order on large results; rows are paired with the spine by position, so sort here.
+        if "spine_row" in table.column_names:
+            table = table.sort_by("spine_row")
         return table
 
     @staticmethod

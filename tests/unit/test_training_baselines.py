@@ -52,3 +52,17 @@ def test_woe_scorecard_follows_the_estimator_contract() -> None:
     assert scorecard.n_features_in_ == 3 and list(scorecard.classes_) == [0, 1]
     # it ranks: riskier (more late payments) gets a higher PD on average
     assert proba[x["late"] >= 3, 1].mean() > proba[x["late"] == 0, 1].mean()
+
+
+def test_the_features_training_relies_on_are_declared_by_the_views() -> None:
+    """A rename in the views must fail here, not silently drop the thin-file rule or a segment."""
+    from models.policy import default_evidence_rule
+    from training.config import PolicyConfig
+    from training.datasets import BUREAU_FEATURES, TENURE_FEATURE, THIN_FILE_FEATURE
+
+    registry = default_registry()
+    evidence = {f.name for f in registry.features if f.reason_group == "evidence"}
+    assert set(default_evidence_rule().features) <= evidence
+    assert set(PolicyConfig().policy().evidence.features) <= evidence
+    assert THIN_FILE_FEATURE in evidence
+    assert {TENURE_FEATURE, *BUREAU_FEATURES} <= set(registry.by_name)
