@@ -17,7 +17,18 @@ from features.online.base import OnlineStore
 from serving.decision_log import DecisionLog
 from serving.errors import install_error_handlers
 from serving.metrics import ServiceMetrics
-from serving.routes import admin, decisions, events, health, members, metrics, model, outcomes, score
+from serving.routes import (
+    admin,
+    decisions,
+    events,
+    health,
+    members,
+    metrics,
+    model,
+    monitoring,
+    outcomes,
+    score,
+)
 from serving.state import AppState, ModelHolder, ScorerLoader
 
 log = logging.getLogger("coopscore.serving")
@@ -157,6 +168,7 @@ def create_app(
         admin.router,
         decisions.router,
         metrics.router,
+        monitoring.router,
     ):
         app.include_router(router)
     install_error_handlers(app)

@@ -36,6 +36,8 @@ GUARDED = [
     ),
     ("get", f"/v1/decisions/{'0' * 32}", "read", None),
     ("get", "/metrics", "read", None),
+    ("get", "/v1/monitoring/drift", "read", None),
+    ("get", "/v1/monitoring/drift/report", "read", None),
 ]
 
 
@@ -186,3 +188,25 @@ def test_purposes_match_the_contract() -> None:
     from typing import get_args
 
     assert set(get_args(Purpose)) == set(LOAN_PURPOSES)
+
+
+def test_drift_routes_serve_the_latest_check(client_factory: ClientFactory, keys: Keys, tmp_path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from monitoring.monitor import run_drift_check
+
+    client = client_factory(no_champion)
+    assert client.get("/v1/monitoring/drift", headers=keys.header("read")).status_code == 404
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame(
+        {"savings_balance": rng.normal(100, 10, 3000), "score": rng.normal(600, 20, 3000)}
+    )
+    current = pd.DataFrame({"savings_balance": rng.normal(160, 10, 3000), "score": rng.normal(600, 20, 3000)})
+    run_drift_check(reference, current, data_dir=tmp_path / "data", evidently=False)
+    summary = client.get("/v1/monitoring/drift", headers=keys.header("read")).json()
+    assert summary["status"] == "drift"
+    report = client.get("/v1/monitoring/drift/report", headers=keys.header("read"))
+    assert report.status_code == 200 and "text/html" in report.headers["content-type"]
+    metrics = client.get("/metrics", headers=keys.header("read")).text
+    assert 'coopscore_feature_psi{feature="savings_balance"}' in metrics
