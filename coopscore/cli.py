@@ -297,11 +297,12 @@ def _some_member_id() -> str:
 
 def _register_job_commands() -> None:
     """Commands of the later lifecycle stages live in their own modules (each adds its commands)."""
-    from coopscore import cli_features, cli_monitor, cli_train
+    from coopscore import cli_audit, cli_features, cli_monitor, cli_train
 
     app.add_typer(cli_features.app, name="features", help="Feature store: materialize, get, list.")
     cli_train.register(app)
     cli_monitor.register(app)
+    cli_audit.register(app)
 
 
 _register_job_commands()
