@@ -216,6 +216,30 @@ def _print_summary(summary: JobSummary) -> None:
     console.print(f"[{colour}]{summary.status}[/{colour}]: {summary.message}")
 
 
+def _fairness_gates(settings: Any, config: Any) -> list[Any] | None:
+    """The default gates plus the fairness gate, built from the restricted member-profile table.
+
+    Protected attributes never enter training; only this gate reads them, to judge the decisions.
+    """
+    from features.event_log import EventLog
+    from features.offline import read_applications
+    from monitoring.fairness import FairnessThresholds
+    from training.fairness_gates import FairnessGate
+    from training.gates import default_gates
+
+    log = EventLog(settings.events_dir, settings.tables_dir)
+    if not log.table_files("member_profiles"):
+        return None
+    profiles = log.read_table("member_profiles").to_pandas()
+    applications = read_applications(settings.tables_dir)
+    # Judge on 95% bootstrap intervals: OOT groups hold a few hundred rows and a few dozen defaults,
+    # so point estimates alone would fail fair models on noise.
+    gate = FairnessGate.from_profiles(
+        profiles, applications, thresholds=FairnessThresholds(require_ci=True), n_boot=200
+    )
+    return [*default_gates(config.gates), gate]
+
+
 def _print_gates(promotion: dict[str, Any]) -> None:
     table = Table(
         title=f"promotion gates: v{promotion['challenger_version']} vs champion "
@@ -316,6 +340,13 @@ def register(app: typer.Typer) -> None:
         validation_months: ValidationOption = None,
         train_months: TrainMonthsOption = None,
         model_name: ModelNameOption = None,
+        fairness: Annotated[
+            bool,
+            typer.Option(
+                "--fairness/--no-fairness",
+                help="Add the fairness gate (needs the member_profiles table; skipped without it).",
+            ),
+        ] = True,
         as_json: JsonOption = False,
     ) -> None:
         """Scheduled job: train on new data, register a challenger, promote it if the gates pass.
@@ -327,6 +358,7 @@ def register(app: typer.Typer) -> None:
         config = _config(config_path, oot_months, calibration_months, validation_months, train_months)
         source = _source(None, None, None, None, None, {}, truth, as_of, config)
         settings = _settings()
+        gates = _fairness_gates(settings, config) if fairness else None
         try:
             with _stdout_kept_for_json(as_json), _stages(not as_json) as progress:
                 summary = retrain(
@@ -335,6 +367,7 @@ def register(app: typer.Typer) -> None:
                     tracking_uri=settings.tracking_uri,
                     artifact_root=settings.artifact_root,
                     model_name=_model_name(settings, model_name),
+                    gates=gates,
                     progress=progress,
                 )
         except Exception as error:
