@@ -41,7 +41,9 @@ def test_retrain_then_no_new_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert contenders == {"model", "oracle", "feature_ceiling", "scorecard", "bureau"}
         oracle = next(r for r in summary["comparison"] if r["contender"] == "oracle")
         assert 0.6 < oracle["auc"] < 1.0
-        assert {g["gate"] for g in summary["promotion"]["gates"]} == {"oot_auc", "calibration", "directions"}
+        # The world has a member-profile table, so the fairness gate judges the decisions too.
+        gates = {g["gate"] for g in summary["promotion"]["gates"]}
+        assert gates == {"oot_auc", "calibration", "directions", "fairness"}
         directions = next(g for g in summary["promotion"]["gates"] if g["gate"] == "directions")
         assert directions["passed"], directions
 
