@@ -40,7 +40,7 @@ test: install ## the whole suite
 	$(RUN) pytest -q
 
 test-fast: install
-	$(RUN) pytest -q -m "not slow and not scenario"
+	$(RUN) pytest -q -m "not slow"
 
 lint: install
 	$(RUN) ruff check .
