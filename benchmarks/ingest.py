@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median shown)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write feeds (default: tmp)")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="coopscore-bench-"))
     coopscore = [sys.executable, "-m", "coopscore"]
     rows: list[tuple[str, int, list[float], float, str, float | None]] = []
