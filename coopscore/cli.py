@@ -113,12 +113,7 @@ def ingest(
     settings = get_settings()
     log = EventLog(settings.events_dir, settings.tables_dir)
     ledger = IngestLedger(settings.ledger_path)
-    limits = Limits(
-        max_amount_cny=settings.max_amount_cny,
-        max_quantity_kg=settings.max_quantity_kg,
-        now=datetime.now(UTC),
-        clock_skew_seconds=settings.clock_skew_seconds,
-    )
+    limits = Limits.from_settings(settings, datetime.now(UTC))
     try:
         with _progress(not as_json) as bar:
             task = bar.add_task("ingesting", total=None)

@@ -178,6 +178,11 @@ def _kind_from_columns(columns: list[str]) -> str | None:
     return None
 
 
+def _new_batch_id() -> str:
+    """Sortable by start time, unique across processes."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> pa.Table:
     """Run a query and return its whole result as one Arrow table."""
     table: pa.Table = con.sql(sql, params=params).to_arrow_table()
@@ -460,7 +465,7 @@ def ingest_paths(
 ) -> IngestReport:
     """Ingest every data file under `paths` as one batch and record it in the ledger."""
     started = time.perf_counter()
-    batch_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    batch_id = _new_batch_id()
     report = IngestReport(batch_id=batch_id)
     files, report.unrecognised = discover(paths)
     with _writer_lock(log.events_dir.parent):
@@ -509,7 +514,7 @@ def ingest_records(
     Returns the report and, per quarantined row, its index in `rows` and its reasons.
     """
     started = time.perf_counter()
-    batch_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    batch_id = _new_batch_id()
     report = IngestReport(batch_id=batch_id)
     columns: dict[str, list[str | None]] = {}
     for index, row in enumerate(rows):

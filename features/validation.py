@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -22,6 +23,9 @@ from features.contracts import (
     FieldSpec,
     TableContract,
 )
+
+if TYPE_CHECKING:
+    from coopscore.settings import Settings
 
 EVENTS = "events"
 PARSED_PREFIX = "p__"
@@ -43,6 +47,16 @@ class Limits:
     max_quantity_kg: float
     now: datetime
     clock_skew_seconds: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings, now: datetime) -> Limits:
+        """The configured caps and skew allowance, judged against `now`."""
+        return cls(
+            max_amount_cny=settings.max_amount_cny,
+            max_quantity_kg=settings.max_quantity_kg,
+            now=now,
+            clock_skew_seconds=settings.clock_skew_seconds,
+        )
 
 
 def contract_for(table_kind: str) -> TableContract:

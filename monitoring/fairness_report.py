@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from monitoring.fairness import FairnessAudit
+from monitoring.monitor import latest_complete_dir
 
 AUDITS_DIR: Final = "audits"
 AUDIT_FILE: Final = "audit.json"
@@ -216,11 +217,8 @@ def write_fairness_audit(
 
 def latest_fairness_audit(data_dir: Path) -> dict[str, Any] | None:
     """The newest complete audit's JSON, or None before the first audit."""
-    root = audits_root(data_dir)
-    if not root.is_dir():
+    latest = latest_complete_dir(audits_root(data_dir), AUDIT_FILE)
+    if latest is None:
         return None
-    done = sorted(p for p in root.iterdir() if p.is_dir() and (p / AUDIT_FILE).is_file())
-    if not done:
-        return None
-    loaded: dict[str, Any] = json.loads((done[-1] / AUDIT_FILE).read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads((latest / AUDIT_FILE).read_text(encoding="utf-8"))
     return loaded

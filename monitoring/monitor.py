@@ -158,12 +158,16 @@ def run_drift_check(
     return DriftCheck(summary, payload, directory, report, chart, run_id)
 
 
-def _latest_dir(data_dir: Path) -> Path | None:
-    root = monitoring_root(data_dir)
+def latest_complete_dir(root: Path, marker: str) -> Path | None:
+    """The newest time-stamped run folder under `root` whose `marker` file (written last) exists."""
     if not root.is_dir():
         return None
-    done = sorted(p for p in root.iterdir() if p.is_dir() and (p / SUMMARY_FILE).is_file())
+    done = sorted(p for p in root.iterdir() if p.is_dir() and (p / marker).is_file())
     return done[-1] if done else None
+
+
+def _latest_dir(data_dir: Path) -> Path | None:
+    return latest_complete_dir(monitoring_root(data_dir), SUMMARY_FILE)
 
 
 def latest_drift_summary(data_dir: Path) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from coopscore.settings import Settings
@@ -79,8 +80,6 @@ def load_champion(settings: Settings) -> CreditModelScorer | None:
         metadata["params"] = mlflow_io.run_params(settings.tracking_uri, identity.run_id)
         with mlflow_io.temp_dir("coopscore-card-") as tmp:
             try:
-                from pathlib import Path
-
                 path = mlflow_io.download_run_artifact(
                     settings.tracking_uri, identity.run_id, "model_card.md", Path(tmp)
                 )

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from features.views import application_features
+from features.views import application_features_for_request
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,10 @@ def applicant_vector(
     member_features: Mapping[str, float], *, amount_cny: float, term_months: int
 ) -> dict[str, float]:
     """The member's vector plus the request-time application features (one shared definition)."""
-    vector = dict(member_features)
-    for name, value in application_features(
-        member_features, amount_cny=amount_cny, term_months=term_months
-    ).items():
-        vector[name] = float(value)
-    return vector
+    return {
+        **member_features,
+        **application_features_for_request(member_features, amount_cny=amount_cny, term_months=term_months),
+    }
 
 
 def json_safe(features: Mapping[str, float]) -> dict[str, float | None]:

@@ -26,12 +26,7 @@ async def post_events(body: EventsRequest, state: StateDep, key: IngestKey) -> E
             status.HTTP_422_UNPROCESSABLE_ENTITY,
             [{"field": "events", "problem": f"at most {settings.max_events_per_request} events per request"}],
         )
-    limits = Limits(
-        max_amount_cny=settings.max_amount_cny,
-        max_quantity_kg=settings.max_quantity_kg,
-        now=datetime.now(UTC),
-        clock_skew_seconds=settings.clock_skew_seconds,
-    )
+    limits = Limits.from_settings(settings, datetime.now(UTC))
 
     def run() -> tuple[str, int, int, int, list[tuple[int, str]]]:
         ledger = IngestLedger(settings.ledger_path)

@@ -98,7 +98,8 @@ async def score_application(
 ) -> ScoreResponse | JSONResponse:
     """Score one application and make its decision durable; replays a stored idempotent answer."""
     started = time.perf_counter()
-    body_sha = _body_sha(body)
+    # The body hash only matters for an idempotent request: skip it on the plain hot path.
+    body_sha = _body_sha(body) if idempotency_key is not None else None
     if idempotency_key is not None:
         stored = state.decision_log.by_idempotency_key(idempotency_key)
         if stored is not None:
@@ -139,7 +140,7 @@ async def score_application(
     return response
 
 
-def _replay(stored_sha: str, body_sha: str, response: dict[str, Any]) -> JSONResponse:
+def _replay(stored_sha: str | None, body_sha: str | None, response: dict[str, Any]) -> JSONResponse:
     if stored_sha != body_sha:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
