@@ -61,6 +61,15 @@ def simulate(
         list[str] | None,
         typer.Option(help="Drift scenario NAME[@MONTH]: drought, new_coop, unit_fen. Repeatable."),
     ] = None,
+    proxy_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Proxy trap strength: share of a left-behind woman's deliveries and land inputs filed "
+            "under another household's id (default 0.6 / 0.5).",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing world folder.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -72,7 +81,9 @@ def simulate(
         raise typer.Exit(2)
     try:
         scenarios = tuple(parse_scenario(s, months) for s in scenario or [])
-        config = SimulationConfig(members=members, months=months, seed=seed, scenarios=scenarios)
+        config = SimulationConfig(
+            members=members, months=months, seed=seed, scenarios=scenarios, proxy_share=proxy_share
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--scenario") from exc
     with _progress(not as_json) as bar:

@@ -210,6 +210,8 @@ def _print_summary(summary: JobSummary) -> None:
                 _number(row["approval_rate"], 2),
             )
         console.print(table)
+    if summary.mitigation:
+        _print_mitigation(summary.mitigation)
     if summary.promotion:
         _print_gates(summary.promotion)
     colour = {0: "green", 10: "yellow", 11: "cyan"}.get(summary.exit_code, "red")
@@ -217,10 +219,8 @@ def _print_summary(summary: JobSummary) -> None:
 
 
 def _fairness_gates(settings: Any, config: Any) -> list[Any] | None:
-    """The default gates plus the fairness gate, built from the restricted member-profile table.
-
-    Protected attributes never enter training; only this gate reads them, to judge the decisions.
-    """
+    """The default gates plus the fairness gate, built from the restricted member-profile table
+    (None without one). Protected attributes never enter training; only this gate reads them."""
     from features.event_log import EventLog
     from features.offline import read_applications
     from monitoring.fairness import FairnessThresholds
@@ -232,12 +232,45 @@ def _fairness_gates(settings: Any, config: Any) -> list[Any] | None:
         return None
     profiles = log.read_table("member_profiles").to_pandas()
     applications = read_applications(settings.tables_dir)
-    # Judge on 95% bootstrap intervals: OOT groups hold a few hundred rows and a few dozen defaults,
-    # so point estimates alone would fail fair models on noise.
+    fair = config.gates.fairness
     gate = FairnessGate.from_profiles(
-        profiles, applications, thresholds=FairnessThresholds(require_ci=True), n_boot=200
+        profiles,
+        applications,
+        thresholds=FairnessThresholds(
+            fair.min_approval_ratio,
+            fair.max_equal_opportunity_difference,
+            fair.max_calibration_gap,
+            require_ci=fair.require_ci,
+        ),
+        min_group_size=fair.min_group_size,
+        n_boot=fair.n_boot,
     )
     return [*default_gates(config.gates), gate]
+
+
+def _print_mitigation(report: dict[str, Any]) -> None:
+    if report.get("first_promotion"):
+        _print_gates(report["first_promotion"])
+    table = Table(title=f"mitigation of v{report['of_version']}: proxy features dropped")
+    for column in ("feature", "group", "alone AUC", "points gap"):
+        table.add_column(column, justify="left" if column in ("feature", "group") else "right")
+    for proxy in report["proxies"]:
+        table.add_row(
+            proxy["feature"],
+            f"{proxy['attribute']}={proxy['group']}",
+            _number(proxy["auc"], 3),
+            _number(proxy["points_gap"], 1),
+        )
+    console.print(table)
+    console.print(
+        f"OOT AUC {_number(report['auc_before'], 3)} -> {_number(report['auc_after'], 3)} "
+        f"(cost {_number(report['auc_cost'], 3)})"
+    )
+    for option in report.get("threshold_optimizer", [])[1:]:
+        console.print(
+            f"for comparison, {option['name']}: AUC {_number(option['auc'], 3)}, "
+            f"{'passes' if option['passed'] else 'fails'} the fairness thresholds ({option['note']})"
+        )
 
 
 def _print_gates(promotion: dict[str, Any]) -> None:
@@ -347,6 +380,14 @@ def register(app: typer.Typer) -> None:
                 help="Add the fairness gate (needs the member_profiles table; skipped without it).",
             ),
         ] = True,
+        mitigate: Annotated[
+            str,
+            typer.Option(
+                "--mitigate",
+                help="When only the fairness gate fails: 'drop-proxies' refits without the proxy "
+                "features behind the gap and judges that model too; 'none' keeps the champion.",
+            ),
+        ] = "none",
         as_json: JsonOption = False,
     ) -> None:
         """Scheduled job: train on new data, register a challenger, promote it if the gates pass.
@@ -358,6 +399,8 @@ def register(app: typer.Typer) -> None:
         config = _config(config_path, oot_months, calibration_months, validation_months, train_months)
         source = _source(None, None, None, None, None, {}, truth, as_of, config)
         settings = _settings()
+        if mitigate not in ("none", "drop-proxies"):
+            raise typer.BadParameter("expected none or drop-proxies", param_hint="--mitigate")
         gates = _fairness_gates(settings, config) if fairness else None
         try:
             with _stdout_kept_for_json(as_json), _stages(not as_json) as progress:
@@ -369,6 +412,8 @@ def register(app: typer.Typer) -> None:
                     model_name=_model_name(settings, model_name),
                     gates=gates,
                     progress=progress,
+                    mitigation="drop-proxies" if mitigate == "drop-proxies" else "none",
+                    data_dir=settings.data_dir,
                 )
         except Exception as error:
             _handle(error, as_json)
@@ -390,6 +435,27 @@ def register(app: typer.Typer) -> None:
         max_ece: Annotated[
             float, typer.Option("--max-ece", min=0, help="Largest allowed OOT expected calibration error.")
         ] = 0.02,
+        fairness: Annotated[
+            bool,
+            typer.Option(
+                "--fairness/--no-fairness",
+                help="Add the fairness gate (needs the member_profiles table; skipped without it).",
+            ),
+        ] = True,
+        min_approval_ratio: Annotated[
+            float, typer.Option("--min-approval-ratio", min=0, max=1, help="Fairness: four-fifths screen.")
+        ] = 0.8,
+        max_eo_difference: Annotated[
+            float,
+            typer.Option("--max-eo-difference", min=0, max=1, help="Fairness: equal-opportunity difference."),
+        ] = 0.05,
+        max_calibration_gap: Annotated[
+            float,
+            typer.Option("--max-calibration-gap", min=0, max=1, help="Fairness: per-group calibration gap."),
+        ] = 0.02,
+        min_group_size: Annotated[
+            int, typer.Option("--min-group-size", min=1, help="Fairness: smaller groups are not judged.")
+        ] = 100,
         model_name: ModelNameOption = None,
         as_json: JsonOption = False,
     ) -> None:
@@ -397,20 +463,32 @@ def register(app: typer.Typer) -> None:
 
         Exit codes: 0 promoted (or forced), 10 kept champion, 13 no challenger, 1 error.
         """
-        from training.config import GateConfig
+        from training.config import FairnessGateConfig, GateConfig, TrainingConfig
         from training.job import ExitCode
         from training.promotion import NothingToPromoteError, promote
 
         if force and not (by and reason):
             raise typer.BadParameter("--force needs --by NAME and --reason TEXT", param_hint="--force")
         settings = _settings()
+        gate_config = GateConfig(
+            max_auc_drop=max_auc_drop,
+            max_ece=max_ece,
+            fairness=FairnessGateConfig(
+                min_approval_ratio=min_approval_ratio,
+                max_equal_opportunity_difference=max_eo_difference,
+                max_calibration_gap=max_calibration_gap,
+                min_group_size=min_group_size,
+            ),
+        )
+        gates = _fairness_gates(settings, TrainingConfig(gates=gate_config)) if fairness else None
         try:
             with _stdout_kept_for_json(as_json):
                 result = promote(
                     settings.tracking_uri,
                     model_name=_model_name(settings, model_name),
                     version=version,
-                    gate_config=GateConfig(max_auc_drop=max_auc_drop, max_ece=max_ece),
+                    gates=gates,
+                    gate_config=gate_config,
                     force=force,
                     forced_by=by,
                     force_reason=reason,

@@ -164,6 +164,9 @@ class SimulationConfig:
     application_rate: float = 0.015  # monthly chance an eligible member applies to the lender
     coop_loan_rate: float = 0.018  # monthly chance an eligible member borrows from the coop fund
     new_coop_share: float = 0.05  # share of members in the `new_coop` scenario's cooperative
+    # The proxy trap's strength: share of a left-behind woman's deliveries and land-input purchases
+    # filed under her proxy household's id (None: 0.6 of deliveries, 0.5 of land inputs).
+    proxy_share: float | None = None
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -180,6 +183,7 @@ class SimulationConfig:
             (0.0 < self.application_rate <= 0.5, "application_rate must be in (0, 0.5]"),
             (0.0 <= self.coop_loan_rate <= 0.5, "coop_loan_rate must be in [0, 0.5]"),
             (0.0 < self.new_coop_share < 0.5, "new_coop_share must be in (0, 0.5)"),
+            (self.proxy_share is None or 0.0 <= self.proxy_share <= 1.0, "proxy_share must be in [0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -288,6 +292,11 @@ def simulate_world(
             application_rate=config.application_rate,
             coop_loan_rate=config.coop_loan_rate,
             new_coop_index=new_coop_index,
+            **(
+                {}
+                if config.proxy_share is None
+                else {"proxy_delivery_share": config.proxy_share, "proxy_land_share": config.proxy_share}
+            ),
         ),
     )
     fen = scenarios.get("unit_fen")

@@ -104,6 +104,8 @@ class ActivityParams:
     coop_loan_rate: float = 0.018
     pd_intercept: float = -3.5
     new_coop_index: int = -1
+    proxy_delivery_share: float = _PROXY_DELIVERY_SHARE
+    proxy_land_share: float = _PROXY_LAND_SHARE
 
 
 @dataclass
@@ -280,7 +282,7 @@ class WorldActivity:
         quality = np.where(u < p_a, 0, np.where(u < 1.0 - p_c, 1, 2))
         unit_price = PRICE_PER_KG[product] * _QUALITY_PRICE[quality] * rng.lognormal(0, 0.08, len(who))
         quantity = np.maximum(0.5, np.round(value / unit_price * 2) / 2)
-        recorded_as, proxied = self._proxy(who, _PROXY_DELIVERY_SHARE, rng)
+        recorded_as, proxied = self._proxy(who, self.params.proxy_delivery_share, rng)
         return EventBatch.build(
             "produce_delivery",
             member=recorded_as,
@@ -323,7 +325,7 @@ class WorldActivity:
             -1.6 - 0.6 * pop.discipline_z[who] + 1.0 * self.stress[who] - 0.3 * pop.income_z[who]
         )
         on_credit = rng.random(len(who)) < p_credit
-        recorded_as, proxied = self._proxy(who, _PROXY_LAND_SHARE, rng, _LAND_INPUTS[category])
+        recorded_as, proxied = self._proxy(who, self.params.proxy_land_share, rng, _LAND_INPUTS[category])
         return EventBatch.build(
             "input_purchase",
             member=recorded_as,
@@ -469,7 +471,7 @@ class WorldActivity:
             * frac[active]
         )
         who = np.repeat(active, rng.poisson(rate))
-        recorded_as, proxied = self._proxy(who, _PROXY_LAND_SHARE, rng)
+        recorded_as, proxied = self._proxy(who, self.params.proxy_land_share, rng)
         return EventBatch.build(
             "green_practice",
             member=recorded_as,

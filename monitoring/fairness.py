@@ -612,7 +612,7 @@ class Proxy:
         return {**asdict(self), "strength": self.strength}
 
 
-def _numeric_feature(series: pd.Series) -> FloatArray:
+def numeric_feature(series: pd.Series) -> FloatArray:
     """Numbers as they are; text as category codes; missing below every value (missingness counts)."""
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
@@ -638,7 +638,7 @@ def proxy_scan(
     attribute is scanned once), the AUC of each feature alone; 'unknown' groups are skipped.
     """
     columns = {str(c): groups[c] for c in groups} if isinstance(groups, pd.DataFrame) else dict(groups)
-    encoded = {name: _numeric_feature(features[name]) for name in features.columns}
+    encoded = {name: numeric_feature(features[name]) for name in features.columns}
     found: list[Proxy] = []
     for attribute, series in columns.items():
         labels = _labels(pd.Series(np.asarray(series, dtype=object))).to_numpy()

@@ -324,3 +324,17 @@ class DecisionLog:
             )
             out.append(row)
         return out
+
+    def outcome_rows(self) -> dict[str, int]:
+        """application_id -> observed default (0/1) from POST /v1/outcomes, for fairness audits."""
+        rows = self._reader().execute("SELECT application_id, defaulted FROM outcomes").fetchall()
+        return {str(a): int(d) for a, d in rows}
+
+    def versions_by_application(self) -> dict[str, str]:
+        """application_id -> model version of its latest logged decision (audits filter by version)."""
+        rows = (
+            self._reader()
+            .execute("SELECT application_id, model_version FROM decisions ORDER BY created_at")
+            .fetchall()
+        )
+        return {str(a): str(v) for a, v in rows}

@@ -120,12 +120,28 @@ class PolicyConfig(_Config):
         )
 
 
+class FairnessGateConfig(_Config):
+    """Fairness gate thresholds on the challenger's OOT decisions, per protected group."""
+
+    min_approval_ratio: float | None = Field(0.8, ge=0, le=1, description="four-fifths screen")
+    max_equal_opportunity_difference: float | None = Field(
+        0.05, ge=0, le=1, description="approval among repaid borrowers: best group minus this group"
+    )
+    max_calibration_gap: float | None = Field(0.02, ge=0, le=1, description="|mean PD - default rate|")
+    min_group_size: int = Field(100, ge=1, description="smaller OOT groups are not judged")
+    # OOT groups hold a few hundred rows and a few dozen defaults: judging point estimates alone
+    # fails fair models on noise, so a flag needs the whole 95% interval beyond the limit.
+    require_ci: bool = True
+    n_boot: int = Field(200, ge=0, description="bootstrap replicates for the intervals")
+
+
 class GateConfig(_Config):
     """Promotion thresholds."""
 
     max_auc_drop: float = Field(0.005, ge=0, description="challenger OOT AUC >= champion's minus this")
     max_ece: float = Field(0.02, gt=0, description="challenger OOT expected calibration error")
     direction_rows: int = Field(200, ge=1, description="OOT rows swept by the direction check")
+    fairness: FairnessGateConfig = FairnessGateConfig()
 
 
 class TrainingConfig(_Config):

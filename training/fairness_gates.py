@@ -51,6 +51,14 @@ from training.splits import time_split
 FloatArray = npt.NDArray[np.float64]
 
 
+@dataclass(frozen=True)
+class JudgedAudit:
+    """A gate's audit of one challenger and the OOT group labels it used (aligned by position)."""
+
+    audit: FairnessAudit
+    groups: dict[str, pd.Series]
+
+
 @dataclass(frozen=True, eq=False)
 class FairnessGate:
     """Fail when any protected group with enough OOT support breaks a fairness threshold."""
@@ -62,6 +70,8 @@ class FairnessGate:
     min_coverage: float = 0.5  # share of OOT rows that must have protected attributes
     n_boot: int = 0  # bootstrap intervals in the details (slow; the verdict uses point estimates)
     name: str = "fairness"
+    # The last audit per judged model version, with its group labels, for reports and mitigation.
+    audits: dict[str, JudgedAudit] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_profiles(
@@ -69,6 +79,12 @@ class FairnessGate:
     ) -> FairnessGate:
         """Build the group columns from `member_profiles` + applications."""
         return cls(protected_groups(profiles, applications), **options)
+
+    def aligned(self, application_ids: Sequence[Any] | npt.NDArray[Any]) -> pd.DataFrame:
+        """Group columns for these application ids, in their order ('unknown' without a profile)."""
+        keyed = self._keyed()
+        attributes = self._attributes(keyed)
+        return keyed.reindex(pd.Index(application_ids).astype(str))[attributes].fillna(UNKNOWN)
 
     def _keyed(self) -> pd.DataFrame:
         frame = self.groups
@@ -135,6 +151,8 @@ class FairnessGate:
                 },
             }
         )
+        version = context.challenger.identity.version if context.challenger.identity else ""
+        self.audits[version] = JudgedAudit(audit, groups)
         judged = sum(1 for a in audit.attributes.values() for g in a.groups if g.judged)
         if audit.flags:
             shown = "; ".join(f.message for f in audit.flags[:5])

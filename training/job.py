@@ -16,12 +16,13 @@ Exit codes (`ExitCode`):
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pandas as pd
 
@@ -36,9 +37,11 @@ from training.datasets import (
     ledger_checksum,
     table_training_set,
 )
+from training.fairness_gates import FairnessGate
+from training.fairness_mitigation import refit_without_proxies, threshold_optimizer_comparison
 from training.gates import Gate
 from training.labels import data_as_of
-from training.pipeline import summary_metrics, train_and_evaluate
+from training.pipeline import TrainingResult, summary_metrics, train_and_evaluate
 from training.promotion import PromotionResult, promote
 from training.tracking import RegisteredRun, find_version_by_training_key, log_and_register
 
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     from features.offline import DuckDBEngine
 
 Progress = Callable[[str], None]
+Mitigation = Literal["none", "drop-proxies"]
 
 
 class ExitCode(IntEnum):
@@ -158,6 +162,7 @@ class JobSummary:
     metrics: dict[str, Any] = field(default_factory=dict)
     comparison: list[dict[str, Any]] = field(default_factory=list)
     promotion: dict[str, Any] | None = None
+    mitigation: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +179,7 @@ class JobSummary:
             "metrics": self.metrics,
             "comparison": self.comparison,
             "promotion": self.promotion,
+            "mitigation": self.mitigation,
             "seconds": self.seconds,
         }
 
@@ -198,6 +204,28 @@ def train(
     With `skip_if_trained`, data already trained with this feature set and config registers
     nothing and returns status `no_new_data`. `InsufficientDataError` propagates.
     """
+    summary, registered, _ = _train(
+        source,
+        config=config,
+        tracking_uri=tracking_uri,
+        artifact_root=artifact_root,
+        model_name=model_name,
+        progress=progress,
+        skip_if_trained=skip_if_trained,
+    )
+    return summary, registered
+
+
+def _train(
+    source: TrainingSource,
+    *,
+    config: TrainingConfig,
+    tracking_uri: str,
+    artifact_root: Path | None,
+    model_name: str,
+    progress: Progress | None,
+    skip_if_trained: bool,
+) -> tuple[JobSummary, RegisteredRun | None, TrainingResult | None]:
     began = time.perf_counter()
     seconds: dict[str, float] = {}
     _stage(progress, "fingerprint")
@@ -218,6 +246,7 @@ def train(
                     data=fingerprint.to_dict(),
                     seconds=seconds,
                 ),
+                None,
                 None,
             )
     _stage(progress, "build training set")
@@ -250,7 +279,7 @@ def train(
         comparison=result.evaluation.headline(),
         seconds=seconds,
     )
-    return summary, registered
+    return summary, registered, result
 
 
 def retrain(
@@ -262,9 +291,17 @@ def retrain(
     model_name: str = MODEL_NAME,
     gates: list[Gate] | None = None,
     progress: Progress | None = None,
+    mitigation: Mitigation = "none",
+    data_dir: Path | None = None,
 ) -> JobSummary:
-    """The scheduled job: train if the data is new, then promote or keep (see module exit codes)."""
-    summary, registered = train(
+    """The scheduled job: train if the data is new, then promote or keep (see module exit codes).
+
+    With a fairness gate among `gates`, its audit of each challenger is stored (under `data_dir`/audits
+    when given) and logged to the challenger's MLflow run under `fairness/`. With `mitigation`
+    "drop-proxies", a challenger that fails only the fairness gate is followed by one refitted
+    without the proxy features behind the flagged gaps; that one is registered and judged too.
+    """
+    summary, registered, result = _train(
         source,
         config=config,
         tracking_uri=tracking_uri,
@@ -273,18 +310,75 @@ def retrain(
         progress=progress,
         skip_if_trained=True,
     )
-    if registered is None:
+    if registered is None or result is None:
         return summary
-    _stage(progress, "promotion gates")
+    fairness = next((g for g in gates or [] if isinstance(g, FairnessGate)), None)
+    outcome = _promote(summary, registered, tracking_uri, model_name, gates, config, progress)
+    _store_fairness(fairness, registered, tracking_uri, data_dir)
+    failed = {g.gate for g in outcome.gates if not g.passed}
+    if outcome.promoted or mitigation == "none" or fairness is None or failed != {fairness.name}:
+        return summary
+    judged = fairness.audits.get(registered.version)
+    if judged is None:
+        return summary
+    _stage(progress, "mitigation: refit without proxy features")
     started = time.perf_counter()
-    outcome: PromotionResult = promote(
+    refit = refit_without_proxies(result, judged, config, progress=progress)
+    report: dict[str, Any] = {"strategy": mitigation, "of_version": registered.version, **refit.to_dict()}
+    attribute = judged.audit.flags[0].attribute
+    report["threshold_optimizer"] = threshold_optimizer_comparison(result, fairness, attribute, config)
+    summary.mitigation = report
+    if refit.result is None:
+        summary.message += "; mitigation found no proxy feature to drop"
+        return summary
+    mitigated = log_and_register(
+        refit.result,
+        tracking_uri=tracking_uri,
+        artifact_root=artifact_root,
+        model_name=model_name,
+        training_key=_mitigated_key(registered.training_key, refit.dropped),
+        extra_tags={
+            "coopscore.mitigation": mitigation,
+            "coopscore.mitigation_of": registered.version,
+            "coopscore.dropped_features": ",".join(refit.dropped)[:4000],
+        },
+    )
+    summary.seconds["mitigation"] = round(time.perf_counter() - started, 3)
+    first = summary.promotion
+    outcome = _promote(summary, mitigated, tracking_uri, model_name, gates, config, progress)
+    _store_fairness(fairness, mitigated, tracking_uri, data_dir)
+    report.update(version=mitigated.version, promotion=summary.promotion, first_promotion=first)
+    summary.version, summary.run_id = mitigated.version, mitigated.run_id
+    summary.metrics = {**summary.metrics, "mitigated": summary_metrics(refit.result)}
+    return summary
+
+
+def _mitigated_key(training_key: str, dropped: list[str]) -> str:
+    return hashlib.sha256(f"{training_key}\x1fdrop:{','.join(sorted(dropped))}".encode()).hexdigest()
+
+
+def _promote(
+    summary: JobSummary,
+    registered: RegisteredRun,
+    tracking_uri: str,
+    model_name: str,
+    gates: list[Gate] | None,
+    config: TrainingConfig,
+    progress: Progress | None,
+) -> PromotionResult:
+    """Run the gates on `registered` and record the outcome in `summary`."""
+    _stage(progress, f"promotion gates (v{registered.version})")
+    started = time.perf_counter()
+    outcome = promote(
         tracking_uri,
         model_name=model_name,
         version=registered.version,
         gates=gates,
         gate_config=config.gates,
     )
-    summary.seconds["promotion gates"] = round(time.perf_counter() - started, 3)
+    summary.seconds["promotion gates"] = round(
+        summary.seconds.get("promotion gates", 0.0) + time.perf_counter() - started, 3
+    )
     summary.promotion = outcome.to_dict()
     if outcome.promoted:
         summary.status, summary.exit_code = "promoted", ExitCode.PROMOTED
@@ -294,4 +388,25 @@ def retrain(
         kept = outcome.champion_before or "none"
         failed = "; ".join(r for r in outcome.reasons if ": FAIL" in r)
         summary.message = f"champion stays {kept}; version {registered.version} failed: {failed}"
-    return summary
+    return outcome
+
+
+def _store_fairness(
+    gate: FairnessGate | None, registered: RegisteredRun, tracking_uri: str, data_dir: Path | None
+) -> None:
+    """Write the gate's audit of `registered` (JSON, HTML, chart) and log it to its MLflow run."""
+    judged = gate.audits.get(registered.version) if gate is not None else None
+    if judged is None:
+        return
+    from models import mlflow_io
+    from monitoring.fairness_report import write_fairness_audit
+
+    context = {
+        "source": "promotion gate (OOT)",
+        "model_name": registered.model_name,
+        "model_version": registered.version,
+        "run_id": registered.run_id,
+    }
+    with mlflow_io.temp_dir("coopscore-fairness-") as tmp:
+        stored = write_fairness_audit(judged.audit, data_dir or Path(tmp), context=context)
+        mlflow_io.log_artifacts(tracking_uri, registered.run_id, stored.directory, "fairness")
