@@ -314,7 +314,7 @@ def retrain(
         return summary
     fairness = next((g for g in gates or [] if isinstance(g, FairnessGate)), None)
     outcome = _promote(summary, registered, tracking_uri, model_name, gates, config, progress)
-    _store_fairness(fairness, registered, tracking_uri, data_dir)
+    _store_fairness(fairness, registered, result, tracking_uri, data_dir)
     failed = {g.gate for g in outcome.gates if not g.passed}
     if outcome.promoted or mitigation == "none" or fairness is None or failed != {fairness.name}:
         return summary
@@ -346,7 +346,7 @@ def retrain(
     summary.seconds["mitigation"] = round(time.perf_counter() - started, 3)
     first = summary.promotion
     outcome = _promote(summary, mitigated, tracking_uri, model_name, gates, config, progress)
-    _store_fairness(fairness, mitigated, tracking_uri, data_dir)
+    _store_fairness(fairness, mitigated, refit.result, tracking_uri, data_dir)
     report.update(version=mitigated.version, promotion=summary.promotion, first_promotion=first)
     summary.version, summary.run_id = mitigated.version, mitigated.run_id
     summary.metrics = {**summary.metrics, "mitigated": summary_metrics(refit.result)}
@@ -392,14 +392,23 @@ def _promote(
 
 
 def _store_fairness(
-    gate: FairnessGate | None, registered: RegisteredRun, tracking_uri: str, data_dir: Path | None
+    gate: FairnessGate | None,
+    registered: RegisteredRun,
+    result: TrainingResult,
+    tracking_uri: str,
+    data_dir: Path | None,
 ) -> None:
-    """Write the gate's audit of `registered` (JSON, HTML, chart) and log it to its MLflow run."""
+    """Write the gate's audit of `registered` (JSON, HTML, chart; flagged gaps explained by reason
+    points and proxies) and log it to the version's MLflow run under `fairness/`."""
     judged = gate.audits.get(registered.version) if gate is not None else None
     if judged is None:
         return
     from models import mlflow_io
+    from monitoring.fairness import explain_gaps
     from monitoring.fairness_report import write_fairness_audit
+
+    if judged.audit.flags:
+        explain_gaps(judged.audit, features=result.oot_frame, groups=judged.groups, model=result.model)
 
     context = {
         "source": "promotion gate (OOT)",

@@ -83,6 +83,7 @@ def test_find_proxy_features_names_the_undercounted_feature_only() -> None:
     assert find_proxy_features(model, x, labels, []) == []
 
 
+@pytest.mark.slow
 def test_retrain_mitigates_a_failed_fairness_gate_and_promotes_the_refit(tmp_path: Path) -> None:
     training_set, groups = _trap()
     uri, artifacts = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts"
@@ -119,5 +120,11 @@ def test_retrain_mitigates_a_failed_fairness_gate_and_promotes_the_refit(tmp_pat
     assert latest is not None and latest["model_version"] == "2" and latest["passed"]
     for version, passed in (("1", False), ("2", True)):
         run_id = mlflow_io.get_version(uri, MODEL, version).run_id
-        local = mlflow_io.download_run_artifact(uri, run_id, "fairness/audit.json", tmp_path / f"v{version}")
-        assert json.loads(local.read_text())["passed"] is passed
+        local = mlflow_io.download_run_artifact(uri, run_id, "fairness", tmp_path / f"v{version}")
+        assert json.loads((local / "audit.json").read_text())["passed"] is passed
+        assert (local / "report.html").exists()
+    # the failed version's report explains its gap: the proxies and the points they cost
+    explained = json.loads((tmp_path / "v1" / "fairness" / "audit.json").read_text())["explanations"]
+    assert {p["feature"] for p in explained["left_behind_woman"]["proxies"][:2]} == set(PROXIES), explained
+    points = explained["left_behind_woman"]["reason_group_points"]
+    assert points["true"]["deliveries"] < points["false"]["deliveries"]
