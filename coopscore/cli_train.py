@@ -384,7 +384,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--mitigate",
-                help="When only the fairness gate fails: 'drop-proxies' refits without the proxy "
+                help="When the fairness gate fails: 'drop-proxies' refits without the proxy "
                 "features behind the gap and judges that model too; 'none' keeps the champion.",
             ),
         ] = "none",

@@ -17,6 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from models.credit_model import CreditModel
+from models.monotone import direction_violations
 from training.config import GateConfig
 from training.metrics import expected_calibration_error, roc_auc
 from training.pipeline import OOT_LABEL
@@ -166,29 +167,15 @@ class DirectionGate:
     def __call__(self, context: GateContext) -> GateResult:
         """Check declared directions on the challenger."""
         model = context.challenger
-        constrained = model.spec.constrained
         base = model.matrix(context.oot.head(self.rows))
-        violations: list[str] = []
-        for feature in constrained:
-            j = model.spec.index[feature.name]
-            values = base[:, j][~np.isnan(base[:, j])]
-            grid = (
-                np.unique(np.quantile(values, np.linspace(0, 1, self.grid))) if len(values) else np.array([])
-            )
-            if len(grid) < 2:
-                grid = (
-                    np.array([0.0, 1.0]) if not len(values) else np.array([values.min(), values.min() + 1.0])
-                )
-            swept = np.repeat(base, len(grid), axis=0)
-            swept[:, j] = np.tile(grid, len(base))
-            scores = model.score(swept).reshape(len(base), len(grid))
-            steps = np.diff(scores, axis=1) * feature.direction  # +1 feature: score must not rise
-            if (steps > self.tolerance).any():
-                violations.append(f"{feature.name} ({feature.direction:+d})")
-        details = {"checked": len(constrained), "violations": violations, "rows": len(base)}
+        violations = direction_violations(
+            lambda x: -model.score(x), base, model.spec, grid=self.grid, tolerance=self.tolerance
+        )
+        checked = len(model.spec.constrained)
+        details = {"checked": checked, "violations": violations, "rows": len(base)}
         if violations:
             return GateResult(self.name, False, f"wrong-way score movement: {', '.join(violations)}", details)
-        return GateResult(self.name, True, f"all {len(constrained)} constrained features hold", details)
+        return GateResult(self.name, True, f"all {checked} constrained features hold", details)
 
 
 def default_gates(config: GateConfig | None = None) -> list[Gate]:

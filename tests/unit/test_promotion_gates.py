@@ -129,3 +129,43 @@ def test_gates_are_a_list_one_can_extend(good, oot) -> None:
         "crashes",
     ]
     assert not results[-1].passed and "boom" in results[-1].reason
+
+
+def test_direction_sweep_on_a_hand_made_risk_function() -> None:
+    from models.monotone import direction_violations
+
+    spec = ModelSpec(
+        features=(
+            FeatureSpec("amount", direction=1, reason_group="g"),
+            FeatureSpec("savings", direction=-1, reason_group="g"),
+            FeatureSpec("free", direction=0, reason_group="g"),
+        ),
+        reason_groups=(ReasonGroupSpec("g", "组", "group"),),
+        source="table",
+    )
+    base = np.column_stack([np.linspace(1, 100, 50), np.linspace(0, 10, 50), np.zeros(50)])
+    base[::7, 1] = np.nan  # missing values are kept, not swept over
+
+    def dip(x: np.ndarray) -> np.ndarray:
+        # rises with amount except for a 0.1 dip between 40 and 60; falls with savings; free ignored
+        return 0.01 * x[:, 0] - 0.1 * ((x[:, 0] > 40) & (x[:, 0] < 60)) - 0.2 * x[:, 1] + np.sin(x[:, 2])
+
+    assert direction_violations(dip, base, spec, grid=21) == ["amount (+1)"]
+    assert direction_violations(dip, base, spec, grid=21, tolerance=0.1) == []
+    assert direction_violations(lambda x: 0.01 * x[:, 0] + 0.2 * x[:, 1], base, spec) == ["savings (-1)"]
+
+
+def test_fit_records_the_monotone_method_it_kept() -> None:
+    from tests.utils.model_fixtures import SMALL_FEATURES, fast_config, synthetic_training_set
+    from training.fit import fit_credit_model
+    from training.splits import time_split
+
+    training_set = synthetic_training_set(n=3000, seed=4, features=SMALL_FEATURES)
+    config = fast_config()
+    split = time_split(training_set.applied_at, training_set.horizon, config.splits)
+    model, report = fit_credit_model(training_set, split, config)
+    assert report.monotone_method in ("intermediate", "basic")
+    assert report.to_dict()["monotone_method"] == report.monotone_method
+    assert DirectionGate(rows=200)(
+        GateContext(challenger=model, oot=training_set.features.assign(**{OOT_LABEL: training_set.label}))
+    ).passed
