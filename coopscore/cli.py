@@ -10,12 +10,15 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from features.simulate import ProxyTrap
 
 app = typer.Typer(
     name="coopscore",
@@ -61,15 +64,13 @@ def simulate(
         list[str] | None,
         typer.Option(help="Drift scenario NAME[@MONTH]: drought, new_coop, unit_fen. Repeatable."),
     ] = None,
-    proxy_share: Annotated[
-        float | None,
+    proxy_trap: Annotated[
+        str,
         typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Proxy trap strength: share of a left-behind woman's deliveries and land inputs filed "
-            "under another household's id (default 0.6 / 0.5).",
+            help="mild: 60% of a left-behind woman's deliveries and 50% of her land inputs are filed "
+            "under another household's id; household: all of them and her group savings too.",
         ),
-    ] = None,
+    ] = "mild",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing world folder.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -82,10 +83,14 @@ def simulate(
     try:
         scenarios = tuple(parse_scenario(s, months) for s in scenario or [])
         config = SimulationConfig(
-            members=members, months=months, seed=seed, scenarios=scenarios, proxy_share=proxy_share
+            members=members,
+            months=months,
+            seed=seed,
+            scenarios=scenarios,
+            proxy_trap=cast("ProxyTrap", proxy_trap),
         )
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--scenario") from exc
+        raise typer.BadParameter(str(exc)) from exc
     with _progress(not as_json) as bar:
         task = bar.add_task("simulating", total=months)
         summary = simulate_world(

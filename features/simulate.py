@@ -79,6 +79,8 @@ __all__ = [
 ]
 
 ScenarioName = Literal["drought", "new_coop", "unit_fen"]
+ProxyTrap = Literal["mild", "household"]
+PROXY_TRAPS: Final[tuple[ProxyTrap, ...]] = get_args(ProxyTrap)
 SCENARIO_NAMES: Final[tuple[ScenarioName, ...]] = get_args(ScenarioName)
 _SCENARIO_TEXT: Final = re.compile(r"^(?P<name>[a-z_]+)(?:@(?P<month>-?\d+))?(?::(?P<target>\S+))?$")
 _COOP_ID: Final = re.compile(r"^coop-(\d+)-(\d+)$")
@@ -93,7 +95,10 @@ _OUTPUTS: Final = (
     "manifest.json",
 )
 _DESCRIPTIONS: Final[dict[str, str]] = {
-    "drought": "persistent drought in one county: deliveries and amounts fall, stress and PD rise",
+    "drought": (
+        "persistent drought in one county: from its first month the exposed share of the crop fails,"
+        " so deliveries and the deposits paid from them fall; stress and PD rise"
+    ),
     "new_coop": "a new cooperative is onboarded: young returnees, different products, JSONL exports",
     "unit_fen": "one cooperative's exports write amount_cny in fen (x100); behaviour is unchanged",
 }
@@ -164,9 +169,10 @@ class SimulationConfig:
     application_rate: float = 0.015  # monthly chance an eligible member applies to the lender
     coop_loan_rate: float = 0.018  # monthly chance an eligible member borrows from the coop fund
     new_coop_share: float = 0.05  # share of members in the `new_coop` scenario's cooperative
-    # The proxy trap's strength: share of a left-behind woman's deliveries and land-input purchases
-    # filed under her proxy household's id (None: 0.6 of deliveries, 0.5 of land inputs).
-    proxy_share: float | None = None
+    # The proxy trap: "mild" files 60% of a left-behind woman's deliveries and 50% of her land inputs
+    # under another household's id; "household" books all of them, and her group-savings records,
+    # under that household head (cooperatives that keep one book per household).
+    proxy_trap: ProxyTrap = "mild"
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -183,7 +189,7 @@ class SimulationConfig:
             (0.0 < self.application_rate <= 0.5, "application_rate must be in (0, 0.5]"),
             (0.0 <= self.coop_loan_rate <= 0.5, "coop_loan_rate must be in [0, 0.5]"),
             (0.0 < self.new_coop_share < 0.5, "new_coop_share must be in (0, 0.5)"),
-            (self.proxy_share is None or 0.0 <= self.proxy_share <= 1.0, "proxy_share must be in [0, 1]"),
+            (self.proxy_trap in PROXY_TRAPS, f"proxy_trap must be one of {PROXY_TRAPS}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -282,6 +288,7 @@ def simulate_world(
         np.random.default_rng([config.seed, 0, 1]),
     )
     weather = _weather(config, calendar, scenarios, np.random.default_rng([config.seed, 0, 2]))
+    drought = scenarios.get("drought")
     activity = WorldActivity(
         population,
         calendar,
@@ -292,10 +299,12 @@ def simulate_world(
             application_rate=config.application_rate,
             coop_loan_rate=config.coop_loan_rate,
             new_coop_index=new_coop_index,
+            drought_county=_county_index(str(drought.county_id)) if drought else -1,
+            drought_start=drought.start_month if drought else 0,
             **(
-                {}
-                if config.proxy_share is None
-                else {"proxy_delivery_share": config.proxy_share, "proxy_land_share": config.proxy_share}
+                {"proxy_delivery_share": 1.0, "proxy_land_share": 1.0, "proxy_savings_share": 1.0}
+                if config.proxy_trap == "household"
+                else {}
             ),
         ),
     )

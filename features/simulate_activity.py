@@ -106,6 +106,9 @@ class ActivityParams:
     new_coop_index: int = -1
     proxy_delivery_share: float = _PROXY_DELIVERY_SHARE
     proxy_land_share: float = _PROXY_LAND_SHARE
+    proxy_savings_share: float = 0.0  # group-fund deposits and withdrawals booked under the proxy
+    drought_county: int = -1  # county index hit by the `drought` scenario (-1: no drought)
+    drought_start: int = 0  # the drought's first month
 
 
 @dataclass
@@ -201,11 +204,12 @@ class WorldActivity:
         frac[active] = (hi - lo)[active] / (month_end - month_start)
         window = _Window(lo, hi, rng)
 
+        crop_loss = self._crop_loss(month)
         batches = [
             self._membership(month, month_start, rng),
-            self._deliveries(active, frac, shock, season, window, rng),
+            self._deliveries(active, frac, shock, crop_loss, season, window, rng),
             self._inputs(active, frac, season, window, rng),
-            *self._savings(active, frac, season, window, rng),
+            *self._savings(active, frac, crop_loss, season, window, rng),
             self._meetings(active, lo, hi, month_start, rng),
             self._trainings(active, frac, window, rng),
             self._mobile_payments(active, frac, window, rng),
@@ -218,6 +222,22 @@ class WorldActivity:
         events.cols["seq"] = self.next_seq + np.arange(len(events), dtype=np.int64)
         self.next_seq += len(events)
         return events
+
+    def _crop_loss(self, month: int) -> FloatArray:
+        """Share of each member's harvest income lost to the `drought` scenario this month (else 0).
+
+        A weather shock (a bad month) makes deliveries fewer and smaller for everyone alike. A
+        persistent drought is more: the crop fails on the share of the livelihood exposed to the
+        weather (`exposure`, the trait that also drives stress), from its first month. Hog farms
+        (low exposure) lose little, rain-fed grain most. The group-fund deposits paid out of those
+        sales stop with them (`_savings`). Zero everywhere in worlds without a drought.
+        """
+        loss = np.zeros(self.pop.size)
+        county, start = self.params.drought_county, self.params.drought_start
+        if county >= 0 and month >= start:
+            hit = self.pop.county == county
+            loss[hit] = np.clip(self.pop.exposure[hit] * self.weather[county, month], 0.0, 1.0)
+        return loss
 
     # --- event types --------------------------------------------------------------------------
 
@@ -250,11 +270,13 @@ class WorldActivity:
         active: IntArray,
         frac: FloatArray,
         shock: FloatArray,
+        crop_loss: FloatArray,
         season: int,
         window: _Window,
         rng: np.random.Generator,
     ) -> EventBatch:
-        """Produce deliveries: seasonal by product, fewer and smaller in a weather shock."""
+        """Produce deliveries: seasonal by product, fewer and smaller in a weather shock, and fewer
+        still where a drought fails the crop (`_crop_loss`)."""
         pop = self.pop
         product = pop.primary_product[active]
         rate = (
@@ -262,6 +284,7 @@ class WorldActivity:
             * HARVEST_SEASON[product, season]
             * np.exp(0.15 * pop.engagement_z[active])
             * (1.0 - 0.5 * shock[active])
+            * (1.0 - crop_loss[active])
             * frac[active]
         )
         who = np.repeat(active, rng.poisson(rate))
@@ -341,12 +364,14 @@ class WorldActivity:
         self,
         active: IntArray,
         frac: FloatArray,
+        crop_loss: FloatArray,
         season: int,
         window: _Window,
         rng: np.random.Generator,
     ) -> tuple[EventBatch, EventBatch]:
-        """Group-fund deposits (regular for the disciplined, bigger after harvest) and withdrawals
-        (when stressed), keeping each member's balance non-negative."""
+        """Group-fund deposits (regular for the disciplined, bigger after harvest, paid out of
+        produce sales: a failed crop stops them) and withdrawals (when stressed), keeping each
+        member's balance non-negative."""
         pop = self.pop
         harvest = HARVEST_SEASON[pop.primary_product[active], season] * 12
         rate = (
@@ -354,6 +379,7 @@ class WorldActivity:
             * np.exp(0.45 * pop.discipline_z[active] + 0.35 * pop.engagement_z[active])
             * (0.6 + 0.4 * harvest)
             * (1.0 - 0.3 * np.minimum(self.stress[active], 1.0))
+            * (1.0 - crop_loss[active])
             * frac[active]
         )
         depositors = np.repeat(active, rng.poisson(rate))
@@ -363,7 +389,7 @@ class WorldActivity:
         self.savings += np.bincount(depositors, weights=deposit, minlength=pop.size)
         deposits = EventBatch.build(
             "savings_deposit",
-            member=depositors,
+            member=self._booked(depositors, rng),
             coop=pop.coop[depositors],
             event_time=window.times(depositors),
             amount=deposit,
@@ -381,7 +407,7 @@ class WorldActivity:
         self.savings[withdrawers] -= withdrawal
         withdrawals = EventBatch.build(
             "savings_withdrawal",
-            member=withdrawers,
+            member=self._booked(withdrawers, rng),
             coop=pop.coop[withdrawers],
             event_time=window.times(withdrawers),
             amount=np.round(withdrawal, 2),
@@ -652,6 +678,14 @@ class WorldActivity:
         ledger.size_to_income.append(size_to_income)
 
     # --- helpers ----------------------------------------------------------------------------------
+
+    def _booked(self, who: IntArray, rng: np.random.Generator) -> IntArray:
+        """Whose savings book a group-fund record goes into: the household head's under the
+        `household` proxy trap (the draw is skipped otherwise, keeping default worlds unchanged)."""
+        if self.params.proxy_savings_share <= 0.0:
+            return who
+        recorded_as, _ = self._proxy(who, self.params.proxy_savings_share, rng)
+        return recorded_as
 
     def _proxy(
         self,

@@ -127,11 +127,14 @@ def run_drift_check(
         numeric = [c for c in columns if c in reference and is_numeric_column(reference[c])]
         categorical = [c for c in columns if c not in numeric]
         scored = [c for c in ("score", "pd") if c in reference and c in current]
+        # Report order: score / PD, then the features our fast path ranks most shifted first.
+        ranked = {f.name: i for i, f in enumerate(summary.top_features(len(summary.features)))}
+        numeric.sort(key=lambda name: ranked.get(name, len(ranked)))
         evidently_path = directory / EVIDENTLY_FILE
         found = evidently_drift_report(
             reference,
             current,
-            numeric=[*numeric, *scored],
+            numeric=[*scored, *numeric],
             categorical=categorical,
             html_path=evidently_path,
         )

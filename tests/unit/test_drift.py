@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from monitoring.drift import DriftPolicy, compute_drift, drift_gauges, monitored_columns
+from monitoring.evidently_report import evidently_drift_report
 from monitoring.monitor import (
     latest_drift_gauges,
     latest_drift_report_path,
@@ -259,3 +260,20 @@ def test_a_stored_check_is_what_serving_reads_back(tmp_path: Path) -> None:
     # A check still being written (no summary.json yet) is not "latest".
     (data_dir / "monitoring" / "29990101T000000000000Z").mkdir()
     assert latest_drift_report_path(data_dir) == report
+
+
+def test_the_evidently_report_covers_every_column_in_order_with_its_verdicts(tmp_path: Path) -> None:
+    current = feature_rows(1_000, seed=2)
+    current["meeting_count_90d"] += 3
+    numeric = ["score", "pd", "meeting_count_90d", "delivery_amount_90d", "repayment_on_time_share_365d"]
+    html = tmp_path / "evidently.html"
+    found = evidently_drift_report(
+        feature_rows(2_000, seed=1), current, numeric=numeric, categorical=["county_id"], html_path=html
+    )
+    assert list(found.column_scores) == [*numeric, "county_id"]
+    assert found.column_scores["meeting_count_90d"] > 0.25
+    # Drifted columns are Evidently's own test verdicts: PSI at or above the threshold (0.1).
+    assert found.drifted_columns == sum(v >= 0.1 for v in found.column_scores.values()) >= 1
+    assert found.drifted_share == found.drifted_columns / 6
+    page = html.read_text(encoding="utf-8")
+    assert all(name in page for name in found.column_scores)

@@ -203,3 +203,33 @@ def test_iso_strings_match_datetime_formatting() -> None:
 def test_fixed_width_ids() -> None:
     ids = fixed_width_ids("M", np.array([1, 42, 9_999_999], dtype=np.int64), 7).to_pylist()
     assert ids == ["M0000001", "M0000042", "M9999999"]
+
+
+# --- the proxy trap's strength ----------------------------------------------------------------------
+
+
+def test_household_proxy_trap_books_deliveries_land_and_savings_under_the_household_head(
+    tmp_path: Path,
+) -> None:
+    import csv
+
+    import pyarrow.parquet as pq
+
+    config = SimulationConfig(members=2_000, months=6, seed=5, proxy_trap="household")
+    simulate_world(config, tmp_path)
+    members = pq.read_table(tmp_path / "truth" / "members.parquet").to_pandas()
+    trapped = set(members.loc[members["proxy_member_id"].notna(), "member_id"])
+    heads = set(members["proxy_member_id"].dropna())
+    assert len(trapped) > 20
+    booked: dict[str, set[str]] = {}
+    for path in (tmp_path / "events").rglob("*.csv"):
+        with path.open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                booked.setdefault(row.get("event_type") or "", set()).add(row.get("member_id") or "")
+    for event_type in ("produce_delivery", "savings_deposit"):
+        assert not (booked[event_type] & trapped), event_type  # nothing in her own name...
+        assert booked[event_type] & heads, event_type  # ...it is all in the head's
+    # her own name still carries what she does in person
+    assert booked["meeting_attendance"] & trapped
+    with pytest.raises(ValueError, match="proxy_trap"):
+        SimulationConfig(proxy_trap="nobody")  # type: ignore[arg-type]
