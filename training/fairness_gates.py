@@ -49,6 +49,7 @@ from training.pipeline import OOT_ID
 from training.splits import time_split
 
 FloatArray = npt.NDArray[np.float64]
+UNREGISTERED = ""  # the `FairnessGate.audits` key of a model that is not in the registry (yet)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class FairnessGate:
                 },
             }
         )
-        version = context.challenger.identity.version if context.challenger.identity else ""
+        version = context.challenger.identity.version if context.challenger.identity else UNREGISTERED
         self.audits[version] = JudgedAudit(audit, groups)
         judged = sum(1 for a in audit.attributes.values() for g in a.groups if g.judged)
         if audit.flags:

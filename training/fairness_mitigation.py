@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,9 @@ from models.credit_model import CreditModel
 from monitoring.fairness import UNKNOWN, FairnessFlag, fast_auc, numeric_feature
 from training.config import TrainingConfig
 from training.datasets import TrainingSet
-from training.fairness_gates import FairnessGate, JudgedAudit, compare_mitigations
+from training.fairness_gates import UNREGISTERED, FairnessGate, JudgedAudit, compare_mitigations
+from training.fit import fit_credit_model
+from training.gates import GateContext
 from training.metrics import roc_auc
 from training.pipeline import TrainingResult, train_and_evaluate
 
@@ -116,6 +118,7 @@ class ProxyRefit:
     result: TrainingResult | None  # None when no proxy was found (nothing to refit)
     auc_before: float
     auc_after: float | None
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def auc_cost(self) -> float | None:
@@ -130,33 +133,74 @@ class ProxyRefit:
             "auc_before": self.auc_before,
             "auc_after": self.auc_after,
             "auc_cost": self.auc_cost,
+            "rounds": self.rounds,
         }
 
 
 def refit_without_proxies(
     result: TrainingResult,
     judged: JudgedAudit,
+    gate: FairnessGate,
     config: TrainingConfig,
     *,
+    max_rounds: int = 4,
     min_strength: float = 0.1,
     min_points_gap: float = 1.0,
     progress: Callable[[str], None] | None = None,
 ) -> ProxyRefit:
-    """Name the proxies behind `judged`'s flags on the OOT rows and retrain without them."""
-    proxies = find_proxy_features(
-        result.model,
-        result.oot_frame,
-        judged.groups,
-        judged.audit.flags,
-        min_strength=min_strength,
-        min_points_gap=min_points_gap,
-    )
+    """Name the proxies behind `judged`'s flags on the OOT rows, refit without them, and repeat on
+    the refit while the gate still fails (a model denied one proxy leans on the next one: on the
+    household proxy-trap world, dropping the savings-deposit features moved the gap to the savings
+    balance). Stops when the gate passes, no proxy is left, or after `max_rounds`; the last refit
+    is then trained and evaluated in full."""
     before = _oot_auc(result)
-    dropped = [p.feature for p in proxies]
+    oot = result.oot_frame
+    label = result.oot_label
+    training_set, model, flagged = result.training_set, result.model, judged
+    found: list[ProxyFeature] = []
+    rounds: list[dict[str, Any]] = []
+    for number in range(1, max_rounds + 1):
+        proxies = find_proxy_features(
+            model,
+            oot,
+            flagged.groups,
+            flagged.audit.flags,
+            min_strength=min_strength,
+            min_points_gap=min_points_gap,
+        )
+        if not proxies:
+            break
+        found.extend(proxies)
+        training_set = without_features(training_set, [p.feature for p in proxies])
+        if progress is not None:
+            progress(f"mitigation round {number}: refit without {len(found)} proxy features")
+        model, _ = fit_credit_model(training_set, result.split, config)
+        verdict = gate(GateContext(challenger=model, oot=oot))
+        flagged = gate.audits[UNREGISTERED]
+        rounds.append(
+            {
+                "round": number,
+                "dropped": [p.feature for p in proxies],
+                "oot_auc": roc_auc(label, model.predict_pd(oot)),
+                "fairness_passed": verdict.passed,
+                "flags": [f.message for f in flagged.audit.flags],
+            }
+        )
+        if verdict.passed:
+            break
+    dropped = [p.feature for p in found]
     if not dropped:
-        return ProxyRefit(proxies, dropped, None, before, None)
-    refit = train_and_evaluate(without_features(result.training_set, dropped), config, progress=progress)
-    return ProxyRefit(proxies, dropped, refit, before, _oot_auc(refit))
+        return ProxyRefit(found, dropped, None, before, None, rounds)
+    refit = train_and_evaluate(training_set, config, progress=progress)
+    return ProxyRefit(found, dropped, refit, before, _oot_auc(refit), rounds)
+
+
+def most_flagged_attribute(judged: JudgedAudit) -> str:
+    """The protected attribute with the most flags (ties: the first flagged)."""
+    counts: dict[str, int] = {}
+    for flag in judged.audit.flags:
+        counts[flag.attribute] = counts.get(flag.attribute, 0) + 1
+    return max(counts, key=lambda a: counts[a])
 
 
 def _oot_auc(result: TrainingResult) -> float:

@@ -38,7 +38,11 @@ from training.datasets import (
     table_training_set,
 )
 from training.fairness_gates import FairnessGate
-from training.fairness_mitigation import refit_without_proxies, threshold_optimizer_comparison
+from training.fairness_mitigation import (
+    most_flagged_attribute,
+    refit_without_proxies,
+    threshold_optimizer_comparison,
+)
 from training.gates import Gate
 from training.labels import data_as_of
 from training.pipeline import TrainingResult, summary_metrics, train_and_evaluate
@@ -323,9 +327,9 @@ def retrain(
         return summary
     _stage(progress, "mitigation: refit without proxy features")
     started = time.perf_counter()
-    refit = refit_without_proxies(result, judged, config, progress=progress)
+    refit = refit_without_proxies(result, judged, fairness, config, progress=progress)
     report: dict[str, Any] = {"strategy": mitigation, "of_version": registered.version, **refit.to_dict()}
-    attribute = judged.audit.flags[0].attribute
+    attribute = most_flagged_attribute(judged)
     report["threshold_optimizer"] = threshold_optimizer_comparison(result, fairness, attribute, config)
     summary.mitigation = report
     if refit.result is None:
