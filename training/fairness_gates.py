@@ -125,13 +125,21 @@ class FairnessGate:
             )
         pds = context.challenger_pd
         outcomes = [d.outcome for d in context.challenger.decisions(oot, pds=pds)]
-        frame = pd.DataFrame({"pd": pds, "decision": outcomes, "defaulted": context.label})
+        frame = pd.DataFrame(
+            {
+                "pd": pds,
+                "decision": outcomes,
+                "defaulted": context.label,
+                "score": context.challenger.scale.score_from_pd(pds),
+            }
+        )
         groups = {a: joined[a].fillna(UNKNOWN).reset_index(drop=True) for a in attributes}
         audit = audit_fairness(
             frame,
             pd_col="pd",
             decision_col="decision",
             label_col="defaulted",
+            score_col="score",
             groups=groups,
             min_group_size=self.min_group_size,
             n_boot=self.n_boot,
