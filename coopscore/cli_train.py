@@ -72,6 +72,14 @@ TrainMonthsOption = Annotated[
     int | None, typer.Option("--train-months", min=1, help="Training window (months; default: all earlier).")
 ]
 
+FairnessOption = Annotated[
+    bool,
+    typer.Option(
+        "--fairness/--no-fairness",
+        help="Add the fairness gate (needs the member_profiles table; skipped without it).",
+    ),
+]
+
 DEFAULT_MODEL_NAME = "coopscore-pd"
 
 
@@ -373,13 +381,7 @@ def register(app: typer.Typer) -> None:
         validation_months: ValidationOption = None,
         train_months: TrainMonthsOption = None,
         model_name: ModelNameOption = None,
-        fairness: Annotated[
-            bool,
-            typer.Option(
-                "--fairness/--no-fairness",
-                help="Add the fairness gate (needs the member_profiles table; skipped without it).",
-            ),
-        ] = True,
+        fairness: FairnessOption = True,
         mitigate: Annotated[
             str,
             typer.Option(
@@ -435,13 +437,7 @@ def register(app: typer.Typer) -> None:
         max_ece: Annotated[
             float, typer.Option("--max-ece", min=0, help="Largest allowed OOT expected calibration error.")
         ] = 0.02,
-        fairness: Annotated[
-            bool,
-            typer.Option(
-                "--fairness/--no-fairness",
-                help="Add the fairness gate (needs the member_profiles table; skipped without it).",
-            ),
-        ] = True,
+        fairness: FairnessOption = True,
         min_approval_ratio: Annotated[
             float, typer.Option("--min-approval-ratio", min=0, max=1, help="Fairness: four-fifths screen.")
         ] = 0.8,
