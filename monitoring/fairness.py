@@ -647,7 +647,9 @@ def proxy_scan(
             g for g in levels if min_group_size <= int((labels == g).sum()) <= len(labels) - min_group_size
         ]
         if len(levels) == 2 and set(levels) == set(labels.tolist()):
-            levels = levels[:1]
+            # one scan is enough for a binary attribute: name it by the smaller group (the one a
+            # gap is usually about, e.g. left_behind_woman=true)
+            levels = [min(levels, key=lambda g: int((labels == g).sum()))]
         for level in levels:
             y = (labels == level).astype(np.int64)
             for feature, values in encoded.items():
