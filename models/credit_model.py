@@ -116,6 +116,7 @@ class CreditModel:
         group_of = {name: i for i, name in enumerate(group_names)}
         self._group_ids = np.array([group_of[f.reason_group] for f in spec.features], dtype=np.int64)
         self._group_members = [np.flatnonzero(self._group_ids == g) for g in range(len(group_names))]
+        self._group_member_lists = [members.tolist() for members in self._group_members]
         self._points_per_margin = -self.scale.factor * calibration.slope
 
     # ---- identity ----
@@ -228,19 +229,32 @@ class CreditModel:
     def explain(self, features: FeatureRow, top_k: int = 4) -> Explanation:
         """PD, score, grade and the score decomposed by reason group, with the top lowering reasons."""
         x = self.vector(features)
-        contrib = self.booster.predict(x, pred_contrib=True, num_threads=1)
-        breakdown = self._points_from_contrib(np.asarray(contrib, dtype=np.float64))
+        contrib = np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1), dtype=np.float64)
+        return self._explanation(x[0], contrib, top_k)
+
+    def explain_many(self, rows: Sequence[FeatureRow], top_k: int = 4) -> list[Explanation]:
+        """`explain` for several applicants from one booster call (what a batch request uses)."""
+        if not rows:
+            return []
+        x = np.concatenate([self.vector(row) for row in rows])
+        contrib = self._predict(x, contrib=True)
+        return [self._explanation(x[i], contrib[i : i + 1], top_k) for i in range(len(rows))]
+
+    def _explanation(self, x: FloatArray, contrib: FloatArray, top_k: int) -> Explanation:
+        breakdown = self._points_from_contrib(contrib)
         feature_points = breakdown.feature_points[0]
         base = float(breakdown.base_points[0])
+        points = feature_points.tolist()
         group_points = {
-            name: math.fsum(feature_points[members].tolist())
-            for name, members in zip(self._group_names, self._group_members, strict=True)
+            name: math.fsum([points[j] for j in members])
+            for name, members in zip(self._group_names, self._group_member_lists, strict=True)
         }
         score = base + math.fsum(group_points.values())
         log_odds = (self.scale.offset - score) / self.scale.factor
         pd_ = 1.0 / (1.0 + math.exp(-log_odds))
         lowering = sorted((p, g) for g, p in group_points.items() if p < 0)[: max(top_k, 0)]
-        reasons = tuple(self._reason(group, points, x[0], feature_points) for points, group in lowering)
+        values = x.tolist()
+        reasons = tuple(self._reason(group, p, values, points) for p, group in lowering)
         return Explanation(
             pd=pd_,
             score=score,
@@ -250,15 +264,15 @@ class CreditModel:
             reasons=reasons,
         )
 
-    def _reason(self, group: str, points: float, x: FloatArray, feature_points: FloatArray) -> ReasonCode:
+    def _reason(self, group: str, points: float, x: list[float], feature_points: list[float]) -> ReasonCode:
         spec = self.spec.group(group)
-        members = self._group_members[self._group_names.index(group)]
-        ordered = sorted(members.tolist(), key=lambda j: feature_points[j])
+        members = self._group_member_lists[self._group_names.index(group)]
+        ordered = sorted(members, key=lambda j: feature_points[j])
         contributions = tuple(
             FeatureContribution(
                 name=self._names[j],
-                value=self._display_value(j, float(x[j])),
-                points=float(feature_points[j]),
+                value=self._display_value(j, x[j]),
+                points=feature_points[j],
                 description_zh=self.spec.features[j].description_zh,
                 description_en=self.spec.features[j].description_en,
             )
@@ -295,6 +309,14 @@ class CreditModel:
         """PD, score, grade, decision and reasons for one applicant, from one booster call."""
         explanation = self.explain(features, top_k=top_k)
         return Assessment(explanation=explanation, decision=self.decide(features, explanation.pd))
+
+    def assess_many(self, rows: Sequence[FeatureRow], top_k: int = 4) -> list[Assessment]:
+        """`assess` for several applicants from one booster call."""
+        explanations = self.explain_many(rows, top_k=top_k)
+        return [
+            Assessment(explanation=e, decision=self.decide(row, e.pd))
+            for row, e in zip(rows, explanations, strict=True)
+        ]
 
     def decisions(self, features: Any, pds: Sequence[float] | FloatArray | None = None) -> list[Decision]:
         """Policy decisions for many rows (a DataFrame or a list of mappings)."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coopscore.settings import Settings, get_settings
@@ -19,6 +20,7 @@ from serving.errors import install_error_handlers
 from serving.metrics import ServiceMetrics
 from serving.routes import (
     admin,
+    audits,
     decisions,
     events,
     health,
@@ -81,12 +83,17 @@ async def _send_json(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+_MAX_CACHED_LABELS = 512
+
+
 class RequestMetrics:
     """Count and time every request by route template and status (a pure ASGI layer: cheap)."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Labelled children looked up once per (route, method, status), not on every request.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,8 +112,17 @@ class RequestMetrics:
             await self.app(scope, receive, capture)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
-            self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
+            key = (route, scope["method"], status)
+            children = self._children.get(key)
+            if children is None:
+                children = (
+                    self.metrics.requests.labels(route=route, method=key[1], status=str(status)),
+                    self.metrics.latency.labels(route=route),
+                )
+                if len(self._children) < _MAX_CACHED_LABELS:  # methods come from clients: stay bounded
+                    self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
 
 
 def _default_loader() -> ScorerLoader:
@@ -144,6 +160,7 @@ def create_app(
         try:
             yield
         finally:
+            app.state.coopscore.scoring_pool.shutdown(wait=True)
             decision_log.close()
             if online_store is None:
                 store.close()
@@ -169,6 +186,7 @@ def create_app(
         decisions.router,
         metrics.router,
         monitoring.router,
+        audits.router,
     ):
         app.include_router(router)
     install_error_handlers(app)

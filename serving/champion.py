@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from coopscore.settings import Settings
 from models import mlflow_io
 from models.credit_model import CreditModel
+from models.reasons import Assessment
 from models.registry import load_model
 from serving.scoring import Reason, Scored
 
@@ -30,34 +31,44 @@ class CreditModelScorer:
 
     def score_one(self, features: Mapping[str, float], *, force_review: str | None = None) -> Scored:
         """PD, score, grade, decision and top-4 reasons from one booster call."""
-        assessment = self.model.assess(dict(features), top_k=4)
-        explanation = assessment.explanation
-        decision = assessment.decision.outcome
-        notes = [assessment.decision.detail or assessment.decision.reason]
-        if force_review is not None:
-            # Too little on file to decide automatically: a person looks at it, never an auto-decline.
-            decision = "review"
-            notes.insert(0, force_review)
-        reasons = [
-            Reason(
-                code=r.group,
-                points=r.points,
-                text_zh=r.text_zh,
-                text_en=r.text_en,
-                features={f.name: _display(f.value) for f in r.features},
-            )
-            for r in explanation.reasons
-        ]
-        return Scored(
-            pd=explanation.pd,
-            score=explanation.score,
-            grade=explanation.grade,
-            decision=decision,
-            decision_notes=notes,
-            reasons=reasons,
-            base_points=explanation.base_points,
-            group_points=dict(explanation.group_points),
+        return _scored(self.model.assess(features, top_k=4), force_review)
+
+    def score_many(
+        self, rows: Sequence[Mapping[str, float]], *, force_review: Sequence[str | None]
+    ) -> list[Scored]:
+        """`score_one` for several applicants from one (vectorized) booster call."""
+        assessments = self.model.assess_many(rows, top_k=4)
+        return [_scored(a, note) for a, note in zip(assessments, force_review, strict=True)]
+
+
+def _scored(assessment: Assessment, force_review: str | None) -> Scored:
+    explanation = assessment.explanation
+    decision = assessment.decision.outcome
+    notes = [assessment.decision.detail or assessment.decision.reason]
+    if force_review is not None:
+        # Too little on file to decide automatically: a person looks at it, never an auto-decline.
+        decision = "review"
+        notes.insert(0, force_review)
+    reasons = [
+        Reason(
+            code=r.group,
+            points=r.points,
+            text_zh=r.text_zh,
+            text_en=r.text_en,
+            features={f.name: _display(f.value) for f in r.features},
         )
+        for r in explanation.reasons
+    ]
+    return Scored(
+        pd=explanation.pd,
+        score=explanation.score,
+        grade=explanation.grade,
+        decision=decision,
+        decision_notes=notes,
+        reasons=reasons,
+        base_points=explanation.base_points,
+        group_points=dict(explanation.group_points),
+    )
 
 
 def _display(value: float | str | None) -> float | str | None:

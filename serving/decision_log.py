@@ -2,6 +2,8 @@
 
 One fsync per request would cap throughput, so a single writer thread commits whatever rows are
 waiting together (group commit); each request still waits for the commit that holds its own row.
+Checkpoints (copying the WAL into the database file, with its own fsync) run on a separate thread, so
+they never stall a commit that requests are waiting on.
 It is the evidence for audits, the source for drift and fairness monitoring, and keeps human reviews
 beside the automated decision (PIPL art. 24).
 """
@@ -9,7 +11,9 @@ beside the automated decision (PIPL art. 24).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -18,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("coopscore.serving")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -80,6 +86,30 @@ class DecisionRecord:
     latency_ms: float
     idempotency_key: str | None = None
     body_sha256: str | None = None
+    # The response exactly as sent, when the caller has already encoded it (saves encoding it twice).
+    response_json: str | None = None
+
+    def row(self) -> tuple[object, ...]:
+        """The `decisions` row: JSON columns encoded here, in the caller's thread, not the writer's."""
+        return (
+            self.request_id,
+            self.application_id,
+            self.member_id,
+            self.created_at.isoformat(),
+            self.model_name,
+            self.model_version,
+            self.pd,
+            self.score,
+            self.grade,
+            self.decision,
+            _dumps(self.application),
+            _dumps(self.features),
+            _dumps(self.reasons),
+            self.response_json if self.response_json is not None else _dumps(self.response),
+            self.latency_ms,
+            self.idempotency_key,
+            self.body_sha256,
+        )
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,12 @@ class StoredResponse:
     response: dict[str, Any]
 
 
+_INSERT = f"INSERT OR IGNORE INTO decisions VALUES ({', '.join('?' * 17)})"
+
+# What the writer thread is handed: the encoded row, its idempotency key, and who waits for it.
+_Pending = tuple[tuple[object, ...], str | None, Future[StoredResponse | None]]
+
+
 def _dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -97,14 +133,25 @@ def _dumps(value: object) -> str:
 class DecisionLog:
     """Append-only decision log with a group-committing writer thread."""
 
-    def __init__(self, path: Path, max_group: int = 256) -> None:
+    def __init__(self, path: Path, max_group: int = 256, checkpoint_rows: int = 500) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._max_group = max_group
-        self._queue: queue.Queue[tuple[DecisionRecord, Future[StoredResponse | None]] | None] = queue.Queue()
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._writer_con = self._connect()
         self._writer_con.executescript(_SCHEMA)
+        self._writer_con.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
+        self._write_lock = path.with_name(path.name + ".writelock").open("ab")
         self._local = threading.local()
+        self._checkpoint_rows = checkpoint_rows
+        self._rows_since_checkpoint = 0
+        self._checkpoint_wanted = threading.Event()
+        self._stopping = False
+        self.checkpoints = 0
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="decision-log-checkpointer", daemon=True
+        )
+        self._checkpointer.start()
         self._thread = threading.Thread(target=self._run, name="decision-log-writer", daemon=True)
         self._thread.start()
         self.commits = 0
@@ -124,10 +171,31 @@ class DecisionLog:
         return con
 
     def close(self) -> None:
-        """Flush what is queued, stop the writer and close the connection."""
+        """Flush what is queued, stop the writer and the checkpointer, and close the connection."""
         self._queue.put(None)
         self._thread.join(timeout=30)
+        self._stopping = True
+        self._checkpoint_wanted.set()
+        self._checkpointer.join(timeout=30)
         self._writer_con.close()
+        self._write_lock.close()
+
+    def _checkpoint_loop(self) -> None:
+        con = self._connect()
+        try:
+            while True:
+                self._checkpoint_wanted.wait()
+                self._checkpoint_wanted.clear()
+                try:
+                    # PASSIVE: copy what it can without waiting for (or blocking) the writer.
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error:
+                    log.warning("decision-log checkpoint failed; the next one retries", exc_info=True)
+                if self._stopping:
+                    return
+        finally:
+            con.close()
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -138,8 +206,15 @@ class DecisionLog:
         same idempotency key (a concurrent duplicate), in which case nothing new was written.
         """
         future: Future[StoredResponse | None] = Future()
-        self._queue.put((record, future))
+        self._queue.put((record.row(), record.idempotency_key, future))
         return future
+
+    def submit_many(self, records: list[DecisionRecord]) -> list[Future[StoredResponse | None]]:
+        """`submit` for several records; queued together, so they share as few commits as possible."""
+        pending: list[_Pending] = [(r.row(), r.idempotency_key, Future()) for r in records]
+        for item in pending:
+            self._queue.put(item)
+        return [future for _, _, future in pending]
 
     async def append(self, record: DecisionRecord) -> StoredResponse | None:
         """Await durability of one record (see `submit`)."""
@@ -165,52 +240,42 @@ class DecisionLog:
             if stop:
                 return
 
-    def _commit(self, group: list[tuple[DecisionRecord, Future[StoredResponse | None]]]) -> None:
+    def _commit(self, group: list[_Pending]) -> None:
         con = self._writer_con
         results: list[StoredResponse | None] = []
+        failure: BaseException | None = None
+        # Writers in other worker processes queue on this lock and wake the moment it is free; left
+        # to SQLite's busy handler they would sleep 1, 2, 5, 10 ... ms between retries instead.
+        fcntl.flock(self._write_lock, fcntl.LOCK_EX)
         try:
             con.execute("BEGIN IMMEDIATE")
-            for record, _ in group:
-                cur = con.execute(
-                    """INSERT OR IGNORE INTO decisions VALUES
-                       (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (
-                        record.request_id,
-                        record.application_id,
-                        record.member_id,
-                        record.created_at.isoformat(),
-                        record.model_name,
-                        record.model_version,
-                        record.pd,
-                        record.score,
-                        record.grade,
-                        record.decision,
-                        _dumps(record.application),
-                        _dumps(record.features),
-                        _dumps(record.reasons),
-                        _dumps(record.response),
-                        record.latency_ms,
-                        record.idempotency_key,
-                        record.body_sha256,
-                    ),
-                )
-                if cur.rowcount == 1 or record.idempotency_key is None:
+            for row, idempotency_key, _ in group:
+                cur = con.execute(_INSERT, row)
+                if cur.rowcount == 1 or idempotency_key is None:
                     results.append(None)
                 else:
-                    row = con.execute(
+                    stored = con.execute(
                         "SELECT body_sha256, response FROM decisions WHERE idempotency_key = ?",
-                        (record.idempotency_key,),
+                        (idempotency_key,),
                     ).fetchone()
-                    results.append(StoredResponse(row[0], json.loads(row[1])))
+                    results.append(StoredResponse(stored[0], json.loads(stored[1])))
             con.execute("COMMIT")
-            self.commits += 1
         except BaseException as exc:  # the transaction failed: nobody in this group is durable
+            failure = exc
             if con.in_transaction:
                 con.execute("ROLLBACK")
-            for _, future in group:
-                future.set_exception(exc)
+        finally:
+            fcntl.flock(self._write_lock, fcntl.LOCK_UN)
+        if failure is not None:
+            for _, _, future in group:
+                future.set_exception(failure)
             return
-        for (_, future), result in zip(group, results, strict=True):
+        self.commits += 1
+        self._rows_since_checkpoint += len(group)
+        if self._rows_since_checkpoint >= self._checkpoint_rows:
+            self._rows_since_checkpoint = 0
+            self._checkpoint_wanted.set()
+        for (_, _, future), result in zip(group, results, strict=True):
             future.set_result(result)
 
     def add_review(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
@@ -17,7 +17,11 @@ NO_MODEL = (
 )
 
 
-def get_state(request: Request) -> AppState:
+# Dependencies are `async def` on purpose: they do no I/O, and FastAPI would otherwise run each one in
+# the threadpool (a thread hop per dependency per request, which costs more than the work itself).
+
+
+async def get_state(request: Request) -> AppState:
     """The state built in the lifespan."""
     state: AppState = request.app.state.coopscore
     return state
@@ -26,10 +30,10 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def require_scope(scope: Scope) -> Callable[..., ApiKeyEntry]:
+def require_scope(scope: Scope) -> Callable[..., Awaitable[ApiKeyEntry]]:
     """A dependency admitting only keys that carry `scope` (401 without a valid key, 403 without scope)."""
 
-    def check(
+    async def check(
         state: StateDep,
         x_api_key: Annotated[str | None, Header(max_length=256)] = None,
         authorization: Annotated[str | None, Header(max_length=300)] = None,
@@ -63,7 +67,7 @@ ReadKey = Annotated[ApiKeyEntry, Depends(require_scope("read"))]
 AdminKey = Annotated[ApiKeyEntry, Depends(require_scope("admin"))]
 
 
-def served_model(state: StateDep) -> ServedModel:
+def served_model(state: AppState) -> ServedModel:
     """The model in service, or 503 saying how to get one."""
     current = state.models.current
     if current is None:
@@ -71,4 +75,8 @@ def served_model(state: StateDep) -> ServedModel:
     return current
 
 
-ModelDep = Annotated[ServedModel, Depends(served_model)]
+async def _served_model(state: StateDep) -> ServedModel:
+    return served_model(state)
+
+
+ModelDep = Annotated[ServedModel, Depends(_served_model)]

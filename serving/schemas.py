@@ -182,6 +182,21 @@ class ReadyResponse(_Out):
     detail: str
 
 
+class FairnessAuditResponse(_Out):
+    """The latest stored fairness audit: headline fields, then the audit exactly as stored."""
+
+    created_at: datetime | None = Field(description="when the audit ran")
+    passed: bool | None = Field(description="true when no judged group breaks a threshold")
+    source: str | None = Field(description="what was audited (decision log, OOT set, a file)")
+    model_name: str | None
+    model_version: str | None
+    flags: list[dict[str, Any]] = Field(description="groups that break a threshold, with the metric")
+    audit: dict[str, Any] = Field(
+        description="the whole audit: thresholds, metrics and 95% intervals by attribute and group, "
+        "groups too small to judge, explanations of flagged gaps"
+    )
+
+
 class FieldProblem(_Out):
     """One invalid input."""
 

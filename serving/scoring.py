@@ -8,11 +8,13 @@ application features, computed by the same `application_features` function train
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from features.views import application_features_for_request
+import numpy as np
+
+from features.views import application_features, application_features_for_request
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ class Scorer(Protocol):
         """Score one feature vector; `force_review` sends it to review with that note."""
         ...
 
+    def score_many(
+        self, rows: Sequence[Mapping[str, float]], *, force_review: Sequence[str | None]
+    ) -> list[Scored]:
+        """`score_one` for several vectors at once (one model call); `force_review` per row."""
+        ...
+
 
 def applicant_vector(
     member_features: Mapping[str, float], *, amount_cny: float, term_months: int
@@ -62,6 +70,28 @@ def applicant_vector(
         **member_features,
         **application_features_for_request(member_features, amount_cny=amount_cny, term_months=term_months),
     }
+
+
+def applicant_vectors(
+    member_features: Sequence[Mapping[str, float]], *, amount_cny: Sequence[float], term_months: Sequence[int]
+) -> list[dict[str, float]]:
+    """`applicant_vector` for many applications: the same `application_features`, run on columns."""
+    if not member_features:
+        return []
+    columns = {
+        name: np.array([m[name] for m in member_features], dtype=np.float64)
+        for name in ("delivery_amount_365d", "savings_balance")
+    }
+    derived = application_features(
+        columns,
+        amount_cny=np.asarray(amount_cny, dtype=np.float64),
+        term_months=np.asarray(term_months, dtype=np.float64),
+    )
+    lists = {name: values.tolist() for name, values in derived.items()}
+    return [
+        {**member, **{name: values[i] for name, values in lists.items()}}
+        for i, member in enumerate(member_features)
+    ]
 
 
 def json_safe(features: Mapping[str, float]) -> dict[str, float | None]:

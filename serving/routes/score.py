@@ -1,31 +1,41 @@
-"""POST /v1/score and /v1/score/batch: PD, score, grade, decision and reasons, logged before replying."""
+"""POST /v1/score and /v1/score/batch: PD, score, grade, decision and reasons, logged before replying.
+
+The hot path makes one thread hop: the worker thread reads the member's vector, scores, builds and
+encodes the response once, and queues the decision-log row; the event loop then only awaits the group
+commit that makes that row durable and sends the bytes already encoded. The response is built as a
+plain dict in exactly the shape of `ScoreResponse` (which stays the documented `response_model`; a test
+checks the two agree), so it is not validated and serialized a second time.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import json
 import math
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
-from fastapi import APIRouter, Depends, Header, HTTPException, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from features.online.base import MemberVector
-from serving.decision_log import DecisionRecord
+from serving.decision_log import DecisionRecord, StoredResponse
 from serving.deps import StateDep, require_scope, served_model
 from serving.schemas import (
     ERROR_RESPONSES,
     BatchScoreRequest,
     BatchScoreResponse,
-    ReasonOut,
     ScoreRequest,
     ScoreResponse,
 )
-from serving.scoring import Scored, Scorer, applicant_vector, json_safe
+from serving.scoring import Scored, Scorer, applicant_vector, applicant_vectors, json_safe
 from serving.state import AppState, ServedModel
 
 # Auth runs before anything else, so an unauthenticated caller learns nothing about service state.
@@ -40,6 +50,16 @@ NEW_MEMBER_NOTE = "new member: no cooperative history on file, scored on peer si
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", max_length=128, pattern=r"^[\x21-\x7e]+$")
 ]
+JSON = "application/json"
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def _in_pool(state: AppState, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run CPU-bound work on the scoring threads (lighter than anyio's threadpool, and bounded)."""
+    return await asyncio.get_running_loop().run_in_executor(
+        state.scoring_pool, functools.partial(fn, *args, **kwargs)
+    )
 
 
 def _body_sha(body: ScoreRequest) -> str:
@@ -47,97 +67,154 @@ def _body_sha(body: ScoreRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _member_vector(state: AppState, body: ScoreRequest) -> MemberVector | None:
-    [vector] = state.online_store.online_read([body.member_id])
-    if vector is None and not body.allow_new_member:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            f"member {body.member_id!r} has no feature vector in the online store; check the id, "
-            "or send allow_new_member=true to score on peer signals alone (the decision is then review)",
-        )
-    return vector
-
-
-def _score(
-    scorer: Scorer, vector: MemberVector | None, body: ScoreRequest
-) -> tuple[Scored, dict[str, float]]:
-    member = dict(vector.features) if vector is not None else dict.fromkeys(scorer.feature_names, math.nan)
-    features = applicant_vector(member, amount_cny=body.amount_cny, term_months=body.term_months)
-    scored = scorer.score_one(features, force_review=None if vector is not None else NEW_MEMBER_NOTE)
-    return scored, features
-
-
-def _response(
-    body: ScoreRequest, scored: Scored, served: ServedModel, vector: MemberVector | None, application_id: str
-) -> ScoreResponse:
-    return ScoreResponse(
-        request_id=uuid.uuid4().hex,
-        application_id=application_id,
-        member_id=body.member_id,
-        pd=scored.pd,
-        score=scored.score,
-        grade=scored.grade,  # type: ignore[arg-type]
-        decision=scored.decision,  # type: ignore[arg-type]
-        decision_notes=scored.decision_notes,
-        reasons=[
-            ReasonOut(code=r.code, points=r.points, text_zh=r.text_zh, text_en=r.text_en, features=r.features)
-            for r in scored.reasons
-        ],
-        base_points=scored.base_points,
-        group_points=scored.group_points if body.explain == "all" else None,
-        model_name=served.scorer.name,
-        model_version=served.scorer.version,
-        features_as_of=vector.as_of if vector is not None else None,
-        feature_set_version=vector.feature_set_version if vector is not None else None,
-        scored_at=datetime.now(UTC),
+def _unknown_member(member_id: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND,
+        f"member {member_id!r} has no feature vector in the online store; check the id, "
+        "or send allow_new_member=true to score on peer signals alone (the decision is then review)",
     )
 
 
-async def score_application(
-    state: AppState, served: ServedModel, body: ScoreRequest, idempotency_key: str | None
-) -> ScoreResponse | JSONResponse:
-    """Score one application and make its decision durable; replays a stored idempotent answer."""
-    started = time.perf_counter()
+def _member_row(scorer: Scorer, vector: MemberVector | None) -> dict[str, float]:
+    return dict(vector.features) if vector is not None else dict.fromkeys(scorer.feature_names, math.nan)
+
+
+def _iso(value: datetime) -> str:
+    """ISO 8601 as pydantic writes it (UTC as `Z`), so the response is exactly `ScoreResponse`'s JSON."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _encode(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """One scored application: the encoded response, and the future of its decision-log row."""
+
+    content: str
+    decision: str
+    score: float
+    body_sha: str | None
+    logged: Future[StoredResponse | None]
+
+
+def _decision(
+    body: ScoreRequest,
+    scored: Scored,
+    served: ServedModel,
+    vector: MemberVector | None,
+    features: dict[str, float],
+    *,
+    started: float,
+    idempotency_key: str | None = None,
+    body_sha: str | None = None,
+) -> tuple[str, DecisionRecord]:
+    """The response (fields and order of `ScoreResponse`, encoded once) and its decision-log record."""
+    scored_at = datetime.now(UTC)
+    request_id = uuid.uuid4().hex
+    application_id = body.application_id or f"app-{request_id[:16]}"
+    reasons = [
+        {
+            "code": r.code,
+            "points": r.points,
+            "text_zh": r.text_zh,
+            "text_en": r.text_en,
+            "features": r.features,
+        }
+        for r in scored.reasons
+    ]
+    payload: dict[str, Any] = {
+        "request_id": request_id,
+        "application_id": application_id,
+        "member_id": body.member_id,
+        "pd": scored.pd,
+        "score": scored.score,
+        "grade": scored.grade,
+        "decision": scored.decision,
+        "decision_notes": scored.decision_notes,
+        "reasons": reasons,
+        "base_points": scored.base_points,
+        "group_points": scored.group_points if body.explain == "all" else None,
+        "model_name": served.scorer.name,
+        "model_version": served.scorer.version,
+        "features_as_of": _iso(vector.as_of) if vector is not None else None,
+        "feature_set_version": vector.feature_set_version if vector is not None else None,
+        "scored_at": _iso(scored_at),
+    }
+    content = _encode(payload)
+    application = body.model_dump(mode="json", exclude={"explain", "allow_new_member"})
+    application["applied_at"] = application["applied_at"] or payload["scored_at"]
+    application["application_id"] = application_id
+    record = DecisionRecord(
+        request_id=request_id,
+        application_id=application_id,
+        member_id=body.member_id,
+        created_at=scored_at,
+        model_name=served.scorer.name,
+        model_version=served.scorer.version,
+        pd=scored.pd,
+        score=scored.score,
+        grade=scored.grade,
+        decision=scored.decision,
+        application=application,
+        features=json_safe(features),
+        reasons=reasons,
+        response=payload,
+        latency_ms=(time.perf_counter() - started) * 1000,
+        idempotency_key=idempotency_key,
+        body_sha256=body_sha,
+        response_json=content,
+    )
+    return content, record
+
+
+def _decide(
+    state: AppState, served: ServedModel, body: ScoreRequest, idempotency_key: str | None, started: float
+) -> _Decided | JSONResponse:
+    """Everything CPU-bound for one application, in a worker thread; ends by queueing its log row."""
     # The body hash only matters for an idempotent request: skip it on the plain hot path.
     body_sha = _body_sha(body) if idempotency_key is not None else None
     if idempotency_key is not None:
         stored = state.decision_log.by_idempotency_key(idempotency_key)
         if stored is not None:
             return _replay(stored.body_sha256, body_sha, stored.response)
-    vector = _member_vector(state, body)
-    # Scoring is CPU-bound: keep it off the event loop.
-    scored, features = await run_in_threadpool(_score, served.scorer, vector, body)
-    application_id = body.application_id or f"app-{uuid.uuid4().hex[:16]}"
-    response = _response(body, scored, served, vector, application_id)
-    payload = response.model_dump(mode="json")
-    application = body.model_dump(mode="json", exclude={"explain", "allow_new_member"})
-    application["applied_at"] = application["applied_at"] or payload["scored_at"]
-    application["application_id"] = application_id
-    record = DecisionRecord(
-        request_id=response.request_id,
-        application_id=application_id,
-        member_id=body.member_id,
-        created_at=response.scored_at,
-        model_name=response.model_name,
-        model_version=response.model_version,
-        pd=response.pd,
-        score=response.score,
-        grade=response.grade,
-        decision=response.decision,
-        application=application,
-        features=json_safe(features),
-        reasons=[r.model_dump() for r in response.reasons],
-        response=payload,
-        latency_ms=(time.perf_counter() - started) * 1000,
-        idempotency_key=idempotency_key,
-        body_sha256=body_sha,
+    [vector] = state.online_store.online_read([body.member_id])
+    if vector is None and not body.allow_new_member:
+        raise _unknown_member(body.member_id)
+    features = applicant_vector(
+        _member_row(served.scorer, vector), amount_cny=body.amount_cny, term_months=body.term_months
     )
-    duplicate = await state.decision_log.append(record)
+    scored = served.scorer.score_one(features, force_review=None if vector is not None else NEW_MEMBER_NOTE)
+    content, record = _decision(
+        body,
+        scored,
+        served,
+        vector,
+        features,
+        started=started,
+        idempotency_key=idempotency_key,
+        body_sha=body_sha,
+    )
+    return _Decided(content, scored.decision, scored.score, body_sha, state.decision_log.submit(record))
+
+
+async def score_application(
+    state: AppState, served: ServedModel, body: ScoreRequest, idempotency_key: str | None
+) -> Response:
+    """Score one application and make its decision durable; replays a stored idempotent answer."""
+    started = time.perf_counter()
+    # Scoring is CPU-bound: keep it off the event loop (one hop for all of it).
+    decided = await _in_pool(state, _decide, state, served, body, idempotency_key, started)
+    if isinstance(decided, Response):
+        return decided
+    duplicate = await asyncio.wrap_future(decided.logged)  # the group commit holding this row
     if duplicate is not None:  # a concurrent request with the same key was logged first
-        return _replay(duplicate.body_sha256, body_sha, duplicate.response)
-    state.metrics.decisions.labels(decision=response.decision).inc()
-    state.metrics.scores.observe(response.score)
-    return response
+        return _replay(duplicate.body_sha256, decided.body_sha, duplicate.response)
+    state.metrics.decisions.labels(decision=decided.decision).inc()
+    state.metrics.scores.observe(decided.score)
+    return Response(decided.content, media_type=JSON)
 
 
 def _replay(stored_sha: str | None, body_sha: str | None, response: dict[str, Any]) -> JSONResponse:
@@ -154,14 +231,39 @@ async def score(
     body: ScoreRequest,
     state: StateDep,
     idempotency_key: IdempotencyKey = None,
-) -> ScoreResponse | JSONResponse:
+) -> Response:
     """PD, score, grade, decision and the reasons that lowered the score (zh/en)."""
     # Looked up here, not as a dependency, so a malformed request gets its 422 even without a model.
     return await score_application(state, served_model(state), body, idempotency_key)
 
 
+def _decide_batch(
+    state: AppState, served: ServedModel, items: Sequence[ScoreRequest], started: float
+) -> tuple[list[str], list[DecisionRecord], list[Future[StoredResponse | None]]]:
+    """Score every item with one online-store read and one model call; queue all rows together."""
+    vectors = state.online_store.online_read([item.member_id for item in items])
+    for item, vector in zip(items, vectors, strict=True):
+        if vector is None and not item.allow_new_member:
+            raise _unknown_member(item.member_id)  # before anything is logged: the batch fails whole
+    features = applicant_vectors(
+        [_member_row(served.scorer, v) for v in vectors],
+        amount_cny=[item.amount_cny for item in items],
+        term_months=[item.term_months for item in items],
+    )
+    scored = served.scorer.score_many(
+        features, force_review=[None if v is not None else NEW_MEMBER_NOTE for v in vectors]
+    )
+    contents: list[str] = []
+    records: list[DecisionRecord] = []
+    for item, one, vector, row in zip(items, scored, vectors, features, strict=True):
+        content, record = _decision(item, one, served, vector, row, started=started)
+        contents.append(content)
+        records.append(record)
+    return contents, records, state.decision_log.submit_many(records)
+
+
 @router.post("/batch", response_model=BatchScoreResponse, summary="Score several applicants")
-async def score_batch(body: BatchScoreRequest, state: StateDep) -> BatchScoreResponse:
+async def score_batch(body: BatchScoreRequest, state: StateDep) -> Response:
     """Each item is scored and logged as one decision; unknown members fail the whole batch (404)."""
     cap = state.settings.max_batch_items
     if len(body.applications) > cap:
@@ -170,9 +272,12 @@ async def score_batch(body: BatchScoreRequest, state: StateDep) -> BatchScoreRes
             [{"field": "applications", "problem": f"at most {cap} applications per batch"}],
         )
     served = served_model(state)
-    results = []
-    for item in body.applications:
-        result = await score_application(state, served, item, None)
-        assert isinstance(result, ScoreResponse)
-        results.append(result)
-    return BatchScoreResponse(results=results)
+    started = time.perf_counter()
+    contents, records, logged = await _in_pool(
+        state, _decide_batch, state, served, body.applications, started
+    )
+    await asyncio.gather(*(asyncio.wrap_future(f) for f in logged))  # every row durable
+    for record in records:
+        state.metrics.decisions.labels(decision=record.decision).inc()
+        state.metrics.scores.observe(record.score)
+    return Response('{"results":[' + ",".join(contents) + "]}", media_type=JSON)

@@ -38,6 +38,7 @@ GUARDED = [
     ("get", "/metrics", "read", None),
     ("get", "/v1/monitoring/drift", "read", None),
     ("get", "/v1/monitoring/drift/report", "read", None),
+    ("get", "/v1/audits/fairness", "read", None),
 ]
 
 

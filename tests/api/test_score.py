@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from features.contracts import PROTECTED_ATTRIBUTES
 from serving.champion import load_champion
+from serving.schemas import BatchScoreResponse, ScoreResponse
 from tests.api.conftest import Keys, fill_online_store, make_settings
 
 ClientFactory = Callable[..., TestClient]
@@ -114,6 +115,42 @@ def test_batch_scores_in_order_and_is_capped(
     response = client.post("/v1/score/batch", json={"applications": items}, headers=keys.header("score"))
     assert response.status_code == 200
     assert [r["member_id"] for r in response.json()["results"]] == ["strong", "weak"]
+
+
+def test_the_response_is_exactly_the_documented_model(client: TestClient, keys: Keys) -> None:
+    # The route encodes its answer once, without pydantic: it must still be `ScoreResponse`'s JSON.
+    for extra in ({}, {"explain": "all"}, {"application_id": "loan-7", "applied_at": "2026-03-02T08:00:00Z"}):
+        body = score(client, keys, "weak", **extra)
+        assert ScoreResponse.model_validate(body).model_dump(mode="json") == body
+    new = score(client, keys, "ghost", allow_new_member=True)
+    assert ScoreResponse.model_validate(new).model_dump(mode="json") == new
+
+
+def test_batch_scores_all_items_together_as_single_requests_would(
+    client: TestClient, keys: Keys, tmp_path: Path
+) -> None:
+    members = ("strong", "weak", "strong")
+    items = [{"member_id": m, **APPLICATION, "explain": "all"} for m in members]
+    items.append({"member_id": "ghost", **APPLICATION, "allow_new_member": True})
+    response = client.post("/v1/score/batch", json={"applications": items}, headers=keys.header("score"))
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert BatchScoreResponse.model_validate(response.json()).model_dump(mode="json") == response.json()
+    assert [r["member_id"] for r in results] == [*members, "ghost"]
+    assert results[-1]["decision"] == "review"
+    for member, result in zip(members, results, strict=False):
+        alone = score(client, keys, member, explain="all")
+        assert math.isclose(result["pd"], alone["pd"], rel_tol=1e-12)
+        assert result["group_points"] == alone["group_points"]
+        assert [r["code"] for r in result["reasons"]] == [r["code"] for r in alone["reasons"]]
+    con = sqlite3.connect(tmp_path / "data" / "decisions.sqlite")
+    logged = {r[0] for r in con.execute("SELECT request_id FROM decisions")}
+    assert {r["request_id"] for r in results} <= logged
+    before = len(logged)
+    unknown = [{"member_id": "strong", **APPLICATION}, {"member_id": "ghost", **APPLICATION}]
+    refused = client.post("/v1/score/batch", json={"applications": unknown}, headers=keys.header("score"))
+    assert refused.status_code == 404 and "ghost" in refused.json()["detail"]
+    assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == before  # nothing half-logged
 
 
 def test_model_reload_review_and_readiness(client: TestClient, keys: Keys) -> None:
