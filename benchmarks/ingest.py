@@ -55,6 +55,10 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=20_000, help="members in the simulated world")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median shown)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write feeds (default: tmp)")
+    parser.add_argument(
+        "--formats", default="parquet,csv", help="feed formats to ingest, comma-separated (parquet,csv)"
+    )
+    parser.add_argument("--no-simulate", action="store_true", help="skip the simulate step")
     args = parser.parse_args()
     console = Console(width=150)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="coopscore-bench-"))
@@ -62,7 +66,7 @@ def main() -> None:
     rows: list[tuple[str, int, list[float], float, str, float | None]] = []
 
     sim_times, sim_mem, events = [], 0.0, 0
-    for _ in range(args.repeats):
+    for _ in range(0 if args.no_simulate else args.repeats):
         world = work / "world"
         seconds, mem, out = run(
             [
@@ -79,9 +83,12 @@ def main() -> None:
         sim_times.append(seconds)
         sim_mem = max(sim_mem, mem)
         events = int(json.loads(out)["events_written"])
-    rows.append((f"simulate ({args.members:,} members)", events, sim_times, sim_mem, "demo < 60 s", None))
+    if sim_times:
+        rows.append((f"simulate ({args.members:,} members)", events, sim_times, sim_mem, "demo < 60 s", None))
 
-    for fmt, goal in (("parquet", 1_000_000), ("csv", 300_000)):
+    goals = {"parquet": 1_000_000, "csv": 300_000}
+    for fmt in args.formats.split(","):
+        goal = goals[fmt]
         feed = work / f"feed-{fmt}"
         if not (feed / "events").exists():
             console.print(f"writing {args.events:,} events as {fmt} ...")

@@ -10,6 +10,7 @@ or a crashed writer never sees half a file.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,15 +30,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# Text columns whose values are (nearly) all distinct. Every other text column (codes, enums, coop and
+# village ids, quarantine reasons) is dictionary-encoded; these are not, nor are numbers and timestamps:
+# building a dictionary only to abandon it when it overflows costs more than the rest of the write.
+DISTINCT_TEXT = frozenset({"event_id", "member_id", "loan_id", "application_id", "raw"})
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    return [
+        f.name
+        for f in schema
+        if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)) and f.name not in DISTINCT_TEXT
+    ]
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write `table` to `path` so that the file is either complete and durable or absent."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as sink:
-        pq.write_table(table, sink, compression="zstd", row_group_size=1_000_000)
-        sink.flush()
-        os.fsync(sink.fileno())
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with tmp.open("wb") as sink:
+            pq.write_table(
+                table,
+                sink,
+                compression="zstd",
+                compression_level=1,
+                use_dictionary=_dictionary_columns(table.schema),
+                row_group_size=1_000_000,
+            )
+            sink.flush()
+            os.fsync(sink.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 

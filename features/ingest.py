@@ -4,6 +4,13 @@ Guarantees: every rejected row lands in quarantine with its reasons; every valid
 once (dedupe by `event_id` for events and by key for reference tables, against the whole log); a file
 whose exact bytes were ingested before is skipped and reported as duplicates; a process killed at any
 point leaves only whole part files behind, and re-running the same ingest completes it.
+
+How it stays fast: each chunk is validated by one generated DuckDB query (see `validation`) that returns
+flags, key hashes and the few columns that needed typing; columns that arrive typed (or as clean text)
+are stored as read, repetitive text stays dictionary-encoded, and reasons are only built for bad rows.
+Dedupe holds 64-bit key hashes in sorted runs behind a Bloom filter (`KeySet`) and confirms every hash
+match on the key text. Part files are written and fsynced on two threads while the next chunk is read
+and validated, and the next file's SHA-256 is computed in the background.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -24,18 +33,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.contracts import EVENT_TYPES, REFERENCE_CONTRACTS
+from features.contracts import EVENT_CONTRACTS, EVENT_TYPES, REFERENCE_CONTRACTS, TableContract
 from features.event_log import EventLog, write_parquet_atomic
 from features.ledger import IngestLedger, SourceRecord, file_sha256
 from features.readers import DATA_SUFFIXES, BrokenLine, FileChunk, iter_chunks, json_scalar, read_header
 from features.validation import (
+    COMPUTED,
     EVENTS,
     PARSED_PREFIX,
+    PASSTHROUGH,
+    PATCH_PREFIX,
     Limits,
+    ValidationPlan,
+    clean_text_columns,
     contract_for,
-    raw_json_sql,
-    reasons_sql,
-    validation_sql,
+    validation_plan,
 )
 
 TABLE_KINDS = (EVENTS, *REFERENCE_CONTRACTS)
@@ -201,8 +213,202 @@ def _writer_lock(data_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_MIN_FILTER_BITS = 27  # 16 MiB to start; grown 4x whenever more than 1/16 of the bits are in use
+_MAX_FILTER_BITS = 31  # 256 MiB at most
+_MAX_RUNS = 16  # beyond this many sorted runs, the 8 smallest are merged into one
+
+
+class KeySet:
+    """Every key stored for one table, for exact dedupe at the cost of a few bytes per key.
+
+    Keys are held as 64-bit hashes in sorted runs (one per chunk; the smallest merged when there are many),
+    behind a one-hash Bloom filter that answers "certainly new" for almost every new key without a
+    search. A hash match is only a candidate: the key text kept beside it is compared, so two keys
+    whose hashes collide are still told apart.
+    """
+
+    def __init__(self) -> None:
+        self._texts: list[pa.Array] = []
+        self._text_starts: list[int] = []
+        self._positions = 0
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._count = 0
+        self._bits_log2 = _MIN_FILTER_BITS
+        self._bits = np.zeros(1 << (self._bits_log2 - 3), np.uint8)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def load(self, hashes: np.ndarray, keys: pa.Array) -> None:
+        """Add keys known to be distinct (read back from the log) without checking them."""
+        order = np.argsort(hashes)
+        base = self._keep_texts(keys)
+        self._add_run(hashes[order], self._positions_of(order, base))
+
+    def dedupe(self, hashes: np.ndarray, rows: np.ndarray, keys: pa.Array) -> np.ndarray:
+        """For the keys `keys[rows]` with 64-bit hashes `hashes`, mark each that repeats an earlier one
+        among them or a key already in the set; remember the others. Returns the marks (a bool array).
+        """
+        n = len(hashes)
+        drop = np.zeros(n, np.bool_)
+        if n == 0:
+            return drop
+        order = np.argsort(hashes)
+        ordered = hashes[order]
+        same = ordered[1:] == ordered[:-1]
+        if same.any():
+            # Rows sharing a hash (nearly always the same key sent twice): keep the first of each key.
+            shared = np.zeros(n, np.bool_)
+            shared[1:] |= same
+            shared[:-1] |= same
+            candidates = np.sort(order[shared])
+            texts = keys.take(pa.array(rows[candidates]))
+            firsts = (
+                pa.table({"k": texts, "i": pa.array(candidates)})
+                .group_by("k", use_threads=False)
+                .aggregate([("i", "min")])
+                .column("i_min")
+                .to_numpy()
+            )
+            drop[candidates] = True
+            drop[firsts] = False
+        maybe = np.flatnonzero(self._might_contain(hashes) & ~drop)
+        if maybe.size:
+            found = self._contains(hashes[maybe], keys.take(pa.array(rows[maybe])))
+            drop[maybe[found]] = True
+        kept = order[~drop[order]]
+        if kept.size:
+            base = self._keep_texts(keys)
+            self._add_run(hashes[kept], self._positions_of(rows[kept], base))
+        return drop
+
+    def _keep_texts(self, keys: pa.Array) -> int:
+        if not pa.types.is_string(keys.type):
+            keys = keys.cast(pa.string())
+        base = self._positions
+        self._texts.append(keys)
+        self._text_starts.append(base)
+        self._positions += len(keys)
+        return base
+
+    def _positions_of(self, rows: np.ndarray, base: int) -> np.ndarray:
+        """Where the texts of `rows` (of the text array starting at `base`) are; 4 bytes each while
+        that is enough."""
+        positions = rows.astype(np.int64) + base
+        return positions.astype(np.uint32) if self._positions <= np.iinfo(np.uint32).max else positions
+
+    def _texts_at(self, positions: np.ndarray) -> pa.Array:
+        starts = np.asarray(self._text_starts, np.int64)
+        positions = positions.astype(np.int64)
+        which = np.searchsorted(starts, positions, side="right") - 1
+        if which.size and (which == which[0]).all():
+            return self._texts[int(which[0])].take(pa.array(positions - starts[which[0]]))
+        order = np.argsort(which, kind="stable")
+        bounds = np.searchsorted(which[order], np.arange(len(starts) + 1))
+        parts = [
+            self._texts[i].take(pa.array(positions[order[bounds[i] : bounds[i + 1]]] - starts[i]))
+            for i in range(len(starts))
+            if bounds[i + 1] > bounds[i]
+        ]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return pa.concat_arrays(parts).take(pa.array(inverse))
+
+    def _contains(self, hashes: np.ndarray, texts: pa.Array) -> np.ndarray:
+        """Exact membership of each key (hash and text) in the set."""
+        found = np.zeros(len(hashes), np.bool_)
+        order = np.argsort(hashes)
+        ordered = hashes[order]
+        for run_hashes, run_positions in self._runs:
+            at = np.searchsorted(run_hashes, ordered)
+            inside = at < len(run_hashes)
+            hit = np.zeros(len(ordered), np.bool_)
+            hit[inside] = run_hashes[at[inside]] == ordered[inside]
+            if not hit.any():
+                continue
+            queries, first = order[hit], at[hit]
+            stored = self._texts_at(run_positions[first])
+            equal = pc.equal(stored, texts.take(pa.array(queries))).to_numpy(zero_copy_only=False)
+            found[queries[equal]] = True
+            # A true 64-bit collision: other keys with the same hash follow in the run; check them too.
+            for query, j in zip(queries[~equal].tolist(), (first[~equal] + 1).tolist(), strict=True):
+                text = texts[query].as_py()
+                while j < len(run_hashes) and run_hashes[j] == hashes[query]:
+                    if self._texts_at(run_positions[j : j + 1])[0].as_py() == text:
+                        found[query] = True
+                        break
+                    j += 1
+        return found
+
+    def _add_run(self, hashes: np.ndarray, positions: np.ndarray) -> None:
+        """Add sorted hashes (with the positions of their texts); merge the smallest runs when many."""
+        self._count += len(hashes)
+        if self._count * 16 > (1 << self._bits_log2) and self._bits_log2 < _MAX_FILTER_BITS:
+            while self._count * 16 > (1 << self._bits_log2) and self._bits_log2 < _MAX_FILTER_BITS:
+                self._bits_log2 = min(self._bits_log2 + 2, _MAX_FILTER_BITS)
+            self._bits = np.zeros(1 << (self._bits_log2 - 3), np.uint8)
+            for run_hashes, _ in self._runs:
+                self._set_bits(run_hashes)
+        self._set_bits(hashes)
+        self._runs.append((hashes, positions))
+        if len(self._runs) > _MAX_RUNS:
+            self._runs.sort(key=lambda run: len(run[0]))
+            smallest, self._runs = self._runs[:8], self._runs[8:]
+            merged = np.concatenate([h for h, _ in smallest])
+            order = np.argsort(merged, kind="stable")  # sorted runs: timsort merges them
+            self._runs.append((merged[order], np.concatenate([p for _, p in smallest])[order]))
+
+    def _slots(self, hashes: np.ndarray) -> np.ndarray:
+        return hashes >> np.uint64(64 - self._bits_log2)
+
+    def _set_bits(self, sorted_hashes: np.ndarray) -> None:
+        if not sorted_hashes.size:
+            return
+        slots = self._slots(sorted_hashes)
+        byte = (slots >> np.uint64(3)).astype(np.intp)
+        bit = np.left_shift(np.uint8(1), (slots & np.uint64(7)).astype(np.uint8))
+        starts = np.flatnonzero(np.concatenate([[True], byte[1:] != byte[:-1]]))
+        self._bits[byte[starts]] |= np.bitwise_or.reduceat(bit, starts)
+
+    def _might_contain(self, hashes: np.ndarray) -> np.ndarray:
+        slots = self._slots(hashes)
+        byte = (slots >> np.uint64(3)).astype(np.intp)
+        return ((self._bits[byte] >> (slots & np.uint64(7)).astype(np.uint8)) & 1).astype(np.bool_)
+
+
+def _rebatched(table: pa.Table, rows: int = 1 << 17) -> pa.Table:
+    """The same table in batches of at most `rows`, so DuckDB scans it with all its threads."""
+    return pa.Table.from_batches(table.to_batches(max_chunksize=rows), schema=table.schema)
+
+
+def _single(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One contiguous array (a chunked `take` would concatenate once per call)."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    if column.num_chunks == 1:
+        return column.chunk(0)
+    if pa.types.is_dictionary(column.type):  # pieces may carry different dictionaries
+        column = column.cast(column.type.value_type)
+    return column.combine_chunks()
+
+
+def _patched(raw: pa.Array, rows: np.ndarray, patch: pa.Array) -> pa.Array:
+    """Apply validation's rewrites of a text column: `patch[i]` is for row `rows[i]` (NULL: keep the
+    cell, '': store NULL, else: store this text)."""
+    if patch.null_count == len(patch):
+        return raw
+    if pa.types.is_dictionary(raw.type):
+        raw = raw.cast(raw.type.value_type)
+    given = pc.is_valid(patch)
+    mask = np.zeros(len(raw), np.bool_)
+    mask[rows[given.to_numpy(zero_copy_only=False)]] = True
+    replacements = patch.filter(given).cast(raw.type)
+    replacements = pc.if_else(pc.equal(replacements, ""), pa.scalar(None, raw.type), replacements)
+    return pc.replace_with_mask(raw, pa.array(mask), replacements)
+
+
 class Ingestor:
-    """Holds the dedupe state of one ingest batch over an event log, in an in-process DuckDB."""
+    """Validates, dedupes and stores chunks of one ingest batch; writes run in a background thread."""
 
     def __init__(
         self,
@@ -211,7 +417,7 @@ class Ingestor:
         limits: Limits,
         batch_id: str,
         chunk_rows: int = 1_000_000,
-        memory_limit: str = "2GB",
+        memory_limit: str = "1GB",
     ) -> None:
         self.log = log
         self.quarantine_dir = quarantine_dir
@@ -221,58 +427,78 @@ class Ingestor:
         self._con.execute("SET TimeZone = 'UTC'")
         self.chunk_rows = chunk_rows
         self._part = 0
-        self._loaded_keys: set[str] = set()
+        self._keys: dict[str, KeySet] = {}
+        self._plans: dict[tuple[str, pa.Schema, frozenset[str]], ValidationPlan] = {}
         self._sources: list[SourceCounts] = []
         self._buffers: dict[str, _Buffer] = {}
+        # Part files are written (and fsynced) by two threads while the next chunk is validated; at most
+        # one chunk's writes are in flight, so memory stays bounded.
+        self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-write")
+        self._in_flight: list[Future[object]] = []
         # (record_index, reasons) of every quarantined parsed record, for callers that report them.
         self.rejections: list[tuple[int, str]] = []
 
     def close(self) -> None:
-        """Release the DuckDB connection."""
+        """Wait for the writes still in flight and release the DuckDB connection."""
+        self._writer.shutdown(wait=True)
         self._con.close()
 
-    def _seen_table(self, table_kind: str) -> str:
-        """Temp table of every key already stored for this table kind, loaded once per batch."""
-        name = f"seen_{table_kind}"
-        if table_kind in self._loaded_keys:
-            return name
+    def _wait_for_writes(self) -> None:
+        pending, self._in_flight = self._in_flight, []
+        for future in pending:
+            future.result()
+
+    def _key_set(self, table_kind: str) -> KeySet:
+        """Every key already stored for this table kind, loaded once per batch."""
+        keys = self._keys.get(table_kind)
+        if keys is not None:
+            return keys
+        keys = self._keys[table_kind] = KeySet()
         key = contract_for(table_kind).key[0]
         files = self.log.event_files() if table_kind == EVENTS else self.log.table_files(table_kind)
         if files:
             listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-            self._con.execute(f"CREATE TEMP TABLE {name} AS SELECT {key} AS k FROM read_parquet([{listing}])")
-        else:
-            self._con.execute(f"CREATE TEMP TABLE {name} (k VARCHAR)")
-        self._loaded_keys.add(table_kind)
-        return name
+            reader = self._con.sql(
+                f"SELECT hash({key}) AS h, {key} AS k FROM read_parquet([{listing}])"
+            ).to_arrow_reader(1_000_000)
+            hashes, texts = [], []
+            for batch in reader:
+                hashes.append(batch.column(0).to_numpy())
+                texts.append(batch.column(1))
+            if hashes:
+                joined = pa.chunked_array(texts, pa.string())
+                # One text array per ~1M keys; each load() call adds its own sorted run.
+                for h, t in zip(hashes, joined.chunks, strict=True):
+                    keys.load(h, t)
+        return keys
 
     def add(self, table_kind: str, chunk: FileChunk, counts: SourceCounts) -> None:
         """Buffer one chunk of one source; small files are pooled so each write stays large."""
         contract = contract_for(table_kind)
-        records = _conform(chunk.records, contract.names)
+        records = _conform(chunk.records, contract)
         n = records.num_rows
         source_index = len(self._sources)
         self._sources.append(counts)
-        records = records.append_column("_source", pa.repeat(pa.scalar(source_index, pa.int32()), n))
-        records = records.append_column(
-            "_row", pa.array(range(chunk.first_record_index, chunk.first_record_index + n), pa.int64())
-        )
         counts.rows_read += n + len(chunk.broken)
         counts.quarantined += len(chunk.broken)
         buffer = self._buffers.setdefault(table_kind, _Buffer())
         if buffer.tables and buffer.tables[0].schema != records.schema:
             self._flush(table_kind)
-            buffer = self._buffers[table_kind]
+            buffer = self._buffers[table_kind] = _Buffer()
         buffer.tables.append(records)
+        buffer.segments.append((source_index, chunk.first_record_index, n))
         buffer.rows += n
         buffer.broken += [(counts.source, line) for line in chunk.broken]
-        if buffer.rows >= self.chunk_rows:
+        # Readers cut chunks of about `chunk_rows`; one that is most of a chunk is not held back for
+        # the next, which would only make a larger, more costly one.
+        if buffer.rows >= self.chunk_rows // 2:
             self._flush(table_kind)
 
     def flush(self) -> None:
-        """Process everything still buffered."""
+        """Process everything still buffered and wait until every part file is durable."""
         for table_kind in list(self._buffers):
             self._flush(table_kind)
+        self._wait_for_writes()
 
     def _flush(self, table_kind: str) -> None:
         buffer = self._buffers.pop(table_kind, None)
@@ -281,136 +507,148 @@ class Ingestor:
         records = pa.concat_tables(buffer.tables) if buffer.tables else None
         self._part += 1
         part_name = f"{self.batch_id}-{self._part:05d}"
-        rejected = self._store(table_kind, records, part_name) if records is not None else None
-        self._quarantine(table_kind, rejected, buffer.broken, part_name)
+        writes: list[Callable[[], object]] = []
+        rejected = None
+        if records is not None:
+            rejected, writes = self._store(table_kind, records, buffer.segments, part_name)
+        quarantine = self._quarantine_table(table_kind, rejected, buffer.broken)
+        if quarantine is not None:
+            path = self.quarantine_dir / f"batch={self.batch_id}" / f"part-{part_name}.parquet"
+            writes.append(lambda: write_parquet_atomic(quarantine, path))
+        # Let the previous chunk's writes finish (they overlapped this chunk's validation), then
+        # hand this chunk's over.
+        self._wait_for_writes()
+        self._in_flight = [self._writer.submit(write) for write in writes]
 
-    def _store(self, table_kind: str, records: pa.Table, part_name: str) -> pa.Table:
-        """Validate, dedupe and append pooled records; return the rejected ones with reasons."""
-        con = self._con
+    def _plan(self, table_kind: str, records: pa.Table) -> ValidationPlan:
+        key = (table_kind, records.schema, clean_text_columns(records, contract_for(table_kind)))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = validation_plan(table_kind, records.schema, self.limits, key[2])
+        return plan
+
+    def _query(self, sql: str, records: pa.Table, seq: np.ndarray) -> pa.Table:
+        """Run a validation query over `records` (as relation `chunk_in`, with `seq` as `_seq`); the
+        result comes back in the order of `seq`."""
+        self._con.register("chunk_in", _rebatched(records.append_column("_seq", pa.array(seq))))
+        try:
+            result = _fetch(self._con, sql)
+        finally:
+            self._con.unregister("chunk_in")
+        returned = result.column("_seq").to_numpy()
+        if not np.array_equal(returned, seq):
+            result = result.take(pa.array(np.argsort(returned)))
+        return result
+
+    def _store(
+        self, table_kind: str, records: pa.Table, segments: list[tuple[int, int, int]], part_name: str
+    ) -> tuple[_Rejected, list[Callable[[], object]]]:
+        """Validate and dedupe pooled records; return the rejected ones and the writes that store the rest."""
         contract = contract_for(table_kind)
-        key = contract.key[0]
-        seen = self._seen_table(table_kind)
-        records = records.append_column("_seq", pa.array(range(records.num_rows), pa.int64()))
-        con.register("chunk_in", records)
-        try:
-            checked = _fetch(con, validation_sql(table_kind, records.schema, self.limits, "chunk_in"))
-            bad_mask = checked.column("_bad")
-            bad = checked.filter(bad_mask)
-            con.register("bad_rows", bad)
-            reasons = reasons_sql(table_kind, records.schema, self.limits)
-            rejected = _fetch(
-                con,
-                f"SELECT c._source, c._row AS record_index, {reasons} AS reasons, "
-                f"{raw_json_sql(records.schema)} AS raw "
-                "FROM bad_rows c JOIN chunk_in USING (_seq) ORDER BY _seq",
-            )
-        finally:
-            con.unregister("chunk_in")
-            con.unregister("bad_rows")
-        valid = checked.filter(pc.invert(bad_mask))
-        # Repeats are rare: find the few rows to drop (a later repeat of a key within the pool, or a
-        # key already stored) instead of sorting or windowing every row.
-        con.register("valid_keys", valid.select([PARSED_PREFIX + key, "_seq"]).rename_columns(["k", "_seq"]))
-        try:
-            dropped = _fetch(
-                con,
-                f"""WITH repeated AS (
-                        SELECT k, min(_seq) AS first FROM valid_keys GROUP BY k HAVING count(*) > 1)
-                    SELECT v._seq FROM valid_keys v JOIN repeated r ON v.k = r.k WHERE v._seq > r.first
-                    UNION
-                    SELECT v._seq FROM valid_keys v JOIN {seen} s ON s.k = v.k""",
-            ).column("_seq")
-        finally:
-            con.unregister("valid_keys")
-        if len(dropped):
-            valid = valid.filter(
-                pc.invert(pc.is_in(valid.column("_seq"), value_set=dropped.combine_chunks()))
-            )
-        fresh = valid.select([PARSED_PREFIX + n for n in contract.names] + ["_source"]).rename_columns(
-            [*contract.names, "_source"]
+        n = records.num_rows
+        plan = self._plan(table_kind, records)
+        seq = np.arange(n, dtype=np.int64)
+        checked = self._query(plan.sql("chunk_in"), records, seq)
+        bad = checked.column("_bad").to_numpy(zero_copy_only=False)
+        fix = checked.column("_fix").to_numpy(zero_copy_only=False)
+        # The few records that are bad or need a text cell blanked or trimmed get a second, detailed look.
+        flagged = np.flatnonzero(bad | fix)
+        details = self._query(plan.detail_sql("chunk_in"), records.take(pa.array(flagged)), flagged)
+        # Where each pooled row came from: its source and its record index in that source.
+        source_of = np.repeat(
+            np.array([s for s, _, _ in segments], np.int64), [rows for _, _, rows in segments]
         )
-        counts_by_source = _count_by(records.column("_source"))
-        rejected_by_source = _count_by(rejected.column("_source"))
-        accepted_by_source = _count_by(fresh.column("_source"))
-        for index, total in counts_by_source.items():
+        bad_rows = np.flatnonzero(bad)
+        bad_details = pa.array(np.searchsorted(flagged, bad_rows))
+        rejected = _Rejected(
+            source_of[bad_rows],
+            _record_indexes(segments, bad_rows),
+            details.column("_reasons").take(bad_details),
+            details.column("_raw").take(bad_details),
+        )
+        # The stored value of every contract column (see ValidationPlan): as read, patched or typed.
+        columns: dict[str, pa.Array] = {}
+        for name, output in plan.outputs.items():
+            if output == PASSTHROUGH:
+                columns[name] = _single(records.column(name))
+            elif output == COMPUTED:
+                columns[name] = _single(checked.column(PARSED_PREFIX + name))
+            else:
+                columns[name] = _patched(
+                    _single(records.column(name)), flagged, _single(details.column(PATCH_PREFIX + name))
+                )
+        valid_rows = np.flatnonzero(~bad)
+        hashes = checked.column("_h").to_numpy()[valid_rows]
+        repeated = self._key_set(table_kind).dedupe(hashes, valid_rows, columns[plan.key])
+        fresh_rows = valid_rows[~repeated]
+        total = np.bincount(source_of, minlength=len(self._sources))
+        rejected_n = np.bincount(rejected.sources, minlength=len(self._sources))
+        accepted_n = np.bincount(source_of[fresh_rows], minlength=len(self._sources))
+        for index in np.flatnonzero(total).tolist():
             counts = self._sources[index]
-            valid = total - rejected_by_source.get(index, 0)
-            accepted = accepted_by_source.get(index, 0)
-            counts.accepted += accepted
-            counts.duplicates += valid - accepted
-            counts.quarantined += rejected_by_source.get(index, 0)
-        fresh = fresh.drop_columns(["_source"])
+            counts.accepted += int(accepted_n[index])
+            counts.duplicates += int(total[index] - rejected_n[index] - accepted_n[index])
+            counts.quarantined += int(rejected_n[index])
+        writes: list[Callable[[], object]] = []
         if table_kind == EVENTS:
-            # One stable sort by type code, then zero-copy slices: cheaper than a filter per type.
-            codes = pc.index_in(fresh.column("event_type"), value_set=pa.array(EVENT_TYPES)).to_numpy(
-                zero_copy_only=False
-            )
-            order = np.argsort(codes, kind="stable")
-            grouped = fresh.take(pa.array(order))
+            # One stable sort by type code, then one gather per stored column of each type.
+            codes = checked.column("_t").fill_null(0).to_numpy()[fresh_rows].astype(np.intp)
+            by_type = fresh_rows[np.argsort(codes, kind="stable")]
             bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(EVENT_TYPES)))])
             for i, etype in enumerate(EVENT_TYPES):
                 if bounds[i + 1] > bounds[i]:
-                    self.log.append_events(
-                        etype, grouped.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i])), part_name
-                    )
-        elif fresh.num_rows:
-            self.log.append_table(table_kind, fresh, part_name)
-        con.register("fresh_keys", fresh.select([key]))
-        try:
-            con.execute(f"INSERT INTO {seen} SELECT {key} FROM fresh_keys")
-        finally:
-            con.unregister("fresh_keys")
-        return rejected
+                    rows = pa.array(by_type[bounds[i] : bounds[i + 1]])
+                    names = EVENT_CONTRACTS[etype].names
+                    table = pa.table([columns[c].take(rows) for c in names], names=names)
+                    writes.append(partial(self.log.append_events, etype, table, part_name))
+        elif fresh_rows.size:
+            rows = pa.array(fresh_rows)
+            table = pa.table([columns[c].take(rows) for c in contract.names], names=contract.names)
+            writes.append(partial(self.log.append_table, table_kind, table, part_name))
+        return rejected, writes
 
-    def _quarantine(
+    def _quarantine_table(
         self,
         table_kind: str,
-        rejected: pa.Table | None,
+        rejected: _Rejected | None,
         broken: list[tuple[str, BrokenLine]],
-        part_name: str,
-    ) -> None:
-        bad = 0 if rejected is None else rejected.num_rows
+    ) -> pa.Table | None:
+        bad = 0 if rejected is None else len(rejected.sources)
         total = bad + len(broken)
+        record_indexes: list[int | None] = []
+        reasons: list[str] = []
+        raws: list[str] = []
+        sources: list[str] = []
         if rejected is not None and bad:
-            self.rejections += zip(
-                rejected.column("record_index").to_pylist(),
-                rejected.column("reasons").to_pylist(),
-                strict=True,
-            )
+            record_indexes += rejected.record_indexes.tolist()
+            reasons += rejected.reasons.to_pylist()
+            raws += rejected.raw.cast(pa.string()).to_pylist()
+            sources += [self._sources[i].source for i in rejected.sources.tolist()]
+            self.rejections += zip(rejected.record_indexes.tolist(), reasons, strict=True)
         if not total:
-            return
-        sources = (
-            []
-            if rejected is None
-            else [self._sources[i].source for i in rejected.column("_source").to_pylist()]
-        )
-        table = pa.table(
+            return None
+        return pa.table(
             {
                 "batch_id": pa.array([self.batch_id] * total, pa.string()),
                 "source": pa.array(sources + [source for source, _ in broken], pa.string()),
                 "table_kind": pa.array([table_kind] * total, pa.string()),
-                "record_index": pa.array(
-                    ([] if rejected is None else rejected.column("record_index").to_pylist())
-                    + [None] * len(broken),
-                    pa.int64(),
-                ),
+                "record_index": pa.array(record_indexes + [None] * len(broken), pa.int64()),
                 "line_number": pa.array([None] * bad + [b.line_number for _, b in broken], pa.int64()),
-                "reasons": pa.array(
-                    ([] if rejected is None else rejected.column("reasons").to_pylist())
-                    + [b.reason for _, b in broken],
-                    pa.string(),
-                ),
-                "raw": pa.array(
-                    ([] if rejected is None else rejected.column("raw").cast(pa.string()).to_pylist())
-                    + [b.text for _, b in broken],
-                    pa.string(),
-                ),
+                "reasons": pa.array(reasons + [b.reason for _, b in broken], pa.string()),
+                "raw": pa.array(raws + [b.text for _, b in broken], pa.string()),
             },
             schema=QUARANTINE_SCHEMA,
         )
-        write_parquet_atomic(
-            table, self.quarantine_dir / f"batch={self.batch_id}" / f"part-{part_name}.parquet"
-        )
+
+
+@dataclass
+class _Rejected:
+    """The rows of one chunk that broke a rule: their source index, record index, reasons and JSON."""
+
+    sources: np.ndarray
+    record_indexes: np.ndarray
+    reasons: pa.ChunkedArray
+    raw: pa.ChunkedArray
 
 
 @dataclass
@@ -418,26 +656,30 @@ class _Buffer:
     """Records pooled from several small sources until there are enough for one write."""
 
     tables: list[pa.Table] = field(default_factory=list)
+    # (source index, index of the first record in its source, rows), one per pooled table.
+    segments: list[tuple[int, int, int]] = field(default_factory=list)
     rows: int = 0
     broken: list[tuple[str, BrokenLine]] = field(default_factory=list)
 
 
-def _conform(records: pa.Table, names: list[str]) -> pa.Table:
-    """Exactly the contract's columns, in order; a column a feed leaves out becomes NULL text."""
+def _record_indexes(segments: list[tuple[int, int, int]], rows: np.ndarray) -> np.ndarray:
+    """The record index, within its own source, of each pooled row."""
+    sizes = np.array([n for _, _, n in segments], np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    firsts = np.array([first for _, first, _ in segments], np.int64)
+    segment = np.searchsorted(starts, rows, side="right") - 1
+    indexes: np.ndarray = firsts[segment] + rows - starts[segment]
+    return indexes
+
+
+def _conform(records: pa.Table, contract: TableContract) -> pa.Table:
+    """Exactly the contract's columns, in order; a column a feed leaves out becomes typed NULLs."""
     n = records.num_rows
     columns = [
-        records.column(name) if name in records.column_names else pa.nulls(n, pa.string()) for name in names
+        records.column(spec.name) if spec.name in records.column_names else pa.nulls(n, spec.type)
+        for spec in contract.fields
     ]
-    return pa.table(columns, names=names)
-
-
-def _count_by(indexes: pa.ChunkedArray) -> dict[int, int]:
-    """How many rows carry each source index."""
-    counted = pc.value_counts(indexes)
-    return {
-        int(v): int(c)
-        for v, c in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
-    }
+    return pa.table(columns, names=contract.names)
 
 
 def _estimated_rows(path: Path) -> int:
@@ -474,9 +716,14 @@ def ingest_paths(
         ingestor = Ingestor(log, quarantine_dir, limits, batch_id, chunk_rows)
         estimates = [_estimated_rows(p) for p, _ in files]
         total_estimate, done_estimate = sum(estimates), 0
+        # The next file's SHA-256 is computed on a background thread while this one is ingested.
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-sha256")
+        checksums = [hasher.submit(file_sha256, p) for p, _ in files[:1]]
         try:
-            for (path, kind), estimate in zip(files, estimates, strict=True):
-                checksum = file_sha256(path)
+            for index, ((path, kind), estimate) in enumerate(zip(files, estimates, strict=True)):
+                checksum = checksums[index].result()
+                if index + 1 < len(files):
+                    checksums.append(hasher.submit(file_sha256, files[index + 1][0]))
                 counts = SourceCounts(str(path), checksum, kind)
                 report.sources.append(counts)
                 previous = ledger.completed_source(checksum, kind)
@@ -494,6 +741,7 @@ def ingest_paths(
                     progress(done_estimate, total_estimate)
             ingestor.flush()
         finally:
+            hasher.shutdown(wait=True, cancel_futures=True)
             ingestor.close()
         ledger.finish_batch(batch_id, [s.record() for s in report.sources])
     report.seconds = time.perf_counter() - started

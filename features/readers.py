@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from features.event_log import DISTINCT_TEXT
 
 TEXT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 DATA_SUFFIXES = (*TEXT_SUFFIXES, ".parquet")
@@ -74,15 +78,114 @@ def iter_chunks(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
 
 
 def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
-    parquet = pq.ParquetFile(path)
+    """The file's chunks, each read on a background thread while the one before is processed."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-read") as reader:
+        chunks = _parquet_row_groups(path, chunk_rows)
+        upcoming = reader.submit(next, chunks, None)
+        while (chunk := upcoming.result()) is not None:
+            upcoming = reader.submit(next, chunks, None)
+            yield chunk
+
+
+def _parquet_row_groups(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
+    # Chunks follow the row groups when these are not much larger than a chunk: a chunk that straddles
+    # two row groups would have to be copied into one piece before it is split by event type.
+    # Repetitive text columns (codes, enums) are read as dictionaries: validating, splitting by type and
+    # writing them then touches small integer codes, not every string.
+    schema = pq.read_schema(path)
+    repetitive = [f.name for f in schema if pa.types.is_string(f.type) and f.name not in DISTINCT_TEXT]
+    parquet = pq.ParquetFile(path, pre_buffer=True, read_dictionary=repetitive)
     done = 0
-    for batch in parquet.iter_batches(batch_size=chunk_rows):
-        yield FileChunk(pa.Table.from_batches([batch]), [], done)
-        done += batch.num_rows
+    for group in range(parquet.metadata.num_row_groups):
+        if parquet.metadata.row_group(group).num_rows <= 2 * chunk_rows:
+            table = parquet.read_row_group(group)
+            yield FileChunk(table, [], done)
+            done += table.num_rows
+            continue
+        for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group]):
+            yield FileChunk(pa.Table.from_batches([batch]), [], done)
+            done += batch.num_rows
 
 
 def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
+    """CSV in byte ranges of about `chunk_rows` rows, each parsed on a background thread while the one
+    before is processed.
+
+    A range ends at a newline outside quotes, so each one parses exactly as it would inside the whole
+    file. Every column is read as text (repetitive ones dictionary-encoded), one piece per range.
+    """
     header = read_header(path)
+    types = {
+        name: pa.string() if name in DISTINCT_TEXT else pa.dictionary(pa.int32(), pa.string())
+        for name in header
+    }
+    types.update({name: pa.string() for name in header if name in _TEXT_VALUES})
+    done = 0
+    rows_before = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-parse") as pool:
+        pending: deque[Future[tuple[pa.Table, list[BrokenLine], int]]] = deque()
+        for data in _csv_ranges(path, chunk_rows):
+            pending.append(pool.submit(_parse_csv_range, data, header, types))
+            del data  # held only by the parse that needs it
+            if len(pending) < 2:
+                continue
+            table, broken, rows = pending.popleft().result()
+            yield _numbered(table, broken, done, rows_before)
+            done += table.num_rows
+            rows_before += rows
+        while pending:
+            table, broken, rows = pending.popleft().result()
+            yield _numbered(table, broken, done, rows_before)
+            done += table.num_rows
+            rows_before += rows
+
+
+# Columns that hold free values (numbers, times) rather than codes: a dictionary would not pay off.
+_TEXT_VALUES = frozenset(
+    {"event_time", "recorded_at", "amount_cny", "quantity_kg", "due_date", "days_late", "applied_at"}
+    | {"observed_at", "founded_at", "name"}
+)
+
+
+def _numbered(table: pa.Table, broken: list[BrokenLine], done: int, rows_before: int) -> FileChunk:
+    """A parsed range as a chunk: broken lines get their line in the file (the header is line 1)."""
+    lines = [
+        BrokenLine(None if b.line_number is None else 1 + rows_before + b.line_number, b.text, b.reason)
+        for b in broken
+    ]
+    return FileChunk(table, lines, done)
+
+
+def _csv_ranges(path: Path, chunk_rows: int) -> Iterator[bytes]:
+    """The body of a CSV file (after its header line) in pieces of about `chunk_rows` rows, each ending
+    at a newline that is not inside a quoted value."""
+    with path.open("rb") as handle:
+        handle.readline()
+        sample = handle.read(1 << 20)
+        per_row = max(1.0, len(sample) / max(sample.count(b"\n"), 1))
+        target = max(1 << 16, int(per_row * chunk_rows))
+        handle.seek(-len(sample), 1)
+        quotes_open = False
+        while True:
+            data = handle.read(target)
+            if not data:
+                return
+            quotes_open ^= data.count(b'"') % 2 == 1
+            while True:
+                # Extend to the next newline, and beyond while a quoted value is still open.
+                tail = handle.readline()
+                data += tail
+                quotes_open ^= tail.count(b'"') % 2 == 1
+                if not tail or not quotes_open:
+                    break
+            yield data
+
+
+def _parse_csv_range(
+    data: bytes, header: list[str], types: dict[str, pa.DataType]
+) -> tuple[pa.Table, list[BrokenLine], int]:
+    """Parse one range; returns its records, its broken lines (numbered within the range) and how many
+    rows it had in all."""
     broken: list[BrokenLine] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -95,33 +198,13 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
         )
         return "skip"
 
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=min(16 << 20, max(1 << 20, chunk_rows * 64))),
+    table = pacsv.read_csv(
+        pa.BufferReader(data),
+        read_options=pacsv.ReadOptions(column_names=header, block_size=len(data) + 1, use_threads=False),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True
-        ),
+        convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True),
     )
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
-    done = 0
-    for batch in reader:
-        pending.append(batch)
-        pending_rows += batch.num_rows
-        while pending_rows >= chunk_rows:
-            table = pa.Table.from_batches(pending)
-            yield FileChunk(table.slice(0, chunk_rows), broken, done)
-            done += chunk_rows
-            rest = table.slice(chunk_rows)
-            pending, pending_rows, broken = rest.to_batches(), rest.num_rows, []
-    if pending_rows or broken:
-        records = (
-            pa.Table.from_batches(pending)
-            if pending_rows
-            else pa.table({name: pa.array([], pa.string()) for name in header})
-        )
-        yield FileChunk(records, broken, done)
+    return table, broken, table.num_rows + len(broken)
 
 
 def json_scalar(value: object) -> str | None:

@@ -1,9 +1,10 @@
-"""Vectorized row validation: one generated DuckDB query types every column and names every problem.
+"""Vectorized row validation: one generated DuckDB query types, checks and keys a chunk of records.
 
-The query reads a chunk of raw records (strings from text feeds, or typed Parquet columns) and adds,
-per record, the typed value of every contract column (`p__<name>`) and `_reasons`: an empty string for
-a valid row, else every broken rule as `field: problem`, joined by '; '. Nothing runs row by row in
-Python. This is ingestion-only SQL; feature definitions never use it.
+The query reads a chunk of raw records (strings from text feeds, or typed Parquet columns) and returns,
+per record, whether it is bad, a 64-bit hash of its key, the typed value of every column that needed
+typing and, for bad records only, every broken rule as `field: problem` joined by '; ' plus the record
+as JSON. Columns that arrive already typed are neither cast nor returned: they are stored as read.
+Nothing runs row by row in Python. This is ingestion-only SQL; feature definitions never use it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.contracts import (
     EVENT_PAYLOADS,
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
 
 EVENTS = "events"
 PARSED_PREFIX = "p__"
-BLANK_PREFIX = "b__"
+PATCH_PREFIX = "f__"
+TYPE_CODE = "_t"
 _TIME_FIELDS = {
     "events": ("event_time", "recorded_at"),
     "applications": ("applied_at",),
@@ -94,58 +97,105 @@ _KIND_WORD = {
 
 @dataclass(frozen=True)
 class Rule:
-    """One rule: it applies when `when` holds, is broken when `broken` holds, and says `reason`."""
+    """One rule: it applies when `when` holds, is broken when `broken` holds, and says `reason`.
+
+    `fast` is what the per-row bad flag tests instead of `broken` (None: another rule on the same
+    column already covers it), so the cheap test runs on every row and `broken` only on bad rows.
+    """
 
     when: str
     broken: str
     reason: str
+    fast: str | None
+
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    """Text, plain or dictionary-encoded."""
+    if pa.types.is_dictionary(arrow_type):
+        return _is_text(arrow_type.value_type)
+    return bool(
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or pa.types.is_string_view(arrow_type)
+    )
+
+
+# How the stored value of a contract column is obtained from a chunk (see `ValidationPlan`).
+PASSTHROUGH = "passthrough"  # the input column already has the contract type: stored as read
+PATCHED = "patched"  # text kept as read except the few cells validation rewrites (blank, padded id)
+COMPUTED = "computed"  # typed by the query (text to timestamp, number, boolean...)
 
 
 class _Column:
     """SQL pieces for one contract column against the chunk's actual input schema."""
 
-    def __init__(self, spec: FieldSpec, input_schema: pa.Schema) -> None:
+    def __init__(self, spec: FieldSpec, input_schema: pa.Schema, clean: frozenset[str]) -> None:
         self.spec = spec
         present = spec.name in input_schema.names
         raw = _quote(spec.name) if present else "NULL"
-        input_is_text = present and pa.types.is_string(input_schema.field(spec.name).type)
+        input_type = input_schema.field(spec.name).type if present else pa.null()
+        input_is_text = present and _is_text(input_type)
+        self.raw = raw
         self.sql_type = _sql_type(spec.type)
-        # Text feeds give NULL for an empty CSV cell; a blank JSON string or spaces still count as empty.
-        self.blank_raw = (
-            f"({raw} IS NULL OR length(trim({raw})) = 0)" if input_is_text else f"({raw} IS NULL)"
-        )
+        # An input column that already has the contract type (a typed Parquet export) is neither cast
+        # nor re-checked for its type: it can only break the value rules.
+        self.typed_input = present and self.sql_type != "VARCHAR" and input_type.equals(spec.type)
         if self.sql_type == "VARCHAR":
             value = raw if input_is_text else f"CAST({raw} AS VARCHAR)"
             # Identifiers are trimmed (a stray space must not make a new member); other text is kept
             # as sent, so a padded enum value is quarantined with its reason rather than guessed at.
-            trimmed = f"trim({value})" if spec.name.endswith("_id") else value
-            self.parsed = f"NULLIF({trimmed}, '')" if input_is_text else value
+            if not input_is_text:
+                self.parsed = value
+            elif spec.name in clean:
+                # Known to hold no blank or padded cell (see `clean_text_columns`): stored as read.
+                self.parsed = raw
+            elif spec.name.endswith("_id"):
+                padded = f"starts_with({value}, ' ') OR ends_with({value}, ' ')"
+                self.parsed = f"NULLIF(CASE WHEN {padded} THEN trim({value}) ELSE {value} END, '')"
+            else:
+                self.parsed = f"NULLIF({value}, '')"
+            if not input_is_text:
+                self.output = COMPUTED
+            else:
+                self.output = PASSTHROUGH if spec.name in clean else PATCHED
+        elif self.typed_input:
+            self.parsed = raw
+            self.output = PASSTHROUGH
         else:
             self.parsed = f"TRY_CAST({raw} AS {self.sql_type})"
-        self.present = present
+            self.output = COMPUTED
+        # Was the cell empty? Text feeds give NULL for an empty CSV cell; a blank JSON string or
+        # spaces still count as empty. A cell that parsed to a value was not empty.
+        if self.sql_type == "VARCHAR" or self.typed_input:
+            self.blank = f"({self.alias} IS NULL)"
+        elif input_is_text:
+            self.blank = f"({self.alias} IS NULL AND ({raw} IS NULL OR length(trim({raw})) = 0))"
+        else:
+            self.blank = f"({raw} IS NULL)"
 
     @property
     def alias(self) -> str:
         return _quote(PARSED_PREFIX + self.spec.name)
 
-    @property
-    def blank_alias(self) -> str:
-        return _quote(BLANK_PREFIX + self.spec.name)
+    def parsed_item(self) -> str:
+        return f"{self.parsed} AS {self.alias}"
 
-    @property
-    def needs_blank_flag(self) -> bool:
-        """Typed columns keep a separate 'was empty' flag; for text, empty is parsed NULL."""
-        return self.sql_type != "VARCHAR"
+    def output_item(self) -> str | None:
+        """The typed value, for a column the query types."""
+        return self.alias if self.output == COMPUTED else None
 
-    @property
-    def blank(self) -> str:
-        return self.blank_alias if self.needs_blank_flag else f"({self.alias} IS NULL)"
+    def changed(self) -> str | None:
+        """For text kept as read: does parsing change this cell? It only ever blanks or trims one."""
+        if self.output != PATCHED:
+            return None
+        return f"strlen({self.raw}) <> coalesce(strlen({self.alias}), -1)"
 
-    def select_items(self) -> list[str]:
-        items = [f"{self.parsed} AS {self.alias}"]
-        if self.needs_blank_flag:
-            items.append(f"{self.blank_raw} AS {self.blank_alias}")
-        return items
+    def patch_item(self) -> str | None:
+        """For text kept as read: NULL to keep the cell, '' to store NULL, else the text to store."""
+        if self.output != PATCHED:
+            return None
+        name = _quote(PATCH_PREFIX + self.spec.name)
+        return f"CASE WHEN {self.changed()} THEN coalesce({self.alias}, '') END AS {name}"
 
     def rules(self, when: str, label: str, cap: float | None) -> list[Rule]:
         """Every rule on this column, as (applies-when, broken-when, reason) over the parsed row."""
@@ -153,32 +203,27 @@ class _Column:
         value = self.alias
         rules: list[Rule] = []
         if self.spec.required:
-            rules.append(Rule(when, self.blank, _literal(name + ": required" + label)))
-        if self.sql_type != "VARCHAR":
+            # Empty or not of its type: either way no value, which is all the bad flag needs to test.
+            rules.append(Rule(when, self.blank, _literal(name + ": required" + label), f"{value} IS NULL"))
+        if self.sql_type != "VARCHAR" and not self.typed_input:
             word = _KIND_WORD[self.sql_type]
+            broken = f"NOT {self.blank} AND {value} IS NULL"
             rules.append(
-                Rule(when, f"NOT {self.blank} AND {value} IS NULL", _literal(f"{name}: not a {word}"))
+                Rule(when, broken, _literal(f"{name}: not a {word}"), None if self.spec.required else broken)
             )
         if self.spec.enum is not None:
             allowed = ", ".join(_literal(v) for v in self.spec.enum)
+            broken = f"{value} NOT IN ({allowed})"
             rules.append(
-                Rule(
-                    when,
-                    f"{value} NOT IN ({allowed})",
-                    _literal(f"{name}: not one of " + "|".join(self.spec.enum)),
-                )
+                Rule(when, broken, _literal(f"{name}: not one of " + "|".join(self.spec.enum)), broken)
             )
         if self.spec.minimum is not None:
-            rules.append(
-                Rule(
-                    when,
-                    f"{value} < {self.spec.minimum!r}",
-                    _literal(f"{name}: below minimum {self.spec.minimum:g}"),
-                )
-            )
+            broken = f"{value} < {self.spec.minimum!r}"
+            rules.append(Rule(when, broken, _literal(f"{name}: below minimum {self.spec.minimum:g}"), broken))
         upper = self.spec.maximum if cap is None else cap
         if upper is not None:
-            rules.append(Rule(when, f"{value} > {upper!r}", _literal(f"{name}: above cap {upper:g}")))
+            broken = f"{value} > {upper!r}"
+            rules.append(Rule(when, broken, _literal(f"{name}: above cap {upper:g}"), broken))
         return rules
 
 
@@ -190,20 +235,35 @@ def _cap(name: str, limits: Limits) -> float | None:
     return None
 
 
-def _rules(table_kind: str, input_schema: pa.Schema, limits: Limits) -> tuple[list[_Column], list[Rule]]:
+def _type_code(etype: str) -> str:
+    """`_t`: the index of the event type in `EVENT_TYPES`, NULL for an unknown type."""
+    codes = " ".join(f"WHEN {_literal(t)} THEN {i}" for i, t in enumerate(EVENT_TYPES))
+    return f"CAST(CASE {etype} {codes} END AS UTINYINT) AS {TYPE_CODE}"
+
+
+def _rules(
+    table_kind: str, input_schema: pa.Schema, limits: Limits, clean: frozenset[str]
+) -> tuple[list[_Column], list[Rule]]:
     contract = contract_for(table_kind)
-    columns = {spec.name: _Column(spec, input_schema) for spec in contract.fields}
+    columns = {spec.name: _Column(spec, input_schema, clean) for spec in contract.fields}
     rules: list[Rule] = []
     if table_kind == EVENTS:
         for name in ("event_id", "member_id", "coop_id", "event_type", "event_time", "recorded_at"):
             rules += columns[name].rules("TRUE", "", None)
         etype = columns["event_type"].alias
         known = ", ".join(_literal(t) for t in EVENT_TYPES)
-        rules.append(Rule("TRUE", f"{etype} NOT IN ({known})", f"'event_type: unknown ' || {etype}"))
-        for etype_name, payload in EVENT_PAYLOADS.items():
-            when = f"{etype} = {_literal(etype_name)}"
+        rules.append(
+            Rule(
+                "TRUE",
+                f"{etype} NOT IN ({known})",
+                f"'event_type: unknown ' || {etype}",
+                f"{TYPE_CODE} IS NULL",
+            )
+        )
+        for code, (etype_name, payload) in enumerate(EVENT_PAYLOADS.items()):
+            when = f"{TYPE_CODE} = {code}"
             for spec in payload:
-                typed = _Column(spec, input_schema)
+                typed = _Column(spec, input_schema, clean)
                 rules += typed.rules(when, f" for {etype_name}", _cap(spec.name, limits))
     else:
         for spec in contract.fields:
@@ -212,54 +272,132 @@ def _rules(table_kind: str, input_schema: pa.Schema, limits: Limits) -> tuple[li
     now = _literal(limits.now.isoformat())
     horizon = f"TIMESTAMPTZ {now} + INTERVAL {limits.clock_skew_seconds} SECOND"
     for name in _TIME_FIELDS[table_kind]:
-        rules.append(Rule("TRUE", f"{columns[name].alias} > {horizon}", _literal(name + ": in the future")))
+        broken = f"{columns[name].alias} > {horizon}"
+        rules.append(Rule("TRUE", broken, _literal(name + ": in the future"), broken))
     if table_kind == EVENTS:
-        rules.append(
-            Rule(
-                "TRUE",
-                f"{columns['recorded_at'].alias} < {columns['event_time'].alias}",
-                "'recorded_at: before event_time'",
-            )
-        )
+        broken = f"{columns['recorded_at'].alias} < {columns['event_time'].alias}"
+        rules.append(Rule("TRUE", broken, "'recorded_at: before event_time'", broken))
     return list(columns.values()), rules
 
 
-def validation_sql(table_kind: str, input_schema: pa.Schema, limits: Limits, source: str) -> str:
-    """SELECT over relation `source` adding typed `p__` columns and a `_bad` flag to every record.
+@dataclass(frozen=True)
+class ValidationPlan:
+    """Two generated queries that type, check and key a chunk of records, and how to read them.
 
-    Only a boolean is computed per row here; the reason strings are built by `reasons_sql` for the
-    few rows flagged bad, which keeps the hot path cheap.
+    `sql` runs over the whole chunk and returns, per record and in input order: `_seq` (the record's
+    position), `_bad`, `_fix` (some text cell must be blanked or trimmed), `_h` (a 64-bit hash of the
+    parsed key, for dedupe), `_t` (events: the index of the event type in `EVENT_TYPES`) and `p__<name>`
+    for every COMPUTED column. PASSTHROUGH and PATCHED columns are not returned: the input column is
+    stored as read. `detail_sql` runs over just the records flagged bad or fix and returns `_seq`,
+    `f__<name>` for every PATCHED column (NULL: keep the cell; '': store NULL; else: store this text),
+    and for bad records `_reasons` (every broken rule as `field: problem`, joined by '; ') and `_raw`
+    (the record as sent, as JSON). Good records only pay for one cheap test per rule.
     """
-    columns, rules = _rules(table_kind, input_schema, limits)
-    parsed = ",\n  ".join(item for col in columns for item in col.select_items())
-    kept = ", ".join(c.alias for c in columns) + "".join(
-        f", {c.blank_alias}" for c in columns if c.needs_blank_flag
-    )
+
+    table_kind: str
+    key: str
+    outputs: dict[str, str]
+    main: str
+    detail: str
+
+    def sql(self, source: str) -> str:
+        """The per-record query over relation `source`, which must carry a `_seq` column."""
+        return self.main.replace("{source}", source)
+
+    def detail_sql(self, source: str) -> str:
+        """The query for the few flagged records, over a relation with the same columns."""
+        return self.detail.replace("{source}", source)
+
+
+def validation_plan(
+    table_kind: str, input_schema: pa.Schema, limits: Limits, clean: frozenset[str] = frozenset()
+) -> ValidationPlan:
+    """The validation queries for chunks with this input schema (see `ValidationPlan`); `clean` names
+    text columns known to hold no blank or padded cell, which need no parsing at all."""
+    columns, rules = _rules(table_kind, input_schema, limits, clean)
+    by_name = {c.spec.name: c for c in columns}
+    key = contract_for(table_kind).key[0]
+    parsed = ", ".join(c.parsed_item() for c in columns)
+    if table_kind == EVENTS:
+        # The type code is computed from the parsed type, so it goes one level up.
+        parsed_level = (
+            f"SELECT *, {_type_code(by_name['event_type'].alias)} FROM (SELECT *, {parsed} FROM {{source}})"
+        )
+    else:
+        parsed_level = f"SELECT *, {parsed} FROM {{source}}"
     always: list[str] = []
     by_type: dict[str, list[str]] = {}
     for rule in rules:
+        if rule.fast is None:
+            continue
         if rule.when == "TRUE":
-            always.append(f"coalesce({rule.broken}, FALSE)")
+            always.append(f"({rule.fast})")
         else:
-            by_type.setdefault(rule.when, []).append(f"coalesce({rule.broken}, FALSE)")
-    # CASE evaluates each branch only on the rows of its type; an OR over all types would not.
-    typed = "".join(f" WHEN {when} THEN {' OR '.join(conds)}" for when, conds in by_type.items())
-    bad = " OR ".join(always) + (f" OR CASE{typed} ELSE FALSE END" if typed else "")
-    # Bookkeeping columns (`_seq`, `_source`, `_row`: where a record came from) pass through.
-    passed = "".join(f"{_quote(n)}, " for n in input_schema.names if n.startswith("_"))
-    return f"SELECT {passed}{kept}, {bad} AS _bad FROM (SELECT {passed}\n  {parsed}\nFROM {source})"
+            by_type.setdefault(rule.when, []).append(f"({rule.fast})")
+    # CASE evaluates each branch only on the rows of its type; an OR over all types would not. A NULL
+    # test (say, a comparison with a missing value) is not a broken rule: one coalesce covers them all.
+    typed = "".join(f" WHEN {when} THEN {' OR '.join(tests)}" for when, tests in by_type.items())
+    bad = (
+        "coalesce(" + " OR ".join(always) + (f" OR CASE{typed} ELSE FALSE END" if typed else "") + ", FALSE)"
+    )
+    changes = [f"({change})" for c in columns if (change := c.changed()) is not None]
+    fix = f"coalesce({' OR '.join(changes)}, FALSE)" if changes else "FALSE"
+    checked = f"SELECT *, {bad} AS _bad, {fix} AS _fix FROM ({parsed_level})"
+    outputs = ["_seq", "_bad", "_fix", f"hash({by_name[key].alias}) AS _h"]
+    if table_kind == EVENTS:
+        outputs.append(TYPE_CODE)
+    outputs += [item for c in columns if (item := c.output_item()) is not None]
+    reasons = (
+        "concat_ws('; ', "
+        + ", ".join(
+            f"CASE WHEN {r.broken} THEN {r.reason} END"
+            if r.when == "TRUE"
+            else f"CASE WHEN {r.when} AND {r.broken} THEN {r.reason} END"
+            for r in rules
+        )
+        + ")"
+    )
+    details = ["_seq", *(item for c in columns if (item := c.patch_item()) is not None)]
+    details.append(f"CASE WHEN _bad THEN {reasons} END AS _reasons")
+    details.append(f"CASE WHEN _bad THEN {raw_json_sql(input_schema)} END AS _raw")
+    return ValidationPlan(
+        table_kind,
+        key,
+        {c.spec.name: c.output for c in columns},
+        f"SELECT {', '.join(outputs)} FROM ({checked})",
+        f"SELECT {', '.join(details)} FROM ({checked})",
+    )
 
 
-def reasons_sql(table_kind: str, input_schema: pa.Schema, limits: Limits) -> str:
-    """Expression naming every broken rule of a row produced by `validation_sql`, joined by '; '."""
-    _, rules = _rules(table_kind, input_schema, limits)
-    terms = [
-        f"CASE WHEN {r.broken} THEN {r.reason} END"
-        if r.when == "TRUE"
-        else f"CASE WHEN {r.when} AND {r.broken} THEN {r.reason} END"
-        for r in rules
-    ]
-    return "concat_ws('; ',\n    " + ",\n    ".join(terms) + ")"
+def clean_text_columns(records: pa.Table, contract: TableContract) -> frozenset[str]:
+    """Text columns of the contract in which parsing would change no cell of `records`: none is ''
+    and no identifier is padded.
+
+    Checked on the dictionary for a dictionary-encoded column, so it costs nothing for codes and enums;
+    a few vectorized passes for plain text.
+    """
+    clean = []
+    for spec in contract.fields:
+        name = spec.name
+        if name not in records.column_names or _sql_type(spec.type) != "VARCHAR":
+            continue
+        column = records.column(name)
+        if not _is_text(column.type):
+            continue
+        pieces = [c.dictionary if pa.types.is_dictionary(column.type) else c for c in column.chunks]
+        if all(_clean_text(piece, name.endswith("_id")) for piece in pieces):
+            clean.append(name)
+    return frozenset(clean)
+
+
+def _clean_text(values: pa.Array, is_identifier: bool) -> bool:
+    if values.null_count == len(values):
+        return True
+    if pc.min(pc.binary_length(values)).as_py() == 0:
+        return False
+    if is_identifier:
+        return not (pc.any(pc.starts_with(values, " ")).as_py() or pc.any(pc.ends_with(values, " ")).as_py())
+    return True
 
 
 def raw_json_sql(input_schema: pa.Schema) -> str:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.contracts import EVENT_TYPES, WIDE_EVENT_CONTRACT
-from features.ingest import discover
+from features.contracts import EVENT_CONTRACTS, EVENT_TYPES, WIDE_EVENT_CONTRACT
+from features.ingest import KeySet, discover
+from features.readers import iter_chunks
 from tests.conftest import Store
 from tests.utils.feeds import event_row, varied_rows, write_csv, write_jsonl
 
@@ -153,3 +157,92 @@ def test_small_files_are_pooled_and_counted_per_source(store: Store, tmp_path: P
     # One pooled write per event type, not one per tiny file.
     assert len(store.log.event_files()) == len(EVENT_TYPES)
     assert len(paths) == 31
+
+
+def _weak_hashes(keys: list[str], buckets: int) -> np.ndarray:
+    """A deliberately bad 64-bit 'hash' that makes different keys collide all the time."""
+    return np.array([zlib.crc32(k.encode()) % buckets for k in keys], np.uint64)
+
+
+def test_key_set_tells_apart_keys_whose_hashes_collide() -> None:
+    keys = KeySet()
+    first = ["a", "b", "a", "c"]
+    fake = {"a": 7, "b": 7, "c": 9, "d": 7, "e": 9}
+    drop = keys.dedupe(np.array([fake[k] for k in first], np.uint64), np.arange(4), pa.array(first))
+    assert drop.tolist() == [False, False, True, False]
+    second = ["x", "b", "d", "a", "e", "d"]
+    rows = np.arange(1, 6)  # "x" is not offered, as a rejected row would not be
+    drop = keys.dedupe(
+        np.array([fake[k] for k in second[1:]], np.uint64), rows, pa.array(second, pa.string())
+    )
+    assert drop.tolist() == [True, False, True, False, True]
+    assert len(keys) == 5
+
+
+def test_key_set_matches_a_set_over_many_chunks_and_merges() -> None:
+    rng = np.random.default_rng(3)
+    keys, seen = KeySet(), set()
+    for _ in range(40):  # more chunks than runs are kept apart, so runs get merged
+        batch = [f"k{int(i)}" for i in rng.integers(0, 3000, 120)]
+        drop = keys.dedupe(_weak_hashes(batch, 64), np.arange(len(batch)), pa.array(batch))
+        expected = []
+        for key in batch:
+            expected.append(key in seen)
+            seen.add(key)
+        assert drop.tolist() == expected
+    assert len(keys) == len(seen)
+
+
+def test_typed_parquet_is_stored_as_read_except_padded_ids_and_blank_text(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = varied_rows(count=22)
+    rows[1]["member_id"] = "  m0042 "  # produce_delivery: a padded id is trimmed
+    rows[12]["product"] = ""  # produce_delivery: a blank required value is quarantined
+    table = pa.Table.from_pylist(rows).select(WIDE_EVENT_CONTRACT.names)
+    amounts = pa.array([float(r["amount_cny"]) if r["amount_cny"] else None for r in rows], pa.float64())
+    amounts = pc.if_else(pa.array([i == 2 for i in range(22)]), -1.0, amounts)  # input_purchase
+    table = table.set_column(table.schema.get_field_index("amount_cny"), "amount_cny", amounts)
+    stamps = pc.strptime(table.column("event_time"), "%Y-%m-%dT%H:%M:%SZ", "us").cast(
+        pa.timestamp("us", tz="UTC")
+    )
+    table = table.set_column(table.schema.get_field_index("event_time"), "event_time", stamps)
+    path = tmp_path / "events" / "typed.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(table, path)
+    report = store.ingest(path)
+    assert report.totals() == {"rows_read": 22, "accepted": 20, "duplicates": 0, "quarantined": 2}
+    delivered = store.log.read_events("produce_delivery")
+    assert delivered.column("member_id").to_pylist() == ["m0042"]
+    assert delivered.schema.equals(EVENT_CONTRACTS["produce_delivery"].arrow_schema(), check_metadata=True)
+    quarantine = pq.read_table(next(store.quarantine_dir.glob("batch=*/*.parquet")))
+    assert quarantine.column("reasons").to_pylist() == [
+        "amount_cny: below minimum 0",
+        "product: required for produce_delivery",
+    ]
+    assert quarantine.column("record_index").to_pylist() == [2, 12]
+
+
+def test_csv_is_read_in_ranges_without_losing_quoted_newlines_or_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    lines = ["a,b,c"]
+    expected = []
+    for i in range(20_000):
+        if i % 997 == 5:
+            lines.append(f"{i},broken")  # a malformed line, at physical line len(lines) + 1
+            continue
+        value = f'"v{i}\nnext ""quoted"""' if i % 501 == 0 else f"v{i}"
+        lines.append(f"{i},{value},x")
+        expected.append([str(i), f'v{i}\nnext "quoted"' if i % 501 == 0 else f"v{i}", "x"])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    chunks = list(iter_chunks(path, chunk_rows=1000))
+    assert len(chunks) > 3
+    got = [[str(r["a"]), str(r["b"]), str(r["c"])] for c in chunks for r in c.records.to_pylist()]
+    assert got == expected
+    assert [c.first_record_index for c in chunks] == list(
+        np.cumsum([0] + [c.records.num_rows for c in chunks[:-1]])
+    )
+    broken = [b for c in chunks for b in c.broken]
+    assert [b.text for b in broken] == [f"{i},broken" for i in range(20_000) if i % 997 == 5]
+    # Line numbers count records (a quoted newline does not start a new one); the header is line 1.
+    assert [b.line_number for b in broken] == [2 + i for i in range(20_000) if i % 997 == 5]
