@@ -9,8 +9,10 @@ How it stays fast: each chunk is validated by one generated DuckDB query (see `v
 flags, key hashes and the few columns that needed typing; columns that arrive typed (or as clean text)
 are stored as read, repetitive text stays dictionary-encoded, and reasons are only built for bad rows.
 Dedupe holds 64-bit key hashes in sorted runs behind a Bloom filter (`KeySet`) and confirms every hash
-match on the key text. Part files are written and fsynced on two threads while the next chunk is read
-and validated, and the next file's SHA-256 is computed in the background.
+match on the key text. Validation is the only step on the calling thread: each chunk's dedupe (sequential,
+on one thread of its own, so every chunk is checked against all keys before it) and its writes (gather of
+each event type's rows, then encode and fsync, on two threads) overlap the next chunk's read and validation,
+and the next file's SHA-256 is computed in the background.
 """
 
 from __future__ import annotations
@@ -272,7 +274,9 @@ class KeySet:
             )
             drop[candidates] = True
             drop[firsts] = False
-        maybe = np.flatnonzero(self._might_contain(hashes) & ~drop)
+        might = np.empty(n, np.bool_)
+        might[order] = self._might_contain(ordered)
+        maybe = np.flatnonzero(might & ~drop)
         if maybe.size:
             found = self._contains(hashes[maybe], keys.take(pa.array(rows[maybe])))
             drop[maybe[found]] = True
@@ -361,19 +365,22 @@ class KeySet:
     def _slots(self, hashes: np.ndarray) -> np.ndarray:
         return hashes >> np.uint64(64 - self._bits_log2)
 
-    def _set_bits(self, sorted_hashes: np.ndarray) -> None:
-        if not sorted_hashes.size:
+    def _set_bits(self, hashes: np.ndarray) -> None:
+        if not hashes.size:
             return
-        slots = self._slots(sorted_hashes)
-        byte = (slots >> np.uint64(3)).astype(np.intp)
-        bit = np.left_shift(np.uint8(1), (slots & np.uint64(7)).astype(np.uint8))
-        starts = np.flatnonzero(np.concatenate([[True], byte[1:] != byte[:-1]]))
-        self._bits[byte[starts]] |= np.bitwise_or.reduceat(bit, starts)
-
-    def _might_contain(self, hashes: np.ndarray) -> np.ndarray:
         slots = self._slots(hashes)
         byte = (slots >> np.uint64(3)).astype(np.intp)
-        return ((self._bits[byte] >> (slots & np.uint64(7)).astype(np.uint8)) & 1).astype(np.bool_)
+        bit = np.left_shift(np.uint8(1), (slots & np.uint64(7)).astype(np.uint8))
+        np.bitwise_or.at(self._bits, byte, bit)
+
+    def _might_contain(self, hashes: np.ndarray) -> np.ndarray:
+        """False where a hash is certainly not in the set (fastest for sorted hashes: the filter is then
+        read front to back)."""
+        slots = self._slots(hashes)
+        byte = (slots >> np.uint64(3)).astype(np.intp)
+        bit = np.left_shift(np.uint8(1), (slots & np.uint64(7)).astype(np.uint8))
+        found: np.ndarray = np.bitwise_and(self._bits[byte], bit) != 0
+        return found
 
 
 def _rebatched(table: pa.Table, rows: int = 1 << 17) -> pa.Table:
@@ -408,7 +415,7 @@ def _patched(raw: pa.Array, rows: np.ndarray, patch: pa.Array) -> pa.Array:
 
 
 class Ingestor:
-    """Validates, dedupes and stores chunks of one ingest batch; writes run in a background thread."""
+    """Validates, dedupes and stores chunks of one ingest batch; dedupe and writes run in the background."""
 
     def __init__(
         self,
@@ -435,18 +442,43 @@ class Ingestor:
         # one chunk's writes are in flight, so memory stays bounded.
         self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-write")
         self._in_flight: list[Future[object]] = []
+        # Dedupe is sequential (each chunk against every key before it), so it runs on one thread of
+        # its own, overlapping the next chunk's read and validation; at most one chunk is in this stage.
+        self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-store")
+        self._storing: Future[list[Future[object]]] | None = None
         # (record_index, reasons) of every quarantined parsed record, for callers that report them.
         self.rejections: list[tuple[int, str]] = []
 
     def close(self) -> None:
         """Wait for the writes still in flight and release the DuckDB connection."""
+        self._store_thread.shutdown(wait=True)
         self._writer.shutdown(wait=True)
         self._con.close()
 
     def _wait_for_writes(self) -> None:
+        """Wait for the dedupe in progress and every write in flight, including those it started."""
+        storing, self._storing = self._storing, None
         pending, self._in_flight = self._in_flight, []
-        for future in pending:
-            future.result()
+        try:
+            if storing is not None:
+                pending += storing.result()
+        finally:
+            for future in pending:
+                future.result()
+
+    def _append_events(
+        self, event_type: str, columns: dict[str, pa.Array], names: list[str], rows: np.ndarray, part: str
+    ) -> Path:
+        indices = pa.array(rows)
+        table = pa.table([columns[c].take(indices) for c in names], names=names)
+        return self.log.append_events(event_type, table, part)
+
+    def _append_table(
+        self, table_kind: str, columns: dict[str, pa.Array], names: list[str], rows: np.ndarray, part: str
+    ) -> Path:
+        indices = pa.array(rows)
+        table = pa.table([columns[c].take(indices) for c in names], names=names)
+        return self.log.append_table(table_kind, table, part)
 
     def _key_set(self, table_kind: str) -> KeySet:
         """Every key already stored for this table kind, loaded once per batch."""
@@ -507,18 +539,19 @@ class Ingestor:
         records = pa.concat_tables(buffer.tables) if buffer.tables else None
         self._part += 1
         part_name = f"{self.batch_id}-{self._part:05d}"
-        writes: list[Callable[[], object]] = []
         rejected = None
+        store = None
         if records is not None:
-            rejected, writes = self._store(table_kind, records, buffer.segments, part_name)
+            rejected, store = self._store(table_kind, records, buffer.segments, part_name)
         quarantine = self._quarantine_table(table_kind, rejected, buffer.broken)
+        # Let the previous chunk's dedupe and writes finish (they overlapped this chunk's validation),
+        # then hand this chunk over: its dedupe runs on the store thread, its writes on the write threads.
+        self._wait_for_writes()
         if quarantine is not None:
             path = self.quarantine_dir / f"batch={self.batch_id}" / f"part-{part_name}.parquet"
-            writes.append(lambda: write_parquet_atomic(quarantine, path))
-        # Let the previous chunk's writes finish (they overlapped this chunk's validation), then
-        # hand this chunk's over.
-        self._wait_for_writes()
-        self._in_flight = [self._writer.submit(write) for write in writes]
+            self._in_flight.append(self._writer.submit(write_parquet_atomic, quarantine, path))
+        if store is not None:
+            self._storing = self._store_thread.submit(store)
 
     def _plan(self, table_kind: str, records: pa.Table) -> ValidationPlan:
         key = (table_kind, records.schema, clean_text_columns(records, contract_for(table_kind)))
@@ -542,8 +575,9 @@ class Ingestor:
 
     def _store(
         self, table_kind: str, records: pa.Table, segments: list[tuple[int, int, int]], part_name: str
-    ) -> tuple[_Rejected, list[Callable[[], object]]]:
-        """Validate and dedupe pooled records; return the rejected ones and the writes that store the rest."""
+    ) -> tuple[_Rejected, Callable[[], list[Future[object]]]]:
+        """Validate pooled records; return the rejected ones and the step that dedupes the rest and
+        starts their writes (it runs on the store thread, see `_flush`)."""
         contract = contract_for(table_kind)
         n = records.num_rows
         plan = self._plan(table_kind, records)
@@ -579,33 +613,44 @@ class Ingestor:
                 )
         valid_rows = np.flatnonzero(~bad)
         hashes = checked.column("_h").to_numpy()[valid_rows]
-        repeated = self._key_set(table_kind).dedupe(hashes, valid_rows, columns[plan.key])
-        fresh_rows = valid_rows[~repeated]
-        total = np.bincount(source_of, minlength=len(self._sources))
+        codes = checked.column("_t").fill_null(0).to_numpy() if table_kind == EVENTS else None
+        source_of_valid = source_of[valid_rows]
         rejected_n = np.bincount(rejected.sources, minlength=len(self._sources))
-        accepted_n = np.bincount(source_of[fresh_rows], minlength=len(self._sources))
-        for index in np.flatnonzero(total).tolist():
-            counts = self._sources[index]
-            counts.accepted += int(accepted_n[index])
-            counts.duplicates += int(total[index] - rejected_n[index] - accepted_n[index])
-            counts.quarantined += int(rejected_n[index])
-        writes: list[Callable[[], object]] = []
-        if table_kind == EVENTS:
-            # One stable sort by type code, then one gather per stored column of each type.
-            codes = checked.column("_t").fill_null(0).to_numpy()[fresh_rows].astype(np.intp)
-            by_type = fresh_rows[np.argsort(codes, kind="stable")]
-            bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(EVENT_TYPES)))])
-            for i, etype in enumerate(EVENT_TYPES):
-                if bounds[i + 1] > bounds[i]:
-                    rows = pa.array(by_type[bounds[i] : bounds[i + 1]])
-                    names = EVENT_CONTRACTS[etype].names
-                    table = pa.table([columns[c].take(rows) for c in names], names=names)
-                    writes.append(partial(self.log.append_events, etype, table, part_name))
-        elif fresh_rows.size:
-            rows = pa.array(fresh_rows)
-            table = pa.table([columns[c].take(rows) for c in contract.names], names=contract.names)
-            writes.append(partial(self.log.append_table, table_kind, table, part_name))
-        return rejected, writes
+        for index in np.flatnonzero(rejected_n).tolist():
+            self._sources[index].quarantined += int(rejected_n[index])
+        key_set = self._key_set(table_kind)
+        key_column = columns[plan.key]
+        sources = list(self._sources)
+
+        def store() -> list[Future[object]]:
+            """Dedupe against every earlier key (in chunk order: one chunk at a time on one thread),
+            count, and hand the writes of the fresh rows to the write threads."""
+            repeated = key_set.dedupe(hashes, valid_rows, key_column)
+            fresh_rows = valid_rows[~repeated]
+            valid_n = np.bincount(source_of_valid, minlength=len(sources))
+            accepted_n = np.bincount(source_of_valid[~repeated], minlength=len(sources))
+            for index in np.flatnonzero(valid_n).tolist():
+                counts = sources[index]
+                counts.accepted += int(accepted_n[index])
+                counts.duplicates += int(valid_n[index] - accepted_n[index])
+            writes: list[Callable[[], object]] = []
+            if codes is not None:
+                # One stable sort by type code; each type's rows are gathered by its own write thread.
+                fresh_codes = codes[fresh_rows].astype(np.intp)
+                by_type = fresh_rows[np.argsort(fresh_codes, kind="stable")]
+                per_type = np.bincount(fresh_codes, minlength=len(EVENT_TYPES))
+                bounds = np.concatenate([[0], np.cumsum(per_type)])
+                for i, etype in enumerate(EVENT_TYPES):
+                    if bounds[i + 1] > bounds[i]:
+                        names = EVENT_CONTRACTS[etype].names
+                        rows = by_type[bounds[i] : bounds[i + 1]]
+                        writes.append(partial(self._append_events, etype, columns, names, rows, part_name))
+            elif fresh_rows.size:
+                names = contract.names
+                writes.append(partial(self._append_table, table_kind, columns, names, fresh_rows, part_name))
+            return [self._writer.submit(write) for write in writes]
+
+        return rejected, store
 
     def _quarantine_table(
         self,

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from features.contracts import EVENT_CONTRACTS, EVENT_TYPES, WIDE_EVENT_CONTRACT
 from features.ingest import KeySet, discover
@@ -246,3 +247,37 @@ def test_csv_is_read_in_ranges_without_losing_quoted_newlines_or_line_numbers(tm
     assert [b.text for b in broken] == [f"{i},broken" for i in range(20_000) if i % 997 == 5]
     # Line numbers count records (a quoted newline does not start a new one); the header is line 1.
     assert [b.line_number for b in broken] == [2 + i for i in range(20_000) if i % 997 == 5]
+
+
+def test_each_chunk_is_deduplicated_against_the_one_still_being_stored(store: Store, tmp_path: Path) -> None:
+    # Every chunk of 100 rows repeats 30 keys of the chunk before it, whose dedupe and writes run in the
+    # background while the next chunk is validated: the repeats must still be caught, and counted.
+    rows = varied_rows(count=700)
+    sent = []
+    for i in range(7):
+        sent += rows[i * 100 : i * 100 + 70] + (rows[(i - 1) * 100 : (i - 1) * 100 + 30] if i else [])
+        sent += [] if i else rows[70:100]
+    path = write_csv(tmp_path / "events" / "a.csv", sent)
+    report = store.ingest(path, chunk_rows=200)  # CSV ranges of about 100 rows
+    expected = sorted({r["event_id"] for r in sent})
+    assert report.totals() == {
+        "rows_read": len(sent),
+        "accepted": len(expected),
+        "duplicates": len(sent) - len(expected),
+        "quarantined": 0,
+    }
+    assert sorted(_stored_ids(store)) == expected
+    assert len(store.log.event_files()) > len(EVENT_TYPES)  # it really was stored chunk by chunk
+
+
+def test_a_failed_background_write_fails_the_ingest(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store.log, "append_events", broken)
+    path = write_csv(tmp_path / "events" / "a.csv", varied_rows(count=300))
+    with pytest.raises(OSError, match="disk full"):
+        store.ingest(path, chunk_rows=200)
+    assert store.ledger.crashed_batches()  # started, never finished: recovered by the next run
