@@ -469,16 +469,12 @@ class Ingestor:
     def _append_events(
         self, event_type: str, columns: dict[str, pa.Array], names: list[str], rows: np.ndarray, part: str
     ) -> Path:
-        indices = pa.array(rows)
-        table = pa.table([columns[c].take(indices) for c in names], names=names)
-        return self.log.append_events(event_type, table, part)
+        return self.log.append_events(event_type, _take(columns, names, rows), part)
 
     def _append_table(
         self, table_kind: str, columns: dict[str, pa.Array], names: list[str], rows: np.ndarray, part: str
     ) -> Path:
-        indices = pa.array(rows)
-        table = pa.table([columns[c].take(indices) for c in names], names=names)
-        return self.log.append_table(table_kind, table, part)
+        return self.log.append_table(table_kind, _take(columns, names, rows), part)
 
     def _key_set(self, table_kind: str) -> KeySet:
         """Every key already stored for this table kind, loaded once per batch."""
@@ -849,3 +845,9 @@ def recover_crashed(log: EventLog, ledger: IngestLedger, quarantine_dir: Path) -
             folder.rmdir()
         ledger.abort_batch(batch_id)
     return crashed
+
+
+def _take(columns: dict[str, pa.Array], names: list[str], rows: np.ndarray) -> pa.Table:
+    """The `rows` of `columns`, as a table of `names` (one event type's or table kind's part)."""
+    indices = pa.array(rows)
+    return pa.table([columns[c].take(indices) for c in names], names=names)
