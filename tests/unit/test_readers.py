@@ -417,6 +417,20 @@ def test_blank_lines_and_a_huge_value_beside_an_unterminated_quote(tmp_path: Pat
     assert records == rows[:1] + rows[2:]
 
 
+def test_a_literal_quote_before_a_multi_line_value_beside_an_unterminated_quote(tmp_path: Path) -> None:
+    # Line 10 holds a literal quote, then opens a quoted value: an even count, yet the record goes on.
+    rows = [[f"e{i:05d}", f"m{i:04d}", "王庄06", "1.5"] for i in range(30)]
+    rows[8] = ["e00008", '5"寸', "两\n行", "1"]
+    lines = [",".join(HEADER)] + [",".join(row) for row in rows]
+    lines[2] = 'e00001,m0001,"李家沟,1.5'
+    lines[9] = 'e00008,5"寸,"两\n行",1'
+    path = tmp_path / "tricky.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    records, broken = _read(path)
+    assert [(b.line_number, b.reason) for b in broken] == [(3, "unterminated quote")]
+    assert records == rows[:1] + rows[2:]
+
+
 def test_wrong_field_counts_are_broken_lines_at_their_line(tmp_path: Path) -> None:
     rows = _rows(100)
     lines = _csv_text(rows).splitlines()
