@@ -59,6 +59,10 @@ _ENCODINGS = {
     "gb2312": "gb18030",
 }
 
+# What the readers raise about a file's bytes (or the system's refusal to read it). Anything else is a
+# fault of ours, and is not passed off as the file's.
+_BAD_FILE = (pa.ArrowException, OSError, UnicodeError, CalamineError)
+
 # Text a CSV reader takes for an empty cell; Excel cells holding it are read the same way.
 _CSV_NULLS = frozenset(pacsv.ConvertOptions().null_values)
 
@@ -143,7 +147,7 @@ def read_header(path: Path, *, encoding: str | None = None, sheet: str | None = 
         return _jsonl_keys(path, codec)
     except FileReadError:
         raise
-    except Exception as exc:  # any failure of a third-party reader on this file's bytes
+    except _BAD_FILE as exc:
         raise _file_error(path, exc) from exc
 
 
@@ -167,7 +171,7 @@ def is_empty(path: Path, *, sheet: str | None = None) -> bool:
             return sum(1 for _ in zip(range(needed), filled, strict=False)) < needed
     except FileReadError:
         raise
-    except Exception as exc:
+    except _BAD_FILE as exc:
         raise _file_error(path, exc) from exc
 
 
@@ -198,7 +202,7 @@ def iter_chunks(
             yield from _jsonl_chunks(path, chunk_rows, _text_encoding(path, declared))
     except FileReadError:
         raise
-    except Exception as exc:  # any failure of a third-party reader on this file's bytes
+    except _BAD_FILE as exc:
         raise _file_error(path, exc) from exc
 
 
@@ -884,10 +888,10 @@ def _xlsx_chunks(path: Path, chunk_rows: int, sheet_name: str | None) -> Iterato
     """The sheet's rows below its header (the first row), as text columns like a CSV's."""
     sheet = _xlsx_sheet(path, sheet_name)
     rows = _xlsx_rows(sheet)
-    header = next(((cells, number) for number, cells in rows), None)
+    header = next(rows, None)
     if header is None:
         return
-    names = _xlsx_names(header[0])
+    names = _xlsx_names(header[1])
     width = len(names)
     columns: list[list[str | None]] = [[] for _ in names]
     broken: list[BrokenLine] = []

@@ -46,7 +46,9 @@ def _csv_text(
     return out.getvalue()
 
 
-def _read(path: Path, chunk_rows: int = 10_000, **options: str) -> tuple[list[list[str | None]], list]:
+def _read(
+    path: Path, chunk_rows: int = 10_000, **options: str
+) -> tuple[list[list[str | None]], list[BrokenLine]]:
     """Every record (as its values, in column order) and every broken line of a file."""
     records: list[list[str | None]] = []
     broken: list[BrokenLine] = []
@@ -87,7 +89,7 @@ def test_a_file_without_records_yields_no_chunk(tmp_path: Path, name: str, conte
     assert read_header(path) == (["event_id", "member_id"] if "header" in name else [])
 
 
-def test_a_file_with_one_record_is_not_empty(tmp_path: Path) -> None:
+def test_is_empty_tells_one_record_from_none(tmp_path: Path) -> None:
     csv_path = tmp_path / "one.csv"
     csv_path.write_text("event_id\n\ne1\n", encoding="utf-8")
     jsonl_path = tmp_path / "one.jsonl"
@@ -178,6 +180,15 @@ def test_an_unsupported_suffix_is_a_file_read_error(tmp_path: Path) -> None:
         list(iter_chunks(path, 100))
     with pytest.raises(FileReadError, match="unsupported file type"):
         read_header(path)
+
+
+def test_a_file_the_system_will_not_read_is_a_file_read_error(tmp_path: Path) -> None:
+    folder = tmp_path / "exports.csv"
+    folder.mkdir()
+    with pytest.raises(FileReadError, match=r"exports\.csv: cannot read the file \(Is a directory\)"):
+        list(iter_chunks(folder, 100))
+    with pytest.raises(FileReadError, match=r"missing\.jsonl: cannot read the file \(No such file"):
+        read_header(tmp_path / "missing.jsonl")
 
 
 def test_file_read_error_is_one_actionable_line_and_survives_pickling() -> None:
