@@ -13,6 +13,7 @@ import pytest
 from monitoring.drift import DriftPolicy, compute_drift, drift_gauges, monitored_columns
 from monitoring.evidently_report import evidently_drift_report
 from monitoring.monitor import (
+    InsufficientWindowError,
     latest_drift_gauges,
     latest_drift_report_path,
     latest_drift_summary,
@@ -257,8 +258,11 @@ def test_a_stored_check_is_what_serving_reads_back(tmp_path: Path) -> None:
         "pd",
     }
     assert gauges["meeting_count_90d"] > 0.25
-    # A check still being written (no summary.json yet) is not "latest".
+    # A check still being written (no summary.json yet, or its hidden .partial folder) is not "latest".
     (data_dir / "monitoring" / "29990101T000000000000Z").mkdir()
+    partial = data_dir / "monitoring" / ".29990102T000000000000Z.partial"
+    partial.mkdir()
+    (partial / "summary.json").write_text("{}")
     assert latest_drift_report_path(data_dir) == report
 
 
@@ -277,3 +281,67 @@ def test_the_evidently_report_covers_every_column_in_order_with_its_verdicts(tmp
     assert found.drifted_share == found.drifted_columns / 6
     page = html.read_text(encoding="utf-8")
     assert all(name in page for name in found.column_scores)
+
+
+def cooperative_rows(n: int, *, seed: int, cooperatives: int = 24, growth: float = 0.0) -> pd.DataFrame:
+    """Applicants of `cooperatives` cooperatives: a member-level amount and the cooperative's own
+    member count (one value per cooperative, `growth` members added to each since the reference)."""
+    rng = np.random.default_rng(seed)
+    coop = rng.integers(0, cooperatives, n)
+    size = 40 + 25 * np.arange(cooperatives) + growth
+    return pd.DataFrame(
+        {
+            "delivery_amount_90d": rng.lognormal(8.0, 0.8, n),
+            "coop_member_count": size[coop] + rng.integers(0, 3, n) * (growth == 0),
+        }
+    )
+
+
+def test_a_feature_shared_by_a_cooperative_is_judged_by_its_groups_not_its_rows() -> None:
+    # Every cooperative gained a few members since the reference: all applicants of the largest
+    # are beyond the reference maximum, and PSI over 24 values moves far. As rows that is a break;
+    # as 24 cooperatives, one step of each is within what 24 observations can show.
+    reference = cooperative_rows(3_000, seed=1)
+    current = cooperative_rows(600, seed=2, growth=3)
+    as_rows = compute_drift(reference, current)
+    count = next(f for f in as_rows.features if f.name == "coop_member_count")
+    assert count.alarm == "drift" and count.groups is None
+    as_groups = compute_drift(reference, current, shared=["coop_member_count"])
+    count = next(f for f in as_groups.features if f.name == "coop_member_count")
+    assert count.groups == (72, 24) and not count.supported
+    assert count.quality is not None and count.quality.issues == ()
+    assert as_groups.status == "stable", as_groups.reasons
+
+
+def test_a_shared_feature_still_alarms_when_most_groups_move_beyond_the_range() -> None:
+    reference = cooperative_rows(3_000, seed=1, cooperatives=60)
+    current = cooperative_rows(600, seed=2, cooperatives=60, growth=2_000)
+    summary = compute_drift(reference, current, shared=["coop_member_count"])
+    count = next(f for f in summary.features if f.name == "coop_member_count")
+    assert count.supported and count.alarm == "drift"
+    assert count.quality is not None and "out_of_range" in count.quality.issues
+
+
+def test_artifact_columns_are_never_monitored() -> None:
+    frame = feature_rows(10, seed=1).assign(_pd=0.1, _score=600.0, _applied_at=pd.Timestamp("2025-01-01"))
+    assert not [c for c in monitored_columns(frame) if c.startswith("_")]
+
+
+def test_the_evidently_report_skips_a_column_without_values_instead_of_failing(tmp_path: Path) -> None:
+    current = feature_rows(500, seed=2)
+    current["repayment_on_time_share_365d"] = np.nan  # a thin-file window: no repayment history
+    found = evidently_drift_report(
+        feature_rows(1_000, seed=1),
+        current.drop(columns=["pd"]),
+        numeric=["score", "pd", "meeting_count_90d", "repayment_on_time_share_365d"],
+        html_path=tmp_path / "evidently.html",
+    )
+    assert found.skipped == ("pd", "repayment_on_time_share_365d")
+    assert list(found.column_scores) == ["score", "meeting_count_90d"]
+
+
+def test_a_window_below_min_rows_writes_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with pytest.raises(InsufficientWindowError, match="only 150 decisions"):
+        run_drift_check(feature_rows(1_000, seed=1), feature_rows(150, seed=2), data_dir=data_dir)
+    assert not (data_dir / "monitoring").exists()
