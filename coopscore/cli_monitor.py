@@ -294,6 +294,7 @@ def _run(
         if len(current_rows) < policy.min_rows:  # before the reference download: fail fast
             raise InsufficientWindowError(len(current_rows), policy.min_rows)
         ref = _load_reference(settings, reference, model)
+        policy = replace(policy, ignore=(*policy.ignore, *ref.growing))
         outcome_rows = (
             read_feature_rows(outcomes) if outcomes is not None else _performance_rows(current_rows, posted)
         )

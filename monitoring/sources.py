@@ -81,7 +81,9 @@ class Reference:
 
     `rows` holds the model's features plus `pd`, `score` and `applied_at` (the decision log's names);
     `features` are the model's inputs in model order; `shared` those of them whose value every
-    member of a cooperative or village shares (judged by their number of groups, not rows).
+    member of a cooperative or village shares (judged by their number of groups, not rows);
+    `growing` those that only grow with calendar time (reported, never alarm: any window after the
+    reference quarter sits above it).
     """
 
     rows: pd.DataFrame
@@ -89,6 +91,7 @@ class Reference:
     shared: tuple[str, ...]
     label: str
     model_version: str | None = None
+    growing: tuple[str, ...] = ()
 
     def period(self) -> dict[str, str] | None:
         """First and last application time of the reference rows (None when not recorded)."""
@@ -113,6 +116,15 @@ def shared_features(names: Iterable[str]) -> tuple[str, ...]:
 
     by_name = default_registry().by_name
     return tuple(n for n in names if n in by_name and by_name[n].entity != "member")
+
+
+def growing_features(names: Iterable[str]) -> tuple[str, ...]:
+    """The features among `names` that only grow with calendar time: a cooperative's or village's
+    count of outcomes known so far (every group's count rises as the year-old loans resolve)."""
+    from features.views import default_registry
+
+    by_name = default_registry().by_name
+    return tuple(n for n in names if n in by_name and by_name[n].aggregation == "peer_outcome_count")
 
 
 def reference_from_registry(model: str, *, model_name: str, tracking_uri: str) -> Reference:
@@ -141,6 +153,7 @@ def reference_from_registry(model: str, *, model_name: str, tracking_uri: str) -
         shared=shared_features(names),
         label=label,
         model_version=version,
+        growing=growing_features(names),
     )
 
 
@@ -150,4 +163,10 @@ def reference_from_file(path: Path) -> Reference:
 
     rows = monitor_columns(read_feature_rows(path))
     names = tuple(monitored_columns(rows))
-    return Reference(rows=rows, features=names, shared=shared_features(names), label=f"file {path}")
+    return Reference(
+        rows=rows,
+        features=names,
+        shared=shared_features(names),
+        label=f"file {path}",
+        growing=growing_features(names),
+    )

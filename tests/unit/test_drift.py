@@ -22,7 +22,13 @@ from monitoring.monitor import (
 from monitoring.performance import auc, cohort_performance
 from monitoring.psi import ReferenceProfile
 from monitoring.quality import QualityRule, check_feature, exceedance_p_value
-from monitoring.sources import current_from_decision_log, parse_window, registry_model_uri
+from monitoring.sources import (
+    current_from_decision_log,
+    growing_features,
+    parse_window,
+    registry_model_uri,
+    shared_features,
+)
 
 
 def feature_rows(n: int, *, seed: int, amount_scale: float = 1.0) -> pd.DataFrame:
@@ -345,3 +351,13 @@ def test_a_window_below_min_rows_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(InsufficientWindowError, match="only 150 decisions"):
         run_drift_check(feature_rows(1_000, seed=1), feature_rows(150, seed=2), data_dir=data_dir)
     assert not (data_dir / "monitoring").exists()
+
+
+def test_the_registry_says_which_features_are_shared_and_which_only_grow() -> None:
+    names = ["savings_balance", "coop_member_count", "coop_past_default_rate", "village_past_outcome_count"]
+    assert shared_features(names) == (
+        "coop_member_count",
+        "coop_past_default_rate",
+        "village_past_outcome_count",
+    )
+    assert growing_features(names) == ("village_past_outcome_count",)
