@@ -21,7 +21,8 @@ chi-square with (bins - 1) degrees of freedom. `psi_noise_floor` returns its 99.
 window's PSI can be told apart from sampling noise (see `monitoring.drift` for the alarm rule).
 That holds for independent rows. A feature whose value every member of a cooperative or village shares
 (a peer default rate, a member count) takes one value per group: 300 applicants from 24 cooperatives
-are 24 observations of it, so for these `shared` features n and m count distinct values (groups).
+are 24 observations of it, so for these `shared` features n counts the window's distinct values
+(groups) and m as many at most (a reference spread over a quarter sees each group at several values).
 """
 
 from __future__ import annotations
@@ -368,7 +369,10 @@ def feature_psi(
         groups: tuple[int, int] | None = None
         n_ref_eff, n_cur_eff = feature.n_reference, n
         if name in shared:
-            groups = (feature.n_distinct, distinct_values(column))
+            # The reference's distinct values are the same groups seen at several times, not more
+            # groups: it holds no more of them than the window does.
+            n_groups = distinct_values(column)
+            groups = (min(feature.n_distinct, n_groups), n_groups)
             n_ref_eff, n_cur_eff = groups
         results[name] = FeaturePSI(
             name=name,

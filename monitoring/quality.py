@@ -16,9 +16,9 @@ anything seen in training; PSI (equal-frequency bins) barely notices, a range ch
 - a column the reference has but the window lacks is an issue on its own.
 
 A `shared` feature (one value per cooperative or village) counts groups, not rows, in the range test:
-k distinct values beyond the range among the window's distinct values vs the reference's. When the
-largest cooperative gains a member, all its applicants are beyond the reference maximum of the member
-count, yet that is one group moving one step, not a break.
+k distinct values beyond the range among the window's distinct values, against as many reference ones.
+When the largest cooperative gains a member, all its applicants are beyond the reference maximum of
+the member count, yet that is one group moving one step, not a break.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def check_feature(
         if shared:
             groups = np.unique(present)
             tail_below, tail_above = _beyond(groups, profile)
-            tail_n, tail_m = int(groups.size), profile.n_distinct
+            tail_n, tail_m = int(groups.size), min(profile.n_distinct, int(groups.size))
     else:
         is_missing = column.isna().to_numpy()
         codes = categorical_codes(column, profile.categories, profile.other)

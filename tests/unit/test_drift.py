@@ -314,7 +314,7 @@ def test_a_feature_shared_by_a_cooperative_is_judged_by_its_groups_not_its_rows(
     assert count.alarm == "drift" and count.groups is None
     as_groups = compute_drift(reference, current, shared=["coop_member_count"])
     count = next(f for f in as_groups.features if f.name == "coop_member_count")
-    assert count.groups == (72, 24) and not count.supported
+    assert count.groups == (24, 24) and not count.supported
     assert count.quality is not None and count.quality.issues == ()
     assert as_groups.status == "stable", as_groups.reasons
 
