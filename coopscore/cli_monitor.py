@@ -204,6 +204,14 @@ def register(app: typer.Typer) -> None:
                 min=1, help="Fewest current rows to judge; a smaller window exits 5 and writes nothing."
             ),
         ] = 200,
+        match_days: Annotated[
+            int,
+            typer.Option(
+                min=0,
+                help="Compare with the reference applications within this many days of the window's "
+                "vector times (features_as_of); 0 = the whole reference quarter.",
+            ),
+        ] = 45,
         segment: Annotated[
             str | None, typer.Option(help="Also check each value of this column (e.g. county_id).")
         ] = None,
@@ -239,6 +247,7 @@ def register(app: typer.Typer) -> None:
                 reference=reference,
                 model=model,
                 min_rows=min_rows,
+                match_days=match_days,
                 segment=segment,
                 outcomes=outcomes,
                 evidently=evidently,
@@ -274,6 +283,7 @@ def _run(
     reference: Path | None,
     model: str | None,
     min_rows: int,
+    match_days: int,
     segment: str | None,
     outcomes: Path | None,
     evidently: bool,
@@ -285,7 +295,7 @@ def _run(
     from coopscore.settings import get_settings
     from monitoring.drift import DriftPolicy
     from monitoring.monitor import DriftInputError, InsufficientWindowError, run_drift_check
-    from monitoring.sources import read_feature_rows
+    from monitoring.sources import match_reference_to_window, read_feature_rows
 
     settings = get_settings()
     policy = replace(DriftPolicy(), min_rows=min_rows)
@@ -295,6 +305,9 @@ def _run(
             raise InsufficientWindowError(len(current_rows), policy.min_rows)
         ref = _load_reference(settings, reference, model)
         policy = replace(policy, ignore=(*policy.ignore, *ref.growing))
+        ref, matched = match_reference_to_window(
+            ref, current_rows.get("features_as_of"), days=match_days, min_rows=policy.min_rows
+        )
         outcome_rows = (
             read_feature_rows(outcomes) if outcomes is not None else _performance_rows(current_rows, posted)
         )
@@ -322,6 +335,7 @@ def _run(
                 "window": window_label,
                 "reference": ref.label,
                 "reference_period": ref.period(),
+                "reference_match": matched,
                 "model": model or ("champion" if reference is None else None),
                 "model_version": ref.model_version,
             },

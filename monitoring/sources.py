@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -23,6 +23,9 @@ DecisionRowsReader = Callable[[datetime | None, datetime | None, int | None], It
 
 _WINDOW: Final = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
 _UNITS: Final = {"h": "hours", "d": "days", "w": "weeks"}
+# When a decision was made, and when the online store computed the vector it was made on.
+TIME_COLUMNS: Final = ("created_at", "features_as_of")
+MATCH_DAYS: Final = 45
 
 
 def parse_window(text: str) -> timedelta:
@@ -52,14 +55,15 @@ def current_from_decision_log(
     until: datetime | None = None,
     last: int | None = None,
 ) -> pd.DataFrame:
-    """The decision log's feature rows (with `pd`, `score`, `created_at`) over a time range or the
-    last N decisions, as one frame; `read_rows` is serving's reader."""
+    """The decision log's feature rows (with `pd`, `score`, `created_at`, `features_as_of`) over a
+    time range or the last N decisions, as one frame; `read_rows` is serving's reader."""
     rows = list(read_rows(since, until, last))
     frame = pd.DataFrame.from_records(rows)
-    if "created_at" in frame:
-        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, format="ISO8601")
+    for column in TIME_COLUMNS:
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     for column in frame.columns:
-        if frame[column].dtype == object and column not in ("created_at",):
+        if frame[column].dtype == object and column not in TIME_COLUMNS:
             converted = pd.to_numeric(frame[column], errors="coerce")
             if converted.notna().sum() == frame[column].notna().sum():
                 frame[column] = converted  # JSON numbers (None -> NaN) back to float columns
@@ -170,3 +174,43 @@ def reference_from_file(path: Path) -> Reference:
         label=f"file {path}",
         growing=growing_features(names),
     )
+
+
+def match_reference_to_window(
+    reference: Reference, as_of: pd.Series | None, *, days: int = MATCH_DAYS, min_rows: int = 200
+) -> tuple[Reference, dict[str, Any] | None]:
+    """The reference rows applied within `days` of the window's vector times (`features_as_of`).
+
+    Why: served vectors are computed at materialization instants, reference rows at each
+    application's time across a quarter. Seasonal windows (a 90-day delivery total) move within a
+    quarter, so one materialization compared with the whole quarter differs by season alone. Rows
+    near the window's instants compare like with like; a window spread over the quarter keeps the
+    whole of it. With fewer than `min_rows` such rows (a window after the reference quarter) the
+    `min_rows` rows nearest in time are used. `days=0`, or no vector times: the reference unchanged.
+
+    Returns the (possibly narrowed) reference and a JSON description of the match (None if none).
+    """
+    if days <= 0 or as_of is None or as_of.isna().all() or "applied_at" not in reference.rows:
+        return reference, None
+    applied = pd.to_datetime(reference.rows["applied_at"], utc=True)
+    times = pd.to_datetime(as_of.dropna(), utc=True)
+    first, last = times.min(), times.max()
+    span = pd.Timedelta(days=days)
+    near = ((applied >= first - span) & (applied <= last + span)).to_numpy()
+    if near.sum() < min_rows:
+        # Seconds outside the window's span (at most one of the two terms is positive).
+        before = (first - applied).dt.total_seconds().clip(lower=0)
+        after = (applied - last).dt.total_seconds().clip(lower=0)
+        near = (before + after).rank(method="first").to_numpy() <= min_rows
+    if near.all():
+        return reference, {"days": days, "rows": len(applied), "narrowed": False}
+    rows = reference.rows.loc[near].reset_index(drop=True)
+    matched = pd.to_datetime(rows["applied_at"], utc=True)
+    description = {
+        "days": days,
+        "rows": len(rows),
+        "narrowed": True,
+        "window_as_of": {"first": first.isoformat(), "last": last.isoformat()},
+        "applied": {"first": matched.min().isoformat(), "last": matched.max().isoformat()},
+    }
+    return replace(reference, rows=rows), description

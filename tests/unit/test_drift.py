@@ -23,8 +23,10 @@ from monitoring.performance import auc, cohort_performance
 from monitoring.psi import ReferenceProfile
 from monitoring.quality import QualityRule, check_feature, exceedance_p_value
 from monitoring.sources import (
+    Reference,
     current_from_decision_log,
     growing_features,
+    match_reference_to_window,
     parse_window,
     registry_model_uri,
     shared_features,
@@ -361,3 +363,41 @@ def test_the_registry_says_which_features_are_shared_and_which_only_grow() -> No
         "village_past_outcome_count",
     )
     assert growing_features(names) == ("village_past_outcome_count",)
+
+
+def seasonal_reference(days: int = 91, per_day: int = 10) -> Reference:
+    """A quarter of applications whose 90-day delivery total follows the harvest (high in autumn)."""
+    rng = np.random.default_rng(5)
+    start = pd.Timestamp("2025-10-01", tz="UTC")
+    applied = start + pd.to_timedelta(np.repeat(np.arange(days), per_day), unit="D")
+    season = np.repeat(np.linspace(3.0, 1.0, days), per_day)  # the harvest fades over the quarter
+    rows = pd.DataFrame(
+        {"delivery_amount_90d": rng.lognormal(8.0 + season, 0.5), "applied_at": applied, "pd": 0.05}
+    )
+    return Reference(rows=rows, features=("delivery_amount_90d",), shared=(), label="test")
+
+
+def test_a_window_of_one_materialization_is_compared_with_the_reference_rows_near_it() -> None:
+    reference = seasonal_reference()
+    as_of = pd.Series([pd.Timestamp("2025-12-20", tz="UTC")] * 300)
+    rows = reference.rows
+    current = rows.loc[rows["applied_at"] >= "2025-12-10"].sample(300, replace=True, random_state=1)
+    whole = compute_drift(reference.rows, current, features=reference.features)
+    assert whole.status == "drift"  # the late-quarter window against the harvest-heavy quarter
+    matched, described = match_reference_to_window(reference, as_of, days=20)
+    assert described is not None and described["narrowed"]
+    assert matched.rows["applied_at"].min() >= pd.Timestamp("2025-11-30", tz="UTC")
+    assert compute_drift(matched.rows, current, features=reference.features).status != "drift"
+
+
+def test_reference_matching_keeps_a_spread_window_whole_and_a_late_one_nearest() -> None:
+    reference = seasonal_reference()
+    spread = pd.Series(pd.date_range("2025-10-01", "2025-12-30", periods=300, tz="UTC"))
+    same, described = match_reference_to_window(reference, spread, days=45)
+    assert same.rows is reference.rows and described == {"days": 45, "rows": 910, "narrowed": False}
+    late = pd.Series([pd.Timestamp("2026-03-15", tz="UTC")] * 300)
+    nearest, described = match_reference_to_window(reference, late, days=45, min_rows=200)
+    assert len(nearest.rows) == 200 and described is not None
+    assert nearest.rows["applied_at"].min() == reference.rows["applied_at"].sort_values().iloc[-200]
+    assert match_reference_to_window(reference, None)[0] is reference
+    assert match_reference_to_window(reference, late, days=0)[0] is reference
