@@ -226,7 +226,11 @@ def register(app: typer.Typer) -> None:
             OnDrift, typer.Option("--on-drift", help="Start `coopscore retrain` when drift is found.")
         ] = OnDrift.nothing,
         evidently: Annotated[
-            bool, typer.Option("--evidently/--no-evidently", help="Also write Evidently's full report.")
+            bool,
+            typer.Option(
+                "--evidently/--no-evidently",
+                help="Also write Evidently's report (score, PD, the most shifted features).",
+            ),
         ] = True,
         mlflow: Annotated[
             bool, typer.Option("--mlflow/--no-mlflow", help="Log the check to the monitoring experiment.")
