@@ -9,7 +9,8 @@ The alarm rule (overall status), chosen so that sampling noise in small windows 
 - a PSI counts only with enough support: at least `min_rows` current rows AND above the PSI that
   sampling noise alone exceeds once in a thousand windows (`psi_noise_floor`, about
   (1/n + 1/m) x chi2_{bins-1} at 99.9%). With 10 bins that floor is 0.06 for 500 vs 5,000 rows,
-  0.28 for 100 vs 5,000: a 100-row window cannot show a supported shift;
+  0.28 for 100 vs 5,000: a 100-row window cannot show a supported shift. For a `shared` feature
+  (one value per cooperative or village) n and m count distinct values, i.e. groups, not rows;
 - **drift** when any monitored feature (or the score / PD) has a supported PSI > 0.25, when any
   feature has a data-quality issue (missing-share jump, rows beyond the reference range, unseen
   categories; each needs at least `quality.min_count` rows), or when a segment with at least
@@ -23,7 +24,7 @@ Features in `policy.ignore` are reported but never alarm (e.g. counters that gro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -105,6 +106,7 @@ class FeatureDrift:
     alarm: Alarm
     reasons: tuple[str, ...]
     quality: FeatureQuality | None = None
+    groups: tuple[int, int] | None = None  # (reference, current) groups of a shared feature
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -115,6 +117,7 @@ class FeatureDrift:
             "band": self.band,
             "supported": self.supported,
             "noise_floor": round(self.noise_floor, 6),
+            "groups": None if self.groups is None else list(self.groups),
             "alarm": self.alarm,
             "reasons": list(self.reasons),
             "quality": None if self.quality is None else self.quality.to_dict(),
@@ -195,12 +198,17 @@ class DriftSummary:
 
 
 def monitored_columns(reference: pd.DataFrame, segment: str | None = None) -> list[str]:
-    """Feature columns of a reference sample: everything but keys, times, decisions and score/PD."""
+    """Feature columns of a reference sample: everything but keys, times, decisions and score/PD.
+
+    Names with a leading `_` are the model artifacts' own columns (no feature may start with one).
+    """
     skip = set(NON_FEATURE_COLUMNS) | set(SCORE_COLUMNS) | ({segment} if segment else set())
     return [
         str(c)
         for c in reference.columns
-        if str(c) not in skip and not pd.api.types.is_datetime64_any_dtype(reference[c].dtype)
+        if str(c) not in skip
+        and not str(c).startswith("_")
+        and not pd.api.types.is_datetime64_any_dtype(reference[c].dtype)
     ]
 
 
@@ -216,9 +224,12 @@ def _judge(
     alarm: Alarm = "none"
     if supported and measured.band == "shift":
         alarm = "drift"
+        support = f"n={measured.n_current}"
+        if measured.groups is not None:
+            support += f" in {measured.groups[1]} groups"
         reasons.append(
             f"{name}: PSI {measured.psi:.3f} > {policy.shift} "
-            f"(n={measured.n_current}, noise floor {measured.noise_floor:.3f})"
+            f"({support}, noise floor {measured.noise_floor:.3f})"
         )
     elif supported and measured.band == "watch":
         alarm = "watch"
@@ -237,6 +248,7 @@ def _judge(
         alarm,
         tuple(reasons),
         quality,
+        measured.groups,
     )
 
 
@@ -278,6 +290,7 @@ def _segment_drift(
     segment: str,
     columns: Sequence[str],
     policy: DriftPolicy,
+    shared: Collection[str],
 ) -> tuple[SegmentDrift, ...]:
     ref_keys = reference[segment].astype(str)
     cur_keys = current[segment].astype(str)
@@ -313,7 +326,12 @@ def _segment_drift(
         cur_part = current.loc[(cur_keys == key).to_numpy()]
         profile = ReferenceProfile.fit(ref_part, columns, bins=policy.bins)
         measured = feature_psi(
-            profile, cur_part, noise_quantile=policy.noise_quantile, watch=policy.watch, shift=policy.shift
+            profile,
+            cur_part,
+            noise_quantile=policy.noise_quantile,
+            watch=policy.watch,
+            shift=policy.shift,
+            shared=shared,
         )
         judged = [_judge(c, "segment", measured[c], None, policy) for c in columns]
         status = _status(max((_RANK[j.alarm] for j in judged), default=0))
@@ -348,6 +366,7 @@ def compute_drift(
     segment: str | None = None,
     policy: DriftPolicy | None = None,
     profile: ReferenceProfile | None = None,
+    shared: Collection[str] = (),
 ) -> DriftSummary:
     """Compare a current window of feature rows with the reference sample (the fast path).
 
@@ -358,6 +377,7 @@ def compute_drift(
         segment: optional column (e.g. `county_id`) whose values are checked one by one.
         policy: thresholds of the alarm rule.
         profile: reference bins fitted before (skips refitting, e.g. in a long-running server).
+        shared: features with one value per cooperative or village (support counted in groups).
 
     Returns:
         The summary with the overall status and the reasons for it.
@@ -367,9 +387,14 @@ def compute_drift(
     if profile is None:
         profile = ReferenceProfile.fit(reference, columns, bins=policy.bins)
     measured = feature_psi(
-        profile, current, noise_quantile=policy.noise_quantile, watch=policy.watch, shift=policy.shift
+        profile,
+        current,
+        noise_quantile=policy.noise_quantile,
+        watch=policy.watch,
+        shift=policy.shift,
+        shared=shared,
     )
-    quality = quality_checks(profile, current, policy.quality)
+    quality = quality_checks(profile, current, policy.quality, shared=shared)
     judged = tuple(
         _judge(name, profile.features[name].kind, measured[name], quality[name], policy) for name in columns
     )
@@ -377,7 +402,7 @@ def compute_drift(
     segments: tuple[SegmentDrift, ...] = ()
     if segment is not None and segment in reference and segment in current:
         numeric = [c for c in columns if c in reference and is_numeric_column(reference[c])]
-        segments = _segment_drift(reference, current, segment, numeric or columns, policy)
+        segments = _segment_drift(reference, current, segment, numeric or columns, policy, shared)
     reasons = [r for f in (*judged, *scores) for r in f.reasons] + [r for s in segments for r in s.reasons]
     worst = max(
         [_RANK[f.alarm] for f in (*judged, *scores)]

@@ -21,13 +21,15 @@ So the report runs the per-column `ValueDrift` metrics alone, with Evidently's t
 gets its drift score, method, threshold, pass/fail and its plots (mean over index, distributions vs
 the reference); the test summary on top counts the drifted columns - Evidently's own dataset-level
 answer, without the second and third passes. Columns come in the caller's order (the monitor puts
-score / PD and the most shifted features first). Every requested column is reported.
+score / PD and the most shifted features first). Every requested column is reported, except one
+with no value on a side (Evidently raises on an empty column): those are listed in `skipped`, and
+our fast path still judges them (a column absent from the window is a quality issue there).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ class EvidentlyDrift:
     column_scores: dict[str, float]
     drifted_columns: int
     drifted_share: float
+    skipped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -50,6 +53,7 @@ class EvidentlyDrift:
             "drifted_columns": self.drifted_columns,
             "drifted_share": self.drifted_share,
             "column_scores": self.column_scores,
+            "skipped": list(self.skipped),
         }
 
 
@@ -81,7 +85,11 @@ def evidently_drift_report(
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
-    columns = list(dict.fromkeys([*numeric, *categorical]))
+    requested = list(dict.fromkeys([*numeric, *categorical]))
+    skipped = tuple(c for c in requested if _empty(reference, c) or _empty(current, c))
+    columns = [c for c in requested if c not in skipped]
+    if not columns:
+        raise ValueError("no column has values in both the reference and the current rows")
     if max_reference_rows is not None and len(reference) > max_reference_rows:
         reference = reference.sample(n=max_reference_rows, random_state=0).reset_index(drop=True)
     definition = DataDefinition(
@@ -98,7 +106,12 @@ def evidently_drift_report(
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
         snapshot.save_html(str(html_path))  # 0.7 silently ignores a Path: pass a str
-    return _read_results(snapshot.dict(), method)
+    return replace(_read_results(snapshot.dict(), method), skipped=skipped)
+
+
+def _empty(frame: pd.DataFrame, column: str) -> bool:
+    """True when the column is absent or holds no value."""
+    return column not in frame or not frame[column].notna().any()
 
 
 def _columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

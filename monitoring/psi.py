@@ -19,13 +19,17 @@ Bands: < 0.1 stable, 0.1-0.25 watch, > 0.25 shift.
 Noise: with n current and m reference rows and no drift, PSI is approximately (1/n + 1/m) times a
 chi-square with (bins - 1) degrees of freedom. `psi_noise_floor` returns its 99.9% quantile, so a small
 window's PSI can be told apart from sampling noise (see `monitoring.drift` for the alarm rule).
+That holds for independent rows. A feature whose value every member of a cooperative or village shares
+(a peer default rate, a member count) takes one value per group: 300 applicants from 24 cooperatives
+are 24 observations of it, so for these `shared` features n counts the window's distinct values
+(groups) and m as many at most (a reference spread over a quarter sees each group at several values).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -152,6 +156,7 @@ class FeatureProfile:
     minimum: float | None = None
     maximum: float | None = None
     missing_share: float = 0.0
+    n_distinct: int = 0  # distinct non-missing reference values (groups, for a shared feature)
 
     @property
     def n_bins(self) -> int:
@@ -190,6 +195,7 @@ class FeatureProfile:
             "minimum": self.minimum,
             "maximum": self.maximum,
             "missing_share": self.missing_share,
+            "n_distinct": self.n_distinct,
         }
 
     @classmethod
@@ -206,6 +212,7 @@ class FeatureProfile:
             minimum=None if data.get("minimum") is None else float(data["minimum"]),
             maximum=None if data.get("maximum") is None else float(data["maximum"]),
             missing_share=float(data.get("missing_share", 0.0)),
+            n_distinct=int(data.get("n_distinct", 0)),
         )
 
 
@@ -233,6 +240,7 @@ def _numeric_profile(name: str, values: FloatArray, bins: int) -> FeatureProfile
         minimum=float(present.min()) if present.size else None,
         maximum=float(present.max()) if present.size else None,
         missing_share=float(np.isnan(values).mean()) if len(values) else 0.0,
+        n_distinct=int(np.unique(present).size),
     )
 
 
@@ -251,6 +259,7 @@ def _categorical_profile(name: str, column: pd.Series, max_categories: int) -> F
         categories=tuple(kept),
         other=other,
         missing_share=float(column.isna().mean()) if len(column) else 0.0,
+        n_distinct=int(present.nunique()),
     )
 
 
@@ -318,6 +327,7 @@ class FeaturePSI:
     n_current: int
     noise_floor: float
     current_proportions: tuple[float, ...]
+    groups: tuple[int, int] | None = None  # (reference, current) distinct values of a shared feature
 
 
 def current_proportions(profile: FeatureProfile, column: pd.Series | None, n_rows: int) -> FloatArray:
@@ -331,6 +341,11 @@ def current_proportions(profile: FeatureProfile, column: pd.Series | None, n_row
     return proportions(profile.codes(values), profile.n_bins)
 
 
+def distinct_values(column: pd.Series | None) -> int:
+    """Distinct non-missing values of a column (0 when absent)."""
+    return 0 if column is None else int(column.nunique(dropna=True))
+
+
 def feature_psi(
     profile: ReferenceProfile,
     current: pd.DataFrame,
@@ -338,21 +353,36 @@ def feature_psi(
     noise_quantile: float = 0.999,
     watch: float = PSI_WATCH,
     shift: float = PSI_SHIFT,
+    shared: Collection[str] = (),
 ) -> dict[str, FeaturePSI]:
-    """PSI of every profiled feature in a current window of feature rows."""
+    """PSI of every profiled feature in a current window of feature rows.
+
+    For the `shared` features (one value per cooperative or village) the noise floor counts distinct
+    values on each side instead of rows (see the module docstring).
+    """
     n = len(current)
     results: dict[str, FeaturePSI] = {}
     for name, feature in profile.features.items():
-        shares = current_proportions(feature, current.get(name), n)
+        column = current.get(name)
+        shares = current_proportions(feature, column, n)
         value = psi_from_proportions(feature.reference_proportions, shares) if n else 0.0
+        groups: tuple[int, int] | None = None
+        n_ref_eff, n_cur_eff = feature.n_reference, n
+        if name in shared:
+            # The reference's distinct values are the same groups seen at several times, not more
+            # groups: it holds no more of them than the window does.
+            n_groups = distinct_values(column)
+            groups = (min(feature.n_distinct, n_groups), n_groups)
+            n_ref_eff, n_cur_eff = groups
         results[name] = FeaturePSI(
             name=name,
             psi=value,
             band=psi_band(value, watch=watch, shift=shift),
             n_reference=feature.n_reference,
             n_current=n,
-            noise_floor=psi_noise_floor(feature.n_reference, n, feature.n_bins, noise_quantile),
+            noise_floor=psi_noise_floor(n_ref_eff, n_cur_eff, feature.n_bins, noise_quantile),
             current_proportions=tuple(shares.tolist()),
+            groups=groups,
         )
     return results
 

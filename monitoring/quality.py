@@ -14,15 +14,22 @@ anything seen in training; PSI (equal-frequency bins) barely notices, a range ch
   below `max_p_value`;
 - unseen categories (categorical features): same count and share rule;
 - a column the reference has but the window lacks is an issue on its own.
+
+A `shared` feature (one value per cooperative or village) counts groups, not rows, in the range test:
+k distinct values beyond the range among the window's distinct values, against as many reference ones.
+When the largest cooperative gains a member, all its applicants are beyond the reference maximum of
+the member count, yet that is one group moving one step, not a break.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from monitoring.psi import FeatureProfile, ReferenceProfile, as_float, categorical_codes
@@ -89,10 +96,27 @@ def _missing_issue(profile: FeatureProfile, missing: int, n: int, rule: QualityR
     )
 
 
+def _beyond(present: npt.NDArray[np.float64], profile: FeatureProfile) -> tuple[int, int]:
+    """How many of the (non-missing) values lie below and above the reference range."""
+    if profile.minimum is None or profile.maximum is None:
+        return 0, 0
+    # A relative tolerance: aggregates summed in a different order differ in the last bits,
+    # and a value equal to the reference max must not count as beyond it.
+    slack = 1e-9 * max(abs(profile.minimum), abs(profile.maximum), 1.0)
+    below = int(np.count_nonzero(present < profile.minimum - slack))
+    above = int(np.count_nonzero(present > profile.maximum + slack))
+    return below, above
+
+
 def check_feature(
-    profile: FeatureProfile, column: pd.Series | None, n_rows: int, rule: QualityRule
+    profile: FeatureProfile,
+    column: pd.Series | None,
+    n_rows: int,
+    rule: QualityRule,
+    *,
+    shared: bool = False,
 ) -> FeatureQuality:
-    """Quality of one current column against its reference profile."""
+    """Quality of one current column against its reference profile (`shared`: count groups)."""
     issues: list[str] = []
     if column is None:
         return FeatureQuality(
@@ -100,16 +124,19 @@ def check_feature(
         )
     n = len(column)
     below = above = unseen = 0
+    # The range test's sample: rows, or for a shared feature its distinct values (groups).
+    tail_below = tail_above = 0
+    tail_n, tail_m = n, profile.n_observed
     if profile.kind == "numeric":
         values = as_float(column)
         is_missing = np.isnan(values)
-        if profile.minimum is not None and profile.maximum is not None:
-            present = values[~is_missing]
-            # A relative tolerance: aggregates summed in a different order differ in the last bits,
-            # and a value equal to the reference max must not count as beyond it.
-            slack = 1e-9 * max(abs(profile.minimum), abs(profile.maximum), 1.0)
-            below = int(np.count_nonzero(present < profile.minimum - slack))
-            above = int(np.count_nonzero(present > profile.maximum + slack))
+        present = values[~is_missing]
+        below, above = _beyond(present, profile)
+        tail_below, tail_above = below, above
+        if shared:
+            groups = np.unique(present)
+            tail_below, tail_above = _beyond(groups, profile)
+            tail_n, tail_m = int(groups.size), min(profile.n_distinct, int(groups.size))
     else:
         is_missing = column.isna().to_numpy()
         codes = categorical_codes(column, profile.categories, profile.other)
@@ -119,9 +146,9 @@ def check_feature(
     unseen_share = unseen / n if n else 0.0
     if _missing_issue(profile, missing, n, rule):
         issues.append("missing_increase")
-    tail_p = 2 * exceedance_p_value(max(below, above), n, profile.n_observed)
+    tail_p = 2 * exceedance_p_value(max(tail_below, tail_above), tail_n, tail_m)
     if (
-        below + above >= rule.min_count
+        tail_below + tail_above >= rule.min_count
         and out_share >= rule.max_out_of_range_share
         and tail_p <= rule.max_p_value
     ):
@@ -144,11 +171,16 @@ def check_feature(
 
 
 def quality_checks(
-    profile: ReferenceProfile, current: pd.DataFrame, rule: QualityRule | None = None
+    profile: ReferenceProfile,
+    current: pd.DataFrame,
+    rule: QualityRule | None = None,
+    *,
+    shared: Collection[str] = (),
 ) -> dict[str, FeatureQuality]:
     """Quality of every profiled feature in a current window of feature rows."""
     rule = rule or QualityRule()
     n = len(current)
     return {
-        name: check_feature(feature, current.get(name), n, rule) for name, feature in profile.features.items()
+        name: check_feature(feature, current.get(name), n, rule, shared=name in shared)
+        for name, feature in profile.features.items()
     }

@@ -361,8 +361,12 @@ class DecisionLog:
     def feature_rows(
         self, since: datetime | None = None, until: datetime | None = None, last: int | None = None
     ) -> list[dict[str, Any]]:
-        """Logged feature vectors with pd, score and time, for drift and fairness monitoring."""
-        sql = "SELECT created_at, application_id, member_id, pd, score, decision, features FROM decisions"
+        """Logged feature vectors with pd, score, time and the vector's as-of time (`features_as_of`,
+        when the online store computed it), for drift and fairness monitoring."""
+        sql = (
+            "SELECT created_at, application_id, member_id, pd, score, decision, features, "
+            "json_extract(response, '$.features_as_of') FROM decisions"
+        )
         where, params = [], []
         if since is not None:
             where.append("created_at >= ?")
@@ -377,7 +381,7 @@ class DecisionLog:
             sql += f" LIMIT {int(last)}"
         rows = self._reader().execute(sql, params).fetchall()
         out = []
-        for created, application_id, member_id, pd_, score, decision, features in rows:
+        for created, application_id, member_id, pd_, score, decision, features, features_as_of in rows:
             row = json.loads(features)
             row.update(
                 created_at=created,
@@ -386,6 +390,7 @@ class DecisionLog:
                 pd=pd_,
                 score=score,
                 decision=decision,
+                features_as_of=features_as_of,
             )
             out.append(row)
         return out

@@ -38,6 +38,7 @@ BUREAU_FEATURES: Final = ("has_prior_loan", "application_amount_cny", "applicati
 THIN_FILE_FEATURE: Final = "has_prior_loan"
 TENURE_FEATURE: Final = "coop_tenure_months"
 TENURE_BANDS: Final = ((6.0, "<6m"), (12.0, "6-12m"), (24.0, "12-24m"), (np.inf, "24m+"))
+RECENT_DAYS: Final = 91  # the drift reference: applications of the quarter before the as-of time
 
 
 class InsufficientDataError(ValueError):
@@ -68,6 +69,18 @@ class DataFingerprint:
         }
 
 
+@dataclass(frozen=True)
+class RecentApplications:
+    """Applications of the last `days` before a training set's as-of time, features in model order."""
+
+    features: pd.DataFrame
+    applied_at: pd.Series
+    days: int
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
 @dataclass
 class TrainingSet:
     """Labelled applications in `applied_at` order, with features in model column order."""
@@ -84,6 +97,9 @@ class TrainingSet:
     bureau_features: list[str] = field(default_factory=list)
     truth_pd: FloatArray | None = None
     thin_segment: str | None = None  # segment column that marks thin files, if any
+    # The latest applications (labelled or not) before the as-of time, with the same point-in-time
+    # features: what the model meets once deployed, hence the drift monitor's reference sample.
+    recent: RecentApplications | None = None
 
     def __len__(self) -> int:
         return len(self.label)
@@ -170,8 +186,15 @@ def event_log_training_set(
     registry: FeatureRegistry | None = None,
     engine: DuckDBEngine | None = None,
     truth_dir: Path | None = None,
+    recent_days: int = RECENT_DAYS,
 ) -> TrainingSet:
-    """Labelled applications as of `as_of` (default: the data's latest record) with their features."""
+    """Labelled applications as of `as_of` (default: the data's latest record) with their features,
+    plus the applications of the last `recent_days` before it (labelled or not; see `recent`).
+
+    The labelled rows end a label window (a year) before `as_of`; drift is judged on applications
+    scored after `as_of`, so the monitor's reference is the recent ones, not the labelled ones (their
+    cumulative counts, peer outcome counts and seasons are a year behind what serving sees).
+    """
     from features.offline import application_spine, build_features, read_applications
     from features.views import default_registry
 
@@ -187,14 +210,26 @@ def event_log_training_set(
     fingerprint = DataFingerprint("event_log", checksum, moment.isoformat(), registry.version)
     if labelled.empty:
         raise InsufficientDataError(f"no labelled applications as of {moment.isoformat()}")
+    recent_apps = applications.loc[
+        (utc(applications["applied_at"]) >= moment - pd.Timedelta(days=recent_days))
+        & (utc(applications["applied_at"]) < moment)
+    ]
+    # One feature build for both (one scan of the event log): labelled rows first, then recent ones.
+    recent_spine = application_spine(recent_apps)
+    recent_spine["request_id"] = "recent:" + recent_spine["request_id"].astype(str)
     frame = build_features(
-        application_spine(labelled),
+        pd.concat([application_spine(labelled), recent_spine], ignore_index=True),
         events_dir=events_dir,
         tables_dir=tables_dir,
         registry=registry,
         engine=engine,
     )
-    features = frame[spec.names].reset_index(drop=True)
+    features = frame[spec.names].iloc[: len(labelled)].reset_index(drop=True)
+    recent = RecentApplications(
+        features=frame[spec.names].iloc[len(labelled) :].reset_index(drop=True),
+        applied_at=utc(recent_apps["applied_at"]).reset_index(drop=True),
+        days=recent_days,
+    )
     counties = read_cooperative_counties(events_dir, tables_dir)
     segments = pd.DataFrame(
         {
@@ -221,6 +256,7 @@ def event_log_training_set(
         bureau_features=bureau_feature_names(spec),
         truth_pd=read_truth_pd(truth_dir, list(ids)) if truth_dir is not None else None,
         thin_segment="file" if THIN_FILE_FEATURE in features else None,
+        recent=recent,
     )
 
 

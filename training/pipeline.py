@@ -34,6 +34,9 @@ OOT_LABEL: Final = "_defaulted"
 OOT_ID: Final = "_application_id"
 OOT_APPLIED_AT: Final = "_applied_at"
 OOT_SEGMENT_PREFIX: Final = "_segment_"
+# Fewest recent applications for a reference sample: a drift window needs as many (monitoring's
+# default `min_rows`); with fewer, the sample falls back to the latest labelled applications.
+REFERENCE_MIN_ROWS: Final = 200
 
 
 @dataclass
@@ -100,15 +103,27 @@ def oot_frame(training_set: TrainingSet, mask: npt.NDArray[np.bool_]) -> pd.Data
 def reference_sample(
     training_set: TrainingSet, split: TimeSplit, model: CreditModel, rows: int, seed: int
 ) -> pd.DataFrame:
-    """Up to `rows` recent applications (OOT, then calibration) with PD and score, for drift."""
-    recent = np.flatnonzero(split.masks["oot"] | split.masks["calibration"])
-    if len(recent) > rows:
-        recent = np.sort(np.random.default_rng(seed).choice(recent, size=rows, replace=False))
-    frame = training_set.features.iloc[recent].reset_index(drop=True).copy()
+    """Up to `rows` applications with PD and score: the drift monitor's picture of normal inputs.
+
+    The applications of the quarter before the as-of time when the training set has at least
+    `REFERENCE_MIN_ROWS` of them (the event log does): the population the model meets once deployed.
+    Otherwise (a lender's table has labelled rows only) the most recent labelled ones, OOT then
+    calibration.
+    """
+    recent = training_set.recent
+    if recent is not None and len(recent) >= REFERENCE_MIN_ROWS:
+        features, applied_at = recent.features, recent.applied_at
+        chosen = np.arange(len(recent))
+    else:
+        features, applied_at = training_set.features, training_set.applied_at
+        chosen = np.flatnonzero(split.masks["oot"] | split.masks["calibration"])
+    if len(chosen) > rows:
+        chosen = np.sort(np.random.default_rng(seed).choice(chosen, size=rows, replace=False))
+    frame = features.iloc[chosen][model.feature_names].reset_index(drop=True)
     pd_ = model.predict_pd(frame)
     frame[REFERENCE_PD] = pd_
     frame[REFERENCE_SCORE] = model.scale.score_from_pd(pd_)
-    frame[REFERENCE_APPLIED_AT] = training_set.applied_at.iloc[recent].reset_index(drop=True)
+    frame[REFERENCE_APPLIED_AT] = applied_at.iloc[chosen].reset_index(drop=True)
     return frame
 
 

@@ -13,6 +13,7 @@ import pytest
 from monitoring.drift import DriftPolicy, compute_drift, drift_gauges, monitored_columns
 from monitoring.evidently_report import evidently_drift_report
 from monitoring.monitor import (
+    InsufficientWindowError,
     latest_drift_gauges,
     latest_drift_report_path,
     latest_drift_summary,
@@ -21,7 +22,15 @@ from monitoring.monitor import (
 from monitoring.performance import auc, cohort_performance
 from monitoring.psi import ReferenceProfile
 from monitoring.quality import QualityRule, check_feature, exceedance_p_value
-from monitoring.sources import current_from_decision_log, parse_window, registry_model_uri
+from monitoring.sources import (
+    Reference,
+    current_from_decision_log,
+    growing_features,
+    match_reference_to_window,
+    parse_window,
+    registry_model_uri,
+    shared_features,
+)
 
 
 def feature_rows(n: int, *, seed: int, amount_scale: float = 1.0) -> pd.DataFrame:
@@ -257,8 +266,11 @@ def test_a_stored_check_is_what_serving_reads_back(tmp_path: Path) -> None:
         "pd",
     }
     assert gauges["meeting_count_90d"] > 0.25
-    # A check still being written (no summary.json yet) is not "latest".
+    # A check still being written (no summary.json yet, or its hidden .partial folder) is not "latest".
     (data_dir / "monitoring" / "29990101T000000000000Z").mkdir()
+    partial = data_dir / "monitoring" / ".29990102T000000000000Z.partial"
+    partial.mkdir()
+    (partial / "summary.json").write_text("{}")
     assert latest_drift_report_path(data_dir) == report
 
 
@@ -277,3 +289,115 @@ def test_the_evidently_report_covers_every_column_in_order_with_its_verdicts(tmp
     assert found.drifted_share == found.drifted_columns / 6
     page = html.read_text(encoding="utf-8")
     assert all(name in page for name in found.column_scores)
+
+
+def cooperative_rows(n: int, *, seed: int, cooperatives: int = 24, growth: float = 0.0) -> pd.DataFrame:
+    """Applicants of `cooperatives` cooperatives: a member-level amount and the cooperative's own
+    member count (one value per cooperative, `growth` members added to each since the reference)."""
+    rng = np.random.default_rng(seed)
+    coop = rng.integers(0, cooperatives, n)
+    size = 40 + 25 * np.arange(cooperatives) + growth
+    return pd.DataFrame(
+        {
+            "delivery_amount_90d": rng.lognormal(8.0, 0.8, n),
+            "coop_member_count": size[coop] + rng.integers(0, 3, n) * (growth == 0),
+        }
+    )
+
+
+def test_a_feature_shared_by_a_cooperative_is_judged_by_its_groups_not_its_rows() -> None:
+    # Every cooperative gained a few members since the reference: all applicants of the largest
+    # are beyond the reference maximum, and PSI over 24 values moves far. As rows that is a break;
+    # as 24 cooperatives, one step of each is within what 24 observations can show.
+    reference = cooperative_rows(3_000, seed=1)
+    current = cooperative_rows(600, seed=2, growth=3)
+    as_rows = compute_drift(reference, current)
+    count = next(f for f in as_rows.features if f.name == "coop_member_count")
+    assert count.alarm == "drift" and count.groups is None
+    as_groups = compute_drift(reference, current, shared=["coop_member_count"])
+    count = next(f for f in as_groups.features if f.name == "coop_member_count")
+    assert count.groups == (24, 24) and not count.supported
+    assert count.quality is not None and count.quality.issues == ()
+    assert as_groups.status == "stable", as_groups.reasons
+
+
+def test_a_shared_feature_still_alarms_when_most_groups_move_beyond_the_range() -> None:
+    reference = cooperative_rows(3_000, seed=1, cooperatives=60)
+    current = cooperative_rows(600, seed=2, cooperatives=60, growth=2_000)
+    summary = compute_drift(reference, current, shared=["coop_member_count"])
+    count = next(f for f in summary.features if f.name == "coop_member_count")
+    assert count.supported and count.alarm == "drift"
+    assert count.quality is not None and "out_of_range" in count.quality.issues
+
+
+def test_artifact_columns_are_never_monitored() -> None:
+    frame = feature_rows(10, seed=1).assign(_pd=0.1, _score=600.0, _applied_at=pd.Timestamp("2025-01-01"))
+    assert not [c for c in monitored_columns(frame) if c.startswith("_")]
+
+
+def test_the_evidently_report_skips_a_column_without_values_instead_of_failing(tmp_path: Path) -> None:
+    current = feature_rows(500, seed=2)
+    current["repayment_on_time_share_365d"] = np.nan  # a thin-file window: no repayment history
+    found = evidently_drift_report(
+        feature_rows(1_000, seed=1),
+        current.drop(columns=["pd"]),
+        numeric=["score", "pd", "meeting_count_90d", "repayment_on_time_share_365d"],
+        html_path=tmp_path / "evidently.html",
+    )
+    assert found.skipped == ("pd", "repayment_on_time_share_365d")
+    assert list(found.column_scores) == ["score", "meeting_count_90d"]
+
+
+def test_a_window_below_min_rows_writes_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with pytest.raises(InsufficientWindowError, match="only 150 decisions"):
+        run_drift_check(feature_rows(1_000, seed=1), feature_rows(150, seed=2), data_dir=data_dir)
+    assert not (data_dir / "monitoring").exists()
+
+
+def test_the_registry_says_which_features_are_shared_and_which_only_grow() -> None:
+    names = ["savings_balance", "coop_member_count", "coop_past_default_rate", "village_past_outcome_count"]
+    assert shared_features(names) == (
+        "coop_member_count",
+        "coop_past_default_rate",
+        "village_past_outcome_count",
+    )
+    assert growing_features(names) == ("village_past_outcome_count",)
+
+
+def seasonal_reference(days: int = 91, per_day: int = 10) -> Reference:
+    """A quarter of applications whose 90-day delivery total follows the harvest (high in autumn)."""
+    rng = np.random.default_rng(5)
+    start = pd.Timestamp("2025-10-01", tz="UTC")
+    applied = start + pd.to_timedelta(np.repeat(np.arange(days), per_day), unit="D")
+    season = np.repeat(np.linspace(3.0, 1.0, days), per_day)  # the harvest fades over the quarter
+    rows = pd.DataFrame(
+        {"delivery_amount_90d": rng.lognormal(8.0 + season, 0.5), "applied_at": applied, "pd": 0.05}
+    )
+    return Reference(rows=rows, features=("delivery_amount_90d",), shared=(), label="test")
+
+
+def test_a_window_of_one_materialization_is_compared_with_the_reference_rows_near_it() -> None:
+    reference = seasonal_reference()
+    as_of = pd.Series([pd.Timestamp("2025-12-20", tz="UTC")] * 300)
+    rows = reference.rows
+    current = rows.loc[rows["applied_at"] >= "2025-12-10"].sample(300, replace=True, random_state=1)
+    whole = compute_drift(reference.rows, current, features=reference.features)
+    assert whole.status == "drift"  # the late-quarter window against the harvest-heavy quarter
+    matched, described = match_reference_to_window(reference, as_of, days=20)
+    assert described is not None and described["narrowed"]
+    assert matched.rows["applied_at"].min() >= pd.Timestamp("2025-11-30", tz="UTC")
+    assert compute_drift(matched.rows, current, features=reference.features).status != "drift"
+
+
+def test_reference_matching_keeps_a_spread_window_whole_and_a_late_one_nearest() -> None:
+    reference = seasonal_reference()
+    spread = pd.Series(pd.date_range("2025-10-01", "2025-12-30", periods=300, tz="UTC"))
+    same, described = match_reference_to_window(reference, spread, days=45)
+    assert same.rows is reference.rows and described == {"days": 45, "rows": 910, "narrowed": False}
+    late = pd.Series([pd.Timestamp("2026-03-15", tz="UTC")] * 300)
+    nearest, described = match_reference_to_window(reference, late, days=45, min_rows=200)
+    assert len(nearest.rows) == 200 and described is not None
+    assert nearest.rows["applied_at"].min() == reference.rows["applied_at"].sort_values().iloc[-200]
+    assert match_reference_to_window(reference, None)[0] is reference
+    assert match_reference_to_window(reference, late, days=0)[0] is reference
