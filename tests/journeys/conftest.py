@@ -7,8 +7,11 @@ then `keys create` and a real `coopscore serve` subprocess on a free port. Journ
 `JourneyWorld.cli` (subprocess, exit code, `--json`) and `JourneyServer` (HTTP); nothing internal.
 
 The world carries a late drift scenario (`unit_fen` from `DRIFT_MONTH`): every record before that month
-is ordinary, so the online store materialized as of `world.stable_as_of` is a stable window and as of
-`world.end` a drifted one. The model never sees the drifted months (its labels close a year earlier).
+is ordinary. The model is trained as of the onset (`world.drift_onset`), so neither its labels nor its
+reference sample (the applications of the quarter before it) see a drifted month: the online store
+materialized as of `world.stable_as_of` (mid-month, in that quarter) is a stable window, and as of a
+date after the onset a drifted one. Mid-month, because calendar-month features (`*_months_since_*`)
+computed at one instant near a month boundary differ from application-time rows spread over the month.
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ class JourneyWorld:
     start: datetime
     end: datetime
     stable_as_of: datetime
+    drift_onset: datetime
     champion_version: str
     build_seconds: dict[str, float]
 
@@ -162,15 +166,16 @@ def _build_world(root: Path) -> JourneyWorld:
     manifest = json.loads((world_dir / "manifest.json").read_text())
     start = datetime.fromisoformat(manifest["world"]["start"].replace("Z", "+00:00"))
     end = datetime.fromisoformat(manifest["world"]["end"].replace("Z", "+00:00"))
-    # The first day of the drift month (months counted from the world's start), less a day.
+    # The first day of the drift month (months counted from the world's start); the stable window
+    # is the middle of the month before it.
     onset = start.replace(day=1)
     for _ in range(DRIFT_MONTH):
         onset = (onset + timedelta(days=32)).replace(day=1)
-    stable_as_of = onset - timedelta(days=1)
+    stable_as_of = (onset - timedelta(days=1)).replace(day=16)
 
     step("ingest", "ingest", str(world_dir))
     step("materialize", "features", "materialize", "--as-of", _iso(end))
-    retrain = step("retrain", "retrain", "--truth", str(world_dir), expect=(0, 10))
+    retrain = step("retrain", "retrain", "--truth", str(world_dir), "--as-of", _iso(onset), expect=(0, 10))
     version = str(retrain["version"])
     if retrain["exit_code"] != 0:
         # The gates kept no champion on this small world: sign the first model off by hand, recorded.
@@ -187,6 +192,7 @@ def _build_world(root: Path) -> JourneyWorld:
         start=start,
         end=end,
         stable_as_of=stable_as_of,
+        drift_onset=onset,
         champion_version=version,
         build_seconds=seconds,
     )
