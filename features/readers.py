@@ -25,6 +25,25 @@ TEXT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 DATA_SUFFIXES = (*TEXT_SUFFIXES, ".parquet")
 
 
+class FileReadError(Exception):
+    """A file that cannot be read at all (undecodable bytes, not Parquet, ...): where and why, in one line."""
+
+    def __init__(
+        self, path: Path, reason: str, *, line: int | None = None, byte_offset: int | None = None
+    ) -> None:
+        self.path = path
+        self.reason = reason
+        self.line = line
+        self.byte_offset = byte_offset
+        where = "".join(
+            [
+                f", line {line}" if line is not None else "",
+                f", byte {byte_offset}" if byte_offset is not None else "",
+            ]
+        )
+        super().__init__(f"{path.name}{where}: {reason}")
+
+
 @dataclass(frozen=True)
 class BrokenLine:
     """A line that could not be split into fields: the raw text and where it was."""
@@ -43,7 +62,7 @@ class FileChunk:
     first_record_index: int
 
 
-def read_header(path: Path) -> list[str]:
+def read_header(path: Path, *, encoding: str | None = None, sheet: str | None = None) -> list[str]:
     """Column names of a data file without reading its body."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -64,7 +83,9 @@ def read_header(path: Path) -> list[str]:
     return list(keys)
 
 
-def iter_chunks(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
+def iter_chunks(
+    path: Path, chunk_rows: int, *, encoding: str | None = None, sheet: str | None = None
+) -> Iterator[FileChunk]:
     """Yield the file's records in chunks of at most about `chunk_rows` rows."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
