@@ -49,6 +49,7 @@ from features.validation import (
     ValidationPlan,
     clean_text_columns,
     contract_for,
+    matching_id_columns,
     validation_plan,
 )
 
@@ -435,7 +436,7 @@ class Ingestor:
         self.chunk_rows = chunk_rows
         self._part = 0
         self._keys: dict[str, KeySet] = {}
-        self._plans: dict[tuple[str, pa.Schema, frozenset[str]], ValidationPlan] = {}
+        self._plans: dict[tuple[str, pa.Schema, frozenset[str], frozenset[str]], ValidationPlan] = {}
         self._sources: list[SourceCounts] = []
         self._buffers: dict[str, _Buffer] = {}
         # Part files are written (and fsynced) by two threads while the next chunk is validated; at most
@@ -550,10 +551,15 @@ class Ingestor:
             self._storing = self._store_thread.submit(store)
 
     def _plan(self, table_kind: str, records: pa.Table) -> ValidationPlan:
-        key = (table_kind, records.schema, clean_text_columns(records, contract_for(table_kind)))
+        contract = contract_for(table_kind)
+        clean = clean_text_columns(records, contract)
+        matching = matching_id_columns(records, contract)
+        key = (table_kind, records.schema, clean, matching)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = validation_plan(table_kind, records.schema, self.limits, key[2])
+            plan = self._plans[key] = validation_plan(
+                table_kind, records.schema, self.limits, clean, matching
+            )
         return plan
 
     def _query(self, sql: str, records: pa.Table, seq: np.ndarray) -> pa.Table:
