@@ -409,6 +409,35 @@ def clean_text_columns(records: pa.Table, contract: TableContract) -> frozenset[
     return frozenset(clean)
 
 
+def unsupported_columns(input_schema: pa.Schema, contract: TableContract) -> list[str]:
+    """Contract columns of a chunk whose input type validation cannot read (`name (type)`), such as
+    lists, structs, durations or half floats from a foreign Parquet file; empty when all are readable.
+
+    Text, binary, booleans, numbers, decimals, dates and timestamps are read (and typed or refused row
+    by row); anything else fails the file with this list rather than the whole batch.
+    """
+    wanted = set(contract.names)
+    return [f"{f.name} ({f.type})" for f in input_schema if f.name in wanted and not _readable_type(f.type)]
+
+
+def _readable_type(arrow_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(arrow_type):
+        return _readable_type(arrow_type.value_type)
+    if pa.types.is_floating(arrow_type):
+        return not pa.types.is_float16(arrow_type)
+    return bool(
+        _is_text(arrow_type)
+        or pa.types.is_binary(arrow_type)
+        or pa.types.is_large_binary(arrow_type)
+        or pa.types.is_null(arrow_type)
+        or pa.types.is_boolean(arrow_type)
+        or pa.types.is_integer(arrow_type)
+        or pa.types.is_decimal(arrow_type)
+        or pa.types.is_date(arrow_type)
+        or pa.types.is_timestamp(arrow_type)
+    )
+
+
 def matching_id_columns(records: pa.Table, contract: TableContract) -> frozenset[str]:
     """Dictionary-encoded identifier columns of `records` whose every dictionary value matches
     `ID_PATTERN`: the pattern then holds for every cell, checked once per distinct value.

@@ -23,7 +23,13 @@ def _reasons(store: Store) -> list[str]:
 def test_valid_row_of_every_type_is_accepted(store: Store, tmp_path: Path, event_type: str) -> None:
     path = write_csv(tmp_path / "events" / "ok.csv", [event_row(event_id="e1", event_type=event_type)])
     report = store.ingest(path)
-    assert report.totals() == {"rows_read": 1, "accepted": 1, "duplicates": 0, "quarantined": 0}
+    assert report.totals() == {
+        "rows_read": 1,
+        "accepted": 1,
+        "duplicates": 0,
+        "quarantined": 0,
+        "quarantined_before": 0,
+    }
     stored = store.log.read_events(event_type)
     assert stored.column("event_id").to_pylist() == ["e1"]
     assert str(stored.schema.field("event_time").type) == "timestamp[us, tz=UTC]"
@@ -101,7 +107,13 @@ def test_one_row_can_break_several_rules_and_all_are_named(store: Store, tmp_pat
 def test_structurally_broken_csv_line_is_quarantined_not_lost(store: Store, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "events" / "x.csv", [event_row(event_id="e1")], extra_lines=["e2,m1,c1"])
     report = store.ingest(path)
-    assert report.totals() == {"rows_read": 2, "accepted": 1, "duplicates": 0, "quarantined": 1}
+    assert report.totals() == {
+        "rows_read": 2,
+        "accepted": 1,
+        "duplicates": 0,
+        "quarantined": 1,
+        "quarantined_before": 0,
+    }
     assert "malformed line" in _reasons(store)[0]
 
 
