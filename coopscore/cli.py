@@ -195,6 +195,12 @@ def ingest(
         raise typer.Exit(EXIT_INGEST_FILES_FAILED)
 
 
+def _failed_file_line(source: str, reason: str) -> str:
+    """`failed <path>: <reason>`; a reason starts with the file's name (and line or byte): shown once."""
+    name = Path(source).name
+    return f"[red]failed[/red] {source}" + (reason[len(name) :] if reason.startswith(name) else f": {reason}")
+
+
 def _print_ingest_report(report: IngestReport, quarantine_dir: Path) -> None:
     """The ingest report for a person: counts per table, files per status, and every file that needs a
     look (failed and empty ones all, those with quarantined rows up to 20)."""
@@ -217,11 +223,7 @@ def _print_ingest_report(report: IngestReport, quarantine_dir: Path) -> None:
     for s in shown:
         # One line per file (a table would wrap long paths and reasons beyond reading).
         if s.status == FAILED:
-            # The reason starts with the file's name (and line or byte): shown once, after the path.
-            reason, name = s.reason or "", Path(s.source).name
-            line = f"[red]failed[/red] {s.source}" + (
-                reason[len(name) :] if reason.startswith(name) else f": {reason}"
-            )
+            line = _failed_file_line(s.source, s.reason or "")
         elif s.status == EMPTY:
             line = f"[yellow]empty[/yellow] {s.source}: no records"
         else:
@@ -301,7 +303,7 @@ def events_stats(as_json: JsonOption = False) -> None:
     out.print("files by latest status: " + ", ".join(f"{n:,} {k}" for k, n in files["by_status"].items()))
     for failed in files["failed"]:
         out.print(
-            f"[red]failed[/red] {failed['source']}: {failed['reason']}", soft_wrap=True, highlight=False
+            _failed_file_line(failed["source"], failed["reason"] or ""), soft_wrap=True, highlight=False
         )
 
 
