@@ -963,23 +963,18 @@ def ingest_paths(
                     checksums.append(hasher.submit(file_sha256, files[index + 1].path))
                 counts = SourceCounts(str(feed.path), "", feed.kind)
                 report.sources.append(counts)
-                try:
-                    counts.checksum = checksums[index].result()
-                except OSError as exc:
-                    counts.reason = _failure(feed.path, exc)
-                    continue
-                if feed.problem is not None:
-                    counts.reason = feed.problem
-                    continue
-                previous = ledger.completed_source(counts.checksum, feed.kind)
-                if previous is not None:
-                    counts.rows_read = previous.rows_read
-                    counts.duplicates = previous.accepted + previous.duplicates
-                    counts.quarantined = counts.quarantined_before = previous.quarantined
-                    counts.skipped_as_already_ingested = True
-                else:
-                    on_chunk = partial(_progress_within, progress, done_estimate, estimate, total_estimate)
-                    _read_file(ingestor, feed, counts, chunk_rows, on_chunk, encoding=encoding, sheet=sheet)
+                on_chunk = partial(_progress_within, progress, done_estimate, estimate, total_estimate)
+                _ingest_file(
+                    ingestor,
+                    ledger,
+                    feed,
+                    counts,
+                    checksums[index],
+                    chunk_rows,
+                    on_chunk,
+                    encoding=encoding,
+                    sheet=sheet,
+                )
                 done_estimate += estimate
                 if progress is not None:
                     progress(done_estimate, total_estimate)
@@ -990,6 +985,38 @@ def ingest_paths(
         ledger.finish_batch(batch_id, [s.record() for s in report.sources])
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _ingest_file(
+    ingestor: Ingestor,
+    ledger: IngestLedger,
+    feed: FeedFile,
+    counts: SourceCounts,
+    checksum: Future[str],
+    chunk_rows: int,
+    on_chunk: Callable[[int], None],
+    *,
+    encoding: str | None,
+    sheet: str | None,
+) -> None:
+    """One file of a batch: failed if it cannot be hashed or its kind told, skipped if these exact bytes
+    were stored before (its rows count as duplicates), else read."""
+    try:
+        counts.checksum = checksum.result()
+    except OSError as exc:
+        counts.reason = _failure(feed.path, exc)
+        return
+    if feed.problem is not None:
+        counts.reason = feed.problem
+        return
+    previous = ledger.completed_source(counts.checksum, feed.kind)
+    if previous is not None:
+        counts.rows_read = previous.rows_read
+        counts.duplicates = previous.accepted + previous.duplicates
+        counts.quarantined = counts.quarantined_before = previous.quarantined
+        counts.skipped_as_already_ingested = True
+        return
+    _read_file(ingestor, feed, counts, chunk_rows, on_chunk, encoding=encoding, sheet=sheet)
 
 
 def _read_file(
