@@ -267,11 +267,17 @@ def discover(
 
 
 def _failure(path: Path, exc: BaseException) -> str:
-    """A reader's failure as one line that names the file (`FileReadError` already does)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """A reader's failure as one line: the file's name, the line or byte offset where known, and why."""
     if isinstance(exc, FileReadError):
-        return text
-    return f"{path.name}: {text}" if path.name not in text else text
+        where = "".join(
+            [
+                f", line {exc.line}" if exc.line is not None else "",
+                f", byte {exc.byte_offset}" if exc.byte_offset is not None else "",
+            ]
+        )
+        return f"{path.name}{where}: " + " ".join(exc.reason.split())
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{path.name}: {text}"
 
 
 def _kind_from_folders(path: Path) -> str | None:
@@ -698,18 +704,24 @@ class Ingestor:
         fix = checked.column("_fix").to_numpy(zero_copy_only=False)
         # The few records that are bad or need a text cell blanked or trimmed get a second, detailed look.
         flagged = np.flatnonzero(bad | fix)
-        details = self._query(plan.detail_sql("chunk_in"), records.take(pa.array(flagged)), flagged)
+        # Nothing flagged (the usual small API call or clean chunk): the detail query is not run at all.
+        details = (
+            self._query(plan.detail_sql("chunk_in"), records.take(pa.array(flagged)), flagged)
+            if flagged.size
+            else None
+        )
         # Where each pooled row came from: its source and its record index in that source.
         source_of = np.repeat(
             np.array([s for s, _, _ in segments], np.int64), [rows for _, _, rows in segments]
         )
         bad_rows = np.flatnonzero(bad)
         bad_details = pa.array(np.searchsorted(flagged, bad_rows))
+        empty = pa.chunked_array([], pa.string())
         rejected = _Rejected(
             source_of[bad_rows],
             _record_indexes(segments, bad_rows),
-            details.column("_reasons").take(bad_details),
-            details.column("_raw").take(bad_details),
+            empty if details is None else details.column("_reasons").take(bad_details),
+            empty if details is None else details.column("_raw").take(bad_details),
         )
         # The stored value of every contract column (see ValidationPlan): as read, patched or typed.
         columns: dict[str, pa.Array] = {}
@@ -718,6 +730,8 @@ class Ingestor:
                 columns[name] = _single(records.column(name))
             elif output == COMPUTED:
                 columns[name] = _single(checked.column(PARSED_PREFIX + name))
+            elif details is None:
+                columns[name] = _single(records.column(name))
             else:
                 columns[name] = _patched(
                     _single(records.column(name)), flagged, _single(details.column(PATCH_PREFIX + name))
