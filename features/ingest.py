@@ -1016,7 +1016,7 @@ def _ingest_file(
     """One file of a batch: failed if it cannot be hashed or its kind told, skipped if these exact bytes
     were stored before (its rows count as duplicates), else read."""
     try:
-        counts.checksum = checksum.result()
+        counts.checksum = checksum.result() + _read_options(feed.path, encoding, sheet)
     except OSError as exc:
         counts.reason = _failure(feed.path, exc)
         return
@@ -1031,6 +1031,17 @@ def _ingest_file(
         counts.skipped_as_already_ingested = True
         return
     _read_file(ingestor, feed, counts, chunk_rows, on_chunk, encoding=encoding, sheet=sheet)
+
+
+def _read_options(path: Path, encoding: str | None, sheet: str | None) -> str:
+    """The options a file is read with, as a suffix of its checksum: the same bytes read another way
+    (another declared encoding, another sheet) are another source, not one ingested already."""
+    suffix = path.suffix.lower()
+    if encoding is not None and suffix in TEXT_SUFFIXES:
+        return f";encoding={encoding}"
+    if sheet is not None and suffix not in TEXT_SUFFIXES and suffix != ".parquet":
+        return f";sheet={sheet}"
+    return ""
 
 
 def _read_file(

@@ -60,7 +60,7 @@ class SourceRecord:
     """What one source file contributed to a batch."""
 
     source: str
-    checksum: str
+    checksum: str  # SHA-256 of the file's bytes, and the read options given for it (`;encoding=...`)
     table_kind: str
     rows_read: int
     accepted: int

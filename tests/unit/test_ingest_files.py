@@ -295,3 +295,19 @@ def test_every_file_of_every_kind_accounts_for_every_row(store: Store, tmp_path:
     assert report.totals()["accepted"] == 0
     assert sorted(set(_stored_ids(store))) == sorted(_stored_ids(store))
     assert set(_ids(rows)) <= set(_stored_ids(store))
+
+
+def test_the_same_bytes_read_with_another_encoding_are_read_again(store: Store, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "events" / "a.csv", varied_rows(count=25))
+
+    def run(encoding: str | None) -> IngestReport:
+        return ingest_paths(
+            [path], store.log, store.ledger, store.quarantine_dir, limits(), encoding=encoding
+        )
+
+    first, declared, again = run(None), run("utf-8"), run("utf-8")
+    assert (first.totals()["accepted"], first.sources[0].skipped_as_already_ingested) == (25, False)
+    # Declaring an encoding may change what the bytes say: not taken for the file read before.
+    assert (declared.totals()["duplicates"], declared.sources[0].skipped_as_already_ingested) == (25, False)
+    assert again.sources[0].skipped_as_already_ingested
+    assert len(_stored_ids(store)) == 25
