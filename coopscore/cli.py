@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from features.ingest import IngestReport
     from features.simulate import ProxyTrap
 
 app = typer.Typer(
@@ -114,18 +115,44 @@ def simulate(
     console.print(table)
 
 
+EXIT_INGEST_FILES_FAILED = 4
+
+
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (CSV, JSON Lines, Parquet).")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (CSV, JSON Lines, Parquet, Excel).")],
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="Text encoding of every CSV and JSON Lines file, e.g. gb18030. Default: UTF-8 (with or "
+            "without BOM), or GB18030 for a file whose bytes are not UTF-8.",
+        ),
+    ] = None,
+    sheet: Annotated[
+        str | None, typer.Option(help="Sheet to read from Excel workbooks (default: the first sheet).")
+    ] = None,
+    debug: Annotated[bool, typer.Option(help="On an internal error, show its full traceback.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Validate and append feed files to the event log; bad rows go to quarantine with reasons."""
+    """Validate and append feed files to the event log; bad rows go to quarantine with reasons.
+
+    Each file ends stored, stored with quarantined rows, empty, or failed (with the reason). Exit 0: every
+    file was read (quarantined rows are normal); 4: some files failed, the others are stored; 2: a path
+    does not exist or an option is wrong; 1: internal error (the next run recovers the batch).
+    """
+    import codecs
+
     from coopscore.settings import get_settings
     from features.event_log import EventLog
     from features.ingest import ingest_paths
     from features.ledger import IngestLedger
     from features.validation import Limits
 
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError as exc:
+            raise typer.BadParameter(f"unknown encoding {encoding!r}", param_hint="--encoding") from exc
     settings = get_settings()
     log = EventLog(settings.events_dir, settings.tables_dir)
     ledger = IngestLedger(settings.ledger_path)
@@ -141,30 +168,81 @@ def ingest(
                 limits,
                 chunk_rows=settings.ingest_chunk_rows,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                encoding=encoding,
+                sheet=sheet,
             )
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+    except Exception as exc:
+        if debug:
+            raise
+        message = f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        if as_json:
+            emit_json({"error": message})
+        console.print(
+            f"[red]{message}[/red]\nThe batch was left unfinished; the next `coopscore ingest` recovers it "
+            "and stores what is missing. Run with --debug for the traceback."
+        )
+        raise typer.Exit(1) from None
     finally:
         ledger.close()
     if as_json:
         emit_json(report.to_dict())
-        return
+    else:
+        _print_ingest_report(report, settings.quarantine_dir)
+    if report.failed:
+        raise typer.Exit(EXIT_INGEST_FILES_FAILED)
+
+
+def _failed_file_line(source: str, reason: str) -> str:
+    """`failed <path>: <reason>`; a reason starts with the file's name (and line or byte): shown once."""
+    name = Path(source).name
+    return f"[red]failed[/red] {source}" + (reason[len(name) :] if reason.startswith(name) else f": {reason}")
+
+
+def _print_ingest_report(report: IngestReport, quarantine_dir: Path) -> None:
+    """The ingest report for a person: counts per table, files per status, and every file that needs a
+    look (failed and empty ones all, those with quarantined rows up to 20)."""
+    from features.ledger import EMPTY, FAILED, STORED, STORED_WITH_QUARANTINE
+
+    counts = ("rows_read", "accepted", "duplicates", "quarantined")
     table = Table(title=f"ingest batch {report.batch_id} ({report.seconds:.1f} s)")
     for column in ("table", "files", "rows read", "accepted", "duplicates", "quarantined"):
         table.add_column(column, justify="left" if column == "table" else "right")
     for kind, row in report.by_table().items():
-        table.add_row(
-            kind,
-            *(f"{row[k]:,}" for k in ("files", "rows_read", "accepted", "duplicates", "quarantined")),
-        )
+        table.add_row(kind, *(f"{row[k]:,}" for k in ("files", *counts)))
     totals = report.totals()
-    table.add_row(
-        "[bold]total",
-        str(len(report.sources)),
-        *(f"{totals[k]:,}" for k in ("rows_read", "accepted", "duplicates", "quarantined")),
-    )
+    table.add_row("[bold]total", str(len(report.sources)), *(f"{totals[k]:,}" for k in counts))
     console.print(table)
+    by_status = report.by_status()
+    console.print("files: " + ", ".join(f"{n:,} {status}" for status, n in by_status.items() if n))
+    shown = [s for s in report.sources if s.status in (FAILED, EMPTY)]
+    with_quarantine = [s for s in report.sources if s.status == STORED_WITH_QUARANTINE]
+    shown += with_quarantine[:20]
+    for s in shown:
+        # One line per file (a table would wrap long paths and reasons beyond reading).
+        if s.status == FAILED:
+            line = _failed_file_line(s.source, s.reason or "")
+        elif s.status == EMPTY:
+            line = f"[yellow]empty[/yellow] {s.source}: no records"
+        else:
+            line = f"{s.status} {s.source}: {s.quarantined:,} of {s.rows_read:,} rows quarantined"
+        console.print(line, soft_wrap=True, highlight=False)
+    if len(with_quarantine) > 20:
+        console.print(
+            f"... and {len(with_quarantine) - 20:,} more files with quarantined rows (--json lists all)"
+        )
+    if totals["quarantined"]:
+        console.print(
+            f"quarantined rows and their reasons: `coopscore events stats`, or the Parquet files under "
+            f"{quarantine_dir}/batch={report.batch_id}/"
+            + (
+                f" ({totals['quarantined_before']:,} were in quarantine already and were not written again)"
+                if totals["quarantined_before"]
+                else ""
+            )
+        )
     skipped = sum(s.skipped_as_already_ingested for s in report.sources)
     if skipped:
         console.print(f"{skipped} file(s) were ingested before (same SHA-256): counted as duplicates")
@@ -172,17 +250,30 @@ def ingest(
         console.print(f"[yellow]skipped {line}[/yellow]")
     if report.recovered_batches:
         console.print(f"recovered after crashed batches: {', '.join(report.recovered_batches)}")
+    if by_status[FAILED]:
+        console.print(
+            f"[red]{by_status[FAILED]} file(s) failed[/red]: fix them (or pass --encoding / --sheet) and run "
+            f"the same command again; the {by_status[STORED] + by_status[STORED_WITH_QUARANTINE]:,} stored "
+            "file(s) are skipped by checksum, so only the fixed files' rows are added"
+        )
 
 
 @events_app.command("stats")
 def events_stats(as_json: JsonOption = False) -> None:
-    """Counts by type, month and county; late-record share; quarantine summary."""
+    """Counts by type, month and county; late-record share; quarantine summary; files by status."""
     from coopscore.settings import get_settings
     from features.event_log import EventLog
+    from features.ledger import IngestLedger
     from features.stats import event_log_stats
 
     settings = get_settings()
-    stats = event_log_stats(EventLog(settings.events_dir, settings.tables_dir), settings.quarantine_dir)
+    ledger = IngestLedger(settings.ledger_path)
+    try:
+        stats = event_log_stats(
+            EventLog(settings.events_dir, settings.tables_dir), settings.quarantine_dir, ledger
+        )
+    finally:
+        ledger.close()
     if as_json:
         emit_json(stats)
         return
@@ -208,6 +299,12 @@ def events_stats(as_json: JsonOption = False) -> None:
     for reason, count in stats["quarantine"]["by_reason"].items():
         quarantine.add_row(reason, f"{count:,}")
     out.print(quarantine)
+    files = stats["files"]
+    out.print("files by latest status: " + ", ".join(f"{n:,} {k}" for k, n in files["by_status"].items()))
+    for failed in files["failed"]:
+        out.print(
+            _failed_file_line(failed["source"], failed["reason"] or ""), soft_wrap=True, highlight=False
+        )
 
 
 @keys_app.command("create")

@@ -17,6 +17,12 @@ SCHEMA_VERSION: Final = 1
 
 TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
 
+# Every identifier (member, cooperative, event, application, loan, county): 1-64 ASCII letters, digits
+# and `_ . : -`, starting with a letter or digit. The API's request models and ingest validation both use
+# this one pattern, so an id the API would refuse can never enter the event log through a feed file
+# (no NUL, no bidi overrides, no path tricks, no quotes, nothing huge).
+ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
+
 
 @dataclass(frozen=True)
 class FieldSpec:
@@ -30,6 +36,8 @@ class FieldSpec:
     # Upper bound is a settings value for money/quantity (see `ingest`); here a static bound only.
     maximum: float | None = None
     description: str = ""
+    # A regular expression every value must match in full (identifiers: `ID_PATTERN`).
+    pattern: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,10 +64,15 @@ class TableContract:
         return [f.name for f in self.fields]
 
 
+def _id(name: str, description: str = "") -> FieldSpec:
+    """A required identifier column, held to `ID_PATTERN`."""
+    return FieldSpec(name, pa.string(), pattern=ID_PATTERN, description=description)
+
+
 COMMON_FIELDS: Final[tuple[FieldSpec, ...]] = (
-    FieldSpec("event_id", pa.string(), description="globally unique; the idempotency key"),
-    FieldSpec("member_id", pa.string()),
-    FieldSpec("coop_id", pa.string()),
+    _id("event_id", "globally unique; the idempotency key"),
+    _id("member_id"),
+    _id("coop_id"),
     FieldSpec("event_type", pa.string()),
     FieldSpec("event_time", TIMESTAMP, description="when it happened (UTC)"),
     FieldSpec("recorded_at", TIMESTAMP, description="when the system learned it (UTC)"),
@@ -102,6 +115,7 @@ EVENT_PAYLOADS: Final[dict[str, tuple[FieldSpec, ...]]] = {
     "membership": (
         FieldSpec("action", pa.string(), enum=MEMBERSHIP_ACTIONS),
         FieldSpec("role", pa.string(), enum=MEMBERSHIP_ROLES),
+        # A village label as the cooperative writes it (often in Chinese), not a key: no id pattern.
         FieldSpec("village_id", pa.string(), description="village of residence at joining"),
     ),
     "produce_delivery": (
@@ -118,12 +132,12 @@ EVENT_PAYLOADS: Final[dict[str, tuple[FieldSpec, ...]]] = {
     "savings_deposit": (_AMOUNT,),
     "savings_withdrawal": (_AMOUNT,),
     "loan_disbursement": (
-        FieldSpec("loan_id", pa.string()),
+        _id("loan_id"),
         _AMOUNT,
         FieldSpec("due_date", TIMESTAMP),
     ),
     "loan_repayment": (
-        FieldSpec("loan_id", pa.string()),
+        _id("loan_id"),
         _AMOUNT,
         FieldSpec("due_date", TIMESTAMP),
         FieldSpec("days_late", pa.int32(), minimum=0, maximum=3650),
@@ -148,11 +162,12 @@ EVENT_CONTRACTS: Final[dict[str, TableContract]] = {
 
 
 def _wide_payload() -> tuple[FieldSpec, ...]:
-    """Union of every payload column, each optional: the layout of a mixed bookkeeping export."""
+    """Union of every payload column, each optional: the layout of a mixed bookkeeping export (the
+    rules per event type, required ones included, come from `EVENT_PAYLOADS`)."""
     seen: dict[str, FieldSpec] = {}
     for payload in EVENT_PAYLOADS.values():
         for spec in payload:
-            seen.setdefault(spec.name, FieldSpec(spec.name, spec.type, required=False))
+            seen.setdefault(spec.name, FieldSpec(spec.name, spec.type, required=False, pattern=spec.pattern))
     return tuple(seen.values())
 
 
@@ -163,9 +178,9 @@ LOAN_PURPOSES: Final = ("farm_inputs", "livestock", "equipment", "processing", "
 APPLICATION_CONTRACT: Final = TableContract(
     "applications",
     (
-        FieldSpec("application_id", pa.string()),
-        FieldSpec("member_id", pa.string()),
-        FieldSpec("coop_id", pa.string()),
+        _id("application_id"),
+        _id("member_id"),
+        _id("coop_id"),
         FieldSpec("applied_at", TIMESTAMP),
         FieldSpec("amount_cny", pa.float64(), minimum=0.0),
         FieldSpec("term_months", pa.int32(), minimum=1, maximum=120),
@@ -177,7 +192,7 @@ APPLICATION_CONTRACT: Final = TableContract(
 OUTCOME_CONTRACT: Final = TableContract(
     "outcomes",
     (
-        FieldSpec("application_id", pa.string()),
+        _id("application_id"),
         FieldSpec("defaulted", pa.bool_(), description="90+ days past due within 12 months"),
         FieldSpec("observed_at", TIMESTAMP),
     ),
@@ -196,12 +211,12 @@ PROTECTED_ATTRIBUTES: Final = (
 MEMBER_PROFILE_CONTRACT: Final = TableContract(
     "member_profiles",
     (
-        FieldSpec("member_id", pa.string()),
+        _id("member_id"),
         FieldSpec("gender", pa.string(), enum=GENDERS),
         FieldSpec("birth_year", pa.int32(), minimum=1920, maximum=2015),
         FieldSpec("returning_youth", pa.bool_()),
         FieldSpec("left_behind_woman", pa.bool_()),
-        FieldSpec("county_id", pa.string()),
+        _id("county_id"),
     ),
     key=("member_id",),
 )
@@ -209,9 +224,9 @@ MEMBER_PROFILE_CONTRACT: Final = TableContract(
 COOPERATIVE_CONTRACT: Final = TableContract(
     "cooperatives",
     (
-        FieldSpec("coop_id", pa.string()),
+        _id("coop_id"),
         FieldSpec("name", pa.string()),
-        FieldSpec("county_id", pa.string()),
+        _id("county_id"),
         FieldSpec("founded_at", TIMESTAMP),
     ),
     key=("coop_id",),

@@ -1,9 +1,16 @@
 """Ingestion: stream feed files through vectorized validation and dedupe into the Parquet event log.
 
-Guarantees: every rejected row lands in quarantine with its reasons; every valid row is stored exactly
-once (dedupe by `event_id` for events and by key for reference tables, against the whole log); a file
-whose exact bytes were ingested before is skipped and reported as duplicates; a process killed at any
-point leaves only whole part files behind, and re-running the same ingest completes it.
+Guarantees: every rejected row lands in quarantine with its reasons, once (a record already there, by
+the hash of its content, is counted but not written again); every valid row is stored exactly once
+(dedupe by `event_id` for events and by key for reference tables, against the whole log); a file whose
+exact bytes were ingested before is skipped and reported as duplicates; a process killed at any point
+leaves only whole part files behind, and re-running the same ingest completes it.
+
+A bad file never stops the others: each file ends `stored`, `stored with quarantined rows`, `empty` or
+`failed` with a one-line reason, and for every file `rows_read = accepted + duplicates + quarantined`.
+A failed file is not marked done, so the next run reads it again. If a reader fails part-way through a
+file, the records it handed on before the failure are kept (stored or quarantined as usual, like those
+of a killed run): the fixed file's re-run counts them as duplicates and stores only the rest.
 
 How it stays fast: each chunk is validated by one generated DuckDB query (see `validation`) that returns
 flags, key hashes and the few columns that needed typing; columns that arrive typed (or as clean text)
@@ -22,7 +29,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -34,11 +41,30 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from features.contracts import EVENT_CONTRACTS, EVENT_TYPES, REFERENCE_CONTRACTS, TableContract
 from features.event_log import EventLog, write_parquet_atomic
-from features.ledger import IngestLedger, SourceRecord, file_sha256
-from features.readers import DATA_SUFFIXES, BrokenLine, FileChunk, iter_chunks, json_scalar, read_header
+from features.ledger import (
+    EMPTY,
+    FAILED,
+    FILE_STATUSES,
+    STORED,
+    STORED_WITH_QUARANTINE,
+    IngestLedger,
+    SourceRecord,
+    file_sha256,
+)
+from features.readers import (
+    DATA_SUFFIXES,
+    TEXT_SUFFIXES,
+    BrokenLine,
+    FileChunk,
+    FileReadError,
+    iter_chunks,
+    json_scalar,
+    read_header,
+)
 from features.validation import (
     COMPUTED,
     EVENTS,
@@ -49,6 +75,8 @@ from features.validation import (
     ValidationPlan,
     clean_text_columns,
     contract_for,
+    matching_id_columns,
+    unsupported_columns,
     validation_plan,
 )
 
@@ -63,6 +91,8 @@ _FOLDER_KINDS = {
     "cooperatives": "cooperatives",
 }
 _SKIPPED_FOLDERS = {"truth"}
+# The table kind of a file whose kind could not be told (unreadable, empty, or columns of no table).
+UNKNOWN_KIND = "unknown"
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -73,6 +103,8 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("line_number", pa.int64()),
         pa.field("reasons", pa.string(), nullable=False),
         pa.field("raw", pa.string(), nullable=False),
+        # Hash of the record's content (see `quarantine_record_hash`): the same record is quarantined once.
+        pa.field("record_hash", pa.string(), nullable=False),
     ]
 )
 
@@ -81,7 +113,12 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass
 class SourceCounts:
-    """Running counts for one source file within a batch."""
+    """Running counts for one source file within a batch, and what became of it.
+
+    `quarantined` counts every record of the file that broke a rule or could not be parsed;
+    `quarantined_before` is the part of those already in quarantine (from an earlier run, or earlier in
+    this one: a re-export), which are not written there again. `reason` is set when the file failed.
+    """
 
     source: str
     checksum: str
@@ -90,7 +127,18 @@ class SourceCounts:
     accepted: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    quarantined_before: int = 0
     skipped_as_already_ingested: bool = False
+    reason: str | None = None
+
+    @property
+    def status(self) -> str:
+        """`failed`, `empty` (no records), `stored with quarantined rows` or `stored`."""
+        if self.reason is not None:
+            return FAILED
+        if self.rows_read == 0:
+            return EMPTY
+        return STORED_WITH_QUARANTINE if self.quarantined else STORED
 
     def record(self) -> SourceRecord:
         """The ledger row for this source."""
@@ -102,7 +150,16 @@ class SourceCounts:
             self.accepted,
             self.duplicates,
             self.quarantined,
+            self.status,
+            self.reason,
         )
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready, status first after the file's name."""
+        return {"source": self.source, "status": self.status, **asdict(self)}
+
+
+_COUNTS = ("rows_read", "accepted", "duplicates", "quarantined", "quarantined_before")
 
 
 @dataclass
@@ -117,21 +174,29 @@ class IngestReport:
 
     def totals(self) -> dict[str, int]:
         """Summed counts over every source."""
-        keys = ("rows_read", "accepted", "duplicates", "quarantined")
-        return {k: sum(int(getattr(s, k)) for s in self.sources) for k in keys}
+        return {k: sum(int(getattr(s, k)) for s in self.sources) for k in _COUNTS}
 
     def by_table(self) -> dict[str, dict[str, int]]:
         """Summed counts per table kind."""
         out: dict[str, dict[str, int]] = {}
         for s in self.sources:
-            row = out.setdefault(
-                s.table_kind,
-                {"files": 0, "rows_read": 0, "accepted": 0, "duplicates": 0, "quarantined": 0},
-            )
+            row = out.setdefault(s.table_kind, {"files": 0, **dict.fromkeys(_COUNTS, 0)})
             row["files"] += 1
-            for k in ("rows_read", "accepted", "duplicates", "quarantined"):
+            for k in _COUNTS:
                 row[k] += int(getattr(s, k))
         return out
+
+    def by_status(self) -> dict[str, int]:
+        """How many files ended in each status (every status listed, zeros included)."""
+        counts = dict.fromkeys(FILE_STATUSES, 0)
+        for s in self.sources:
+            counts[s.status] += 1
+        return counts
+
+    @property
+    def failed(self) -> list[SourceCounts]:
+        """The files that could not be read (their good rows, if any, are in `accepted`)."""
+        return [s for s in self.sources if s.status == FAILED]
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready summary."""
@@ -139,16 +204,30 @@ class IngestReport:
             "batch_id": self.batch_id,
             "seconds": round(self.seconds, 3),
             "totals": self.totals(),
+            "files": self.by_status(),
             "by_table": self.by_table(),
-            "sources": [asdict(s) for s in self.sources],
+            "sources": [s.to_dict() for s in self.sources],
             "unrecognised": self.unrecognised,
             "recovered_batches": self.recovered_batches,
         }
 
 
-def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
-    """Data files under `paths` with their table kind (by folder name, else by columns)."""
-    found: list[tuple[Path, str]] = []
+@dataclass(frozen=True)
+class FeedFile:
+    """A data file found under the paths given, its table kind, and why it cannot be read (if known)."""
+
+    path: Path
+    kind: str
+    problem: str | None = None
+
+
+def discover(
+    paths: list[Path], *, encoding: str | None = None, sheet: str | None = None
+) -> tuple[list[FeedFile], list[str]]:
+    """Data files under `paths` with their table kind (by folder name, else by columns), and the
+    other files skipped. A data file whose kind cannot be told is still listed, with its problem:
+    it is reported as failed (or empty), never dropped in silence."""
+    found: list[FeedFile] = []
     unrecognised: list[str] = []
     for root in paths:
         if not root.exists():
@@ -162,12 +241,43 @@ def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
                 if path.suffix.lower() not in (".json", ".md", ".txt"):
                     unrecognised.append(f"{path}: not a data file")
                 continue
-            kind = _kind_from_folders(path) or _kind_from_columns(read_header(path))
-            if kind is None:
-                unrecognised.append(f"{path}: columns match no table")
+            kind = _kind_from_folders(path)
+            if kind is not None:
+                found.append(FeedFile(path, kind))
+                continue
+            try:
+                columns = read_header(path, encoding=encoding, sheet=sheet)
+            except Exception as exc:  # any reader failure is this file's, reported with its name
+                found.append(FeedFile(path, UNKNOWN_KIND, _failure(path, exc)))
+                continue
+            kind = _kind_from_columns(columns)
+            if kind is not None:
+                found.append(FeedFile(path, kind))
+            elif not columns:
+                found.append(FeedFile(path, UNKNOWN_KIND))  # empty, or no column names: see `_read_file`
             else:
-                found.append((path, kind))
+                shown = ", ".join(columns[:8]) + (", ..." if len(columns) > 8 else "")
+                problem = (
+                    f"{path.name}: its columns ({shown}) match no table; an events file needs event_id "
+                    "and event_type (see the contracts in the README), or put it in a folder named for "
+                    "its table (events/, applications/, outcomes/, members/, cooperatives/)"
+                )
+                found.append(FeedFile(path, UNKNOWN_KIND, problem))
     return found, unrecognised
+
+
+def _failure(path: Path, exc: BaseException) -> str:
+    """A reader's failure as one line: the file's name, the line or byte offset where known, and why."""
+    if isinstance(exc, FileReadError):
+        where = "".join(
+            [
+                f", line {exc.line}" if exc.line is not None else "",
+                f", byte {exc.byte_offset}" if exc.byte_offset is not None else "",
+            ]
+        )
+        return f"{path.name}{where}: " + " ".join(exc.reason.split())
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{path.name}: {text}"
 
 
 def _kind_from_folders(path: Path) -> str | None:
@@ -425,9 +535,15 @@ class Ingestor:
         batch_id: str,
         chunk_rows: int = 1_000_000,
         memory_limit: str = "1GB",
+        *,
+        ledger: IngestLedger,
     ) -> None:
         self.log = log
         self.quarantine_dir = quarantine_dir
+        # Its quarantine index says which bad records are in quarantine already (`_new_in_quarantine`).
+        self._ledger = ledger
+        self._quarantine_indexed = False
+        self._quarantined_now: set[str] = set()
         self.limits = limits
         self.batch_id = batch_id
         self._con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2})
@@ -435,7 +551,7 @@ class Ingestor:
         self.chunk_rows = chunk_rows
         self._part = 0
         self._keys: dict[str, KeySet] = {}
-        self._plans: dict[tuple[str, pa.Schema, frozenset[str]], ValidationPlan] = {}
+        self._plans: dict[tuple[str, pa.Schema, frozenset[str], frozenset[str]], ValidationPlan] = {}
         self._sources: list[SourceCounts] = []
         self._buffers: dict[str, _Buffer] = {}
         # Part files are written (and fsynced) by two threads while the next chunk is validated; at most
@@ -516,7 +632,7 @@ class Ingestor:
         buffer.tables.append(records)
         buffer.segments.append((source_index, chunk.first_record_index, n))
         buffer.rows += n
-        buffer.broken += [(counts.source, line) for line in chunk.broken]
+        buffer.broken += [(source_index, line) for line in chunk.broken]
         # Readers cut chunks of about `chunk_rows`; one that is most of a chunk is not held back for
         # the next, which would only make a larger, more costly one.
         if buffer.rows >= self.chunk_rows // 2:
@@ -550,10 +666,15 @@ class Ingestor:
             self._storing = self._store_thread.submit(store)
 
     def _plan(self, table_kind: str, records: pa.Table) -> ValidationPlan:
-        key = (table_kind, records.schema, clean_text_columns(records, contract_for(table_kind)))
+        contract = contract_for(table_kind)
+        clean = clean_text_columns(records, contract)
+        matching = matching_id_columns(records, contract)
+        key = (table_kind, records.schema, clean, matching)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = validation_plan(table_kind, records.schema, self.limits, key[2])
+            plan = self._plans[key] = validation_plan(
+                table_kind, records.schema, self.limits, clean, matching
+            )
         return plan
 
     def _query(self, sql: str, records: pa.Table, seq: np.ndarray) -> pa.Table:
@@ -583,18 +704,24 @@ class Ingestor:
         fix = checked.column("_fix").to_numpy(zero_copy_only=False)
         # The few records that are bad or need a text cell blanked or trimmed get a second, detailed look.
         flagged = np.flatnonzero(bad | fix)
-        details = self._query(plan.detail_sql("chunk_in"), records.take(pa.array(flagged)), flagged)
+        # Nothing flagged (the usual small API call or clean chunk): the detail query is not run at all.
+        details = (
+            self._query(plan.detail_sql("chunk_in"), records.take(pa.array(flagged)), flagged)
+            if flagged.size
+            else None
+        )
         # Where each pooled row came from: its source and its record index in that source.
         source_of = np.repeat(
             np.array([s for s, _, _ in segments], np.int64), [rows for _, _, rows in segments]
         )
         bad_rows = np.flatnonzero(bad)
         bad_details = pa.array(np.searchsorted(flagged, bad_rows))
+        empty = pa.chunked_array([], pa.string())
         rejected = _Rejected(
             source_of[bad_rows],
             _record_indexes(segments, bad_rows),
-            details.column("_reasons").take(bad_details),
-            details.column("_raw").take(bad_details),
+            empty if details is None else details.column("_reasons").take(bad_details),
+            empty if details is None else details.column("_raw").take(bad_details),
         )
         # The stored value of every contract column (see ValidationPlan): as read, patched or typed.
         columns: dict[str, pa.Array] = {}
@@ -603,6 +730,8 @@ class Ingestor:
                 columns[name] = _single(records.column(name))
             elif output == COMPUTED:
                 columns[name] = _single(checked.column(PARSED_PREFIX + name))
+            elif details is None:
+                columns[name] = _single(records.column(name))
             else:
                 columns[name] = _patched(
                     _single(records.column(name)), flagged, _single(details.column(PATCH_PREFIX + name))
@@ -652,34 +781,105 @@ class Ingestor:
         self,
         table_kind: str,
         rejected: _Rejected | None,
-        broken: list[tuple[str, BrokenLine]],
+        broken: list[tuple[int, BrokenLine]],
     ) -> pa.Table | None:
+        """The quarantine rows of one flush, less the records already in quarantine (counted per
+        source as `quarantined_before`); their hashes join the ledger's quarantine index."""
         bad = 0 if rejected is None else len(rejected.sources)
-        total = bad + len(broken)
         record_indexes: list[int | None] = []
         reasons: list[str] = []
         raws: list[str] = []
-        sources: list[str] = []
+        source_indexes: list[int] = []
         if rejected is not None and bad:
             record_indexes += rejected.record_indexes.tolist()
             reasons += rejected.reasons.to_pylist()
             raws += rejected.raw.cast(pa.string()).to_pylist()
-            sources += [self._sources[i].source for i in rejected.sources.tolist()]
+            source_indexes += rejected.sources.tolist()
             self.rejections += zip(rejected.record_indexes.tolist(), reasons, strict=True)
-        if not total:
+        record_indexes += [None] * len(broken)
+        line_numbers = [None] * bad + [b.line_number for _, b in broken]
+        reasons += [b.reason for _, b in broken]
+        raws += [b.text for _, b in broken]
+        source_indexes += [i for i, _ in broken]
+        if not raws:
             return None
+        hashes = [quarantine_record_hash(table_kind, raw) for raw in raws]
+        keep = self._new_in_quarantine(hashes)
+        for row in np.flatnonzero(~keep).tolist():
+            self._sources[source_indexes[row]].quarantined_before += 1
+        if not keep.any():
+            return None
+        rows = np.flatnonzero(keep).tolist()
+        self._ledger.add_quarantined(self.batch_id, [hashes[i] for i in rows])
         return pa.table(
             {
-                "batch_id": pa.array([self.batch_id] * total, pa.string()),
-                "source": pa.array(sources + [source for source, _ in broken], pa.string()),
-                "table_kind": pa.array([table_kind] * total, pa.string()),
-                "record_index": pa.array(record_indexes + [None] * len(broken), pa.int64()),
-                "line_number": pa.array([None] * bad + [b.line_number for _, b in broken], pa.int64()),
-                "reasons": pa.array(reasons + [b.reason for _, b in broken], pa.string()),
-                "raw": pa.array(raws + [b.text for _, b in broken], pa.string()),
+                "batch_id": pa.array([self.batch_id] * len(rows), pa.string()),
+                "source": pa.array([self._sources[source_indexes[i]].source for i in rows], pa.string()),
+                "table_kind": pa.array([table_kind] * len(rows), pa.string()),
+                "record_index": pa.array([record_indexes[i] for i in rows], pa.int64()),
+                "line_number": pa.array([line_numbers[i] for i in rows], pa.int64()),
+                "reasons": pa.array([reasons[i] for i in rows], pa.string()),
+                "raw": pa.array([raws[i] for i in rows], pa.string()),
+                "record_hash": pa.array([hashes[i] for i in rows], pa.string()),
             },
             schema=QUARANTINE_SCHEMA,
         )
+
+    def _new_in_quarantine(self, hashes: list[str]) -> np.ndarray:
+        """For each record hash, True unless that record is in quarantine already (from an earlier
+        batch, or earlier in this one) or repeats an earlier hash of the list."""
+        if not self._quarantine_indexed:
+            index_quarantine(self.quarantine_dir, self._ledger)
+            self._quarantine_indexed = True
+        known = self._ledger.quarantined_already(set(hashes) - self._quarantined_now)
+        keep = np.zeros(len(hashes), np.bool_)
+        for i, digest in enumerate(hashes):
+            if digest not in known and digest not in self._quarantined_now:
+                keep[i] = True
+                self._quarantined_now.add(digest)
+        return keep
+
+
+def _fail(counts: SourceCounts, reason: str) -> None:
+    """Mark a file failed; if records were read before the failure, say what became of them."""
+    counts.reason = reason
+    if counts.rows_read:
+        counts.reason += (
+            f" (after {counts.rows_read:,} records, which were stored or quarantined as usual: "
+            "the fixed file's re-run counts them as duplicates)"
+        )
+
+
+def quarantine_record_hash(table_kind: str, raw: str) -> str:
+    """Identity of a quarantined record: its table kind and content (a parsed record's values as JSON in
+    contract column order, or an unparsable line's text), with line endings normalised. So a re-export
+    with CRLF line endings or its columns in another order hashes the same."""
+    text = raw.replace("\\r\\n", "\\n").replace("\r\n", "\n").rstrip("\r\n")
+    payload = f"{table_kind}\x1f{text}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+
+
+def index_quarantine(quarantine_dir: Path, ledger: IngestLedger) -> int:
+    """Add to the ledger's quarantine index the records of every quarantine batch folder it does not
+    know yet (written before the index existed); returns how many batches were added."""
+    known = ledger.quarantine_batches()
+    missing = sorted(
+        folder
+        for folder in quarantine_dir.glob("batch=*")
+        if folder.is_dir() and folder.name.removeprefix("batch=") not in known
+    )
+    for folder in missing:
+        hashes: list[str] = []
+        for part in sorted(folder.glob("part-*.parquet")):
+            table = pq.read_table(part)
+            if "record_hash" in table.column_names:
+                hashes += table.column("record_hash").to_pylist()
+            else:
+                kinds = table.column("table_kind").to_pylist()
+                raws = table.column("raw").to_pylist()
+                hashes += [quarantine_record_hash(k, r) for k, r in zip(kinds, raws, strict=True)]
+        ledger.add_quarantined(folder.name.removeprefix("batch="), hashes)
+    return len(missing)
 
 
 @dataclass
@@ -700,7 +900,8 @@ class _Buffer:
     # (source index, index of the first record in its source, rows), one per pooled table.
     segments: list[tuple[int, int, int]] = field(default_factory=list)
     rows: int = 0
-    broken: list[tuple[str, BrokenLine]] = field(default_factory=list)
+    # (source index, line), one per line that could not be parsed.
+    broken: list[tuple[int, BrokenLine]] = field(default_factory=list)
 
 
 def _record_indexes(segments: list[tuple[int, int, int]], rows: np.ndarray) -> np.ndarray:
@@ -724,16 +925,19 @@ def _conform(records: pa.Table, contract: TableContract) -> pa.Table:
 
 
 def _estimated_rows(path: Path) -> int:
-    """Rough row count for progress: exact for Parquet, from the average line length otherwise."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        sample = handle.read(1 << 20)
-    lines = max(sample.count(b"\n"), 1)
-    return max(1, int(size / (len(sample) / lines)))
+    """Rough row count, only for the progress bar: from the file size and, for text, the average line
+    length of its first MiB. Nothing here may fail, nor parse a file before it is validated."""
+    try:
+        size = path.stat().st_size
+        if path.suffix.lower() not in TEXT_SUFFIXES:
+            return size // 40  # binary formats: about 40 bytes a row, compressed
+        with path.open("rb") as handle:
+            sample = handle.read(1 << 20)
+    except OSError:
+        return 0
+    if not sample:
+        return 0
+    return max(1, size * max(sample.count(b"\n"), 1) // len(sample))
 
 
 def ingest_paths(
@@ -745,38 +949,46 @@ def ingest_paths(
     chunk_rows: int = 1_000_000,
     origin: str = "cli",
     progress: ProgressCallback | None = None,
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
 ) -> IngestReport:
-    """Ingest every data file under `paths` as one batch and record it in the ledger."""
+    """Ingest every data file under `paths` as one batch and record it in the ledger, file by file.
+
+    A file that cannot be read is reported `failed` with its reason and never stops the others;
+    `encoding` and `sheet` are handed to the readers (text encoding; the sheet of a workbook).
+    """
     started = time.perf_counter()
     batch_id = _new_batch_id()
     report = IngestReport(batch_id=batch_id)
-    files, report.unrecognised = discover(paths)
+    files, report.unrecognised = discover(paths, encoding=encoding, sheet=sheet)
     with _writer_lock(log.events_dir.parent):
         report.recovered_batches = recover_crashed(log, ledger, quarantine_dir)
         ledger.start_batch(batch_id, origin)
-        ingestor = Ingestor(log, quarantine_dir, limits, batch_id, chunk_rows)
-        estimates = [_estimated_rows(p) for p, _ in files]
+        ingestor = Ingestor(log, quarantine_dir, limits, batch_id, chunk_rows, ledger=ledger)
+        estimates = [_estimated_rows(f.path) for f in files]
         total_estimate, done_estimate = sum(estimates), 0
         # The next file's SHA-256 is computed on a background thread while this one is ingested.
         hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-sha256")
-        checksums = [hasher.submit(file_sha256, p) for p, _ in files[:1]]
+        checksums = [hasher.submit(file_sha256, f.path) for f in files[:1]]
         try:
-            for index, ((path, kind), estimate) in enumerate(zip(files, estimates, strict=True)):
-                checksum = checksums[index].result()
+            for index, (feed, estimate) in enumerate(zip(files, estimates, strict=True)):
                 if index + 1 < len(files):
-                    checksums.append(hasher.submit(file_sha256, files[index + 1][0]))
-                counts = SourceCounts(str(path), checksum, kind)
+                    checksums.append(hasher.submit(file_sha256, files[index + 1].path))
+                counts = SourceCounts(str(feed.path), "", feed.kind)
                 report.sources.append(counts)
-                previous = ledger.completed_source(checksum, kind)
-                if previous is not None:
-                    counts.rows_read = previous.rows_read
-                    counts.duplicates = previous.accepted + previous.duplicates
-                    counts.skipped_as_already_ingested = True
-                else:
-                    for chunk in iter_chunks(path, chunk_rows):
-                        ingestor.add(kind, chunk, counts)
-                        if progress is not None:
-                            progress(done_estimate + min(counts.rows_read, estimate), total_estimate)
+                on_chunk = partial(_progress_within, progress, done_estimate, estimate, total_estimate)
+                _ingest_file(
+                    ingestor,
+                    ledger,
+                    feed,
+                    counts,
+                    checksums[index],
+                    chunk_rows,
+                    on_chunk,
+                    encoding=encoding,
+                    sheet=sheet,
+                )
                 done_estimate += estimate
                 if progress is not None:
                     progress(done_estimate, total_estimate)
@@ -787,6 +999,103 @@ def ingest_paths(
         ledger.finish_batch(batch_id, [s.record() for s in report.sources])
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _ingest_file(
+    ingestor: Ingestor,
+    ledger: IngestLedger,
+    feed: FeedFile,
+    counts: SourceCounts,
+    checksum: Future[str],
+    chunk_rows: int,
+    on_chunk: Callable[[int], None],
+    *,
+    encoding: str | None,
+    sheet: str | None,
+) -> None:
+    """One file of a batch: failed if it cannot be hashed or its kind told, skipped if these exact bytes
+    were stored before (its rows count as duplicates), else read."""
+    try:
+        counts.checksum = checksum.result() + _read_options(feed.path, encoding, sheet)
+    except OSError as exc:
+        counts.reason = _failure(feed.path, exc)
+        return
+    if feed.problem is not None:
+        counts.reason = feed.problem
+        return
+    previous = ledger.completed_source(counts.checksum, feed.kind)
+    if previous is not None:
+        counts.rows_read = previous.rows_read
+        counts.duplicates = previous.accepted + previous.duplicates
+        counts.quarantined = counts.quarantined_before = previous.quarantined
+        counts.skipped_as_already_ingested = True
+        return
+    _read_file(ingestor, feed, counts, chunk_rows, on_chunk, encoding=encoding, sheet=sheet)
+
+
+def _read_options(path: Path, encoding: str | None, sheet: str | None) -> str:
+    """The options a file is read with, as a suffix of its checksum: the same bytes read another way
+    (another declared encoding, another sheet) are another source, not one ingested already."""
+    suffix = path.suffix.lower()
+    if encoding is not None and suffix in TEXT_SUFFIXES:
+        return f";encoding={encoding}"
+    if sheet is not None and suffix not in TEXT_SUFFIXES and suffix != ".parquet":
+        return f";sheet={sheet}"
+    return ""
+
+
+def _read_file(
+    ingestor: Ingestor,
+    feed: FeedFile,
+    counts: SourceCounts,
+    chunk_rows: int,
+    on_chunk: Callable[[int], None],
+    *,
+    encoding: str | None,
+    sheet: str | None,
+) -> None:
+    """Hand every chunk of one file to the ingestor. Whatever a reader raises fails this file only
+    (`counts.reason`); an error of the ingestor itself (say, a full disk) is not the file's and
+    propagates."""
+    chunks = iter_chunks(feed.path, chunk_rows, encoding=encoding, sheet=sheet)
+    try:
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except Exception as exc:  # the reader's failure, whatever its type: this file's problem
+                _fail(counts, _failure(feed.path, exc))
+                return
+            if feed.kind == UNKNOWN_KIND:
+                if chunk.records.num_rows or chunk.broken:
+                    _fail(
+                        counts,
+                        f"{feed.path.name}: no column names found, so its table cannot be told; put it "
+                        "in a folder named for its table (events/, applications/, ...)",
+                    )
+                    return
+                continue
+            unsupported = unsupported_columns(chunk.records.schema, contract_for(feed.kind))
+            if unsupported:
+                _fail(
+                    counts,
+                    f"{feed.path.name}: columns of a type no contract accepts: {', '.join(unsupported)}",
+                )
+                return
+            ingestor.add(feed.kind, chunk, counts)
+            on_chunk(counts.rows_read)
+    finally:
+        if isinstance(chunks, Generator):
+            chunks.close()
+
+
+def _progress_within(
+    progress: ProgressCallback | None, done: int, estimate: int, total: int, rows_read: int
+) -> None:
+    """Progress part-way through a file: the files before it, and its rows read so far."""
+    if progress is not None:
+        progress(done + min(rows_read, estimate), total)
 
 
 def ingest_records(
@@ -818,7 +1127,7 @@ def ingest_records(
     with _writer_lock(log.events_dir.parent):
         report.recovered_batches = recover_crashed(log, ledger, quarantine_dir)
         ledger.start_batch(batch_id, origin)
-        ingestor = Ingestor(log, quarantine_dir, limits, batch_id, max(len(rows), 1))
+        ingestor = Ingestor(log, quarantine_dir, limits, batch_id, max(len(rows), 1), ledger=ledger)
         try:
             ingestor.add(EVENTS, FileChunk(records, [], 0), counts)
             ingestor.flush()

@@ -1,4 +1,5 @@
-"""Event-log statistics: what is stored, by type, month and county, how late it arrived, what was refused."""
+"""Event-log statistics: what is stored, by type, month and county, how late it arrived, what was refused,
+and what became of each file ingested (its latest status in the ledger)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ from typing import Any
 import duckdb
 
 from features.event_log import EventLog
+from features.ledger import FAILED, FILE_STATUSES, IngestLedger
 
 
 def _listing(paths: list[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
-def event_log_stats(log: EventLog, quarantine_dir: Path, late_after_days: int = 7) -> dict[str, Any]:
-    """Counts by event type, by event month and by county; late-record share; quarantine reasons."""
+def event_log_stats(
+    log: EventLog, quarantine_dir: Path, ledger: IngestLedger, late_after_days: int = 7
+) -> dict[str, Any]:
+    """Counts by event type, by event month and by county; late-record share; quarantine reasons and
+    sources; files by their latest status, and every file whose latest ingest failed, with its reason."""
     con = duckdb.connect(config={"threads": 2})
     con.execute("SET TimeZone = 'UTC'")
     files = log.event_files()
@@ -26,7 +31,8 @@ def event_log_stats(log: EventLog, quarantine_dir: Path, late_after_days: int = 
         "by_county": {},
         "late_share": None,
         "late_after_days": late_after_days,
-        "quarantine": {"rows": 0, "by_reason": {}},
+        "quarantine": {"rows": 0, "by_reason": {}, "by_source": {}},
+        "files": _file_statuses(ledger),
     }
     if files:
         con.execute(
@@ -61,7 +67,9 @@ def event_log_stats(log: EventLog, quarantine_dir: Path, late_after_days: int = 
         out["by_county"] = dict(rows)
     quarantine = sorted(quarantine_dir.glob("batch=*/part-*.parquet"))
     if quarantine:
-        con.execute(f"CREATE VIEW q AS SELECT * FROM read_parquet({_listing(quarantine)})")
+        con.execute(
+            f"CREATE VIEW q AS SELECT * FROM read_parquet({_listing(quarantine)}, union_by_name = true)"
+        )
         out["quarantine"]["rows"] = int(con.sql("SELECT count(*) FROM q").fetchall()[0][0])
         # A row may break several rules; count each rule (the part before ':') once per row.
         reasons = con.execute(
@@ -73,5 +81,22 @@ def event_log_stats(log: EventLog, quarantine_dir: Path, late_after_days: int = 
                GROUP BY 1 ORDER BY 2 DESC"""
         ).fetchall()
         out["quarantine"]["by_reason"] = {k: int(v) for k, v in reasons}
+        sources = con.execute("SELECT source, count(*) FROM q GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+        out["quarantine"]["by_source"] = {k: int(v) for k, v in sources}
     con.close()
     return out
+
+
+def _file_statuses(ledger: IngestLedger) -> dict[str, Any]:
+    """Every file ever ingested, counted by its latest status; the failed ones listed with reasons (a
+    file fixed and ingested again since shows its new status)."""
+    latest = ledger.latest_sources()
+    by_status = dict.fromkeys(FILE_STATUSES, 0)
+    for row in latest:
+        by_status[str(row["status"])] += 1
+    failed = [
+        {"source": row["source"], "reason": row["reason"], "batch_id": row["batch_id"]}
+        for row in latest
+        if row["status"] == FAILED
+    ]
+    return {"by_status": by_status, "failed": failed}

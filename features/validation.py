@@ -129,8 +129,12 @@ COMPUTED = "computed"  # typed by the query (text to timestamp, number, boolean.
 class _Column:
     """SQL pieces for one contract column against the chunk's actual input schema."""
 
-    def __init__(self, spec: FieldSpec, input_schema: pa.Schema, clean: frozenset[str]) -> None:
+    def __init__(
+        self, spec: FieldSpec, input_schema: pa.Schema, clean: frozenset[str], matching: frozenset[str]
+    ) -> None:
         self.spec = spec
+        # Every value is known to match the column's pattern (see `matching_id_columns`): no rule needed.
+        self.pattern = None if spec.name in matching else spec.pattern
         present = spec.name in input_schema.names
         raw = _quote(spec.name) if present else "NULL"
         input_type = input_schema.field(spec.name).type if present else pa.null()
@@ -224,7 +228,17 @@ class _Column:
         if upper is not None:
             broken = f"{value} > {upper!r}"
             rules.append(Rule(when, broken, _literal(f"{name}: above cap {upper:g}"), broken))
+        if self.pattern is not None:
+            # Checked on the parsed value: a padded id is trimmed first, as the API strips whitespace.
+            broken = f"NOT regexp_full_match({value}, {_literal(self.pattern)})"
+            rules.append(Rule(when, broken, _literal(name + ": " + _NOT_AN_ID + label), broken))
         return rules
+
+
+# No ';' (it separates reasons) and no ':' after the field name (stats group reasons by it).
+_NOT_AN_ID = (
+    "not a valid id (1 to 64 ASCII letters, digits, '_', '.', '-' or colons, first a letter or digit)"
+)
 
 
 def _cap(name: str, limits: Limits) -> float | None:
@@ -242,10 +256,10 @@ def _type_code(etype: str) -> str:
 
 
 def _rules(
-    table_kind: str, input_schema: pa.Schema, limits: Limits, clean: frozenset[str]
+    table_kind: str, input_schema: pa.Schema, limits: Limits, clean: frozenset[str], matching: frozenset[str]
 ) -> tuple[list[_Column], list[Rule]]:
     contract = contract_for(table_kind)
-    columns = {spec.name: _Column(spec, input_schema, clean) for spec in contract.fields}
+    columns = {spec.name: _Column(spec, input_schema, clean, matching) for spec in contract.fields}
     rules: list[Rule] = []
     if table_kind == EVENTS:
         for name in ("event_id", "member_id", "coop_id", "event_type", "event_time", "recorded_at"):
@@ -263,7 +277,7 @@ def _rules(
         for code, (etype_name, payload) in enumerate(EVENT_PAYLOADS.items()):
             when = f"{TYPE_CODE} = {code}"
             for spec in payload:
-                typed = _Column(spec, input_schema, clean)
+                typed = _Column(spec, input_schema, clean, matching)
                 rules += typed.rules(when, f" for {etype_name}", _cap(spec.name, limits))
     else:
         for spec in contract.fields:
@@ -310,11 +324,16 @@ class ValidationPlan:
 
 
 def validation_plan(
-    table_kind: str, input_schema: pa.Schema, limits: Limits, clean: frozenset[str] = frozenset()
+    table_kind: str,
+    input_schema: pa.Schema,
+    limits: Limits,
+    clean: frozenset[str] = frozenset(),
+    matching: frozenset[str] = frozenset(),
 ) -> ValidationPlan:
     """The validation queries for chunks with this input schema (see `ValidationPlan`); `clean` names
-    text columns known to hold no blank or padded cell, which need no parsing at all."""
-    columns, rules = _rules(table_kind, input_schema, limits, clean)
+    text columns known to hold no blank or padded cell, which need no parsing at all, and `matching`
+    identifier columns known to match their pattern, which need no pattern check."""
+    columns, rules = _rules(table_kind, input_schema, limits, clean, matching)
     by_name = {c.spec.name: c for c in columns}
     key = contract_for(table_kind).key[0]
     parsed = ", ".join(c.parsed_item() for c in columns)
@@ -388,6 +407,55 @@ def clean_text_columns(records: pa.Table, contract: TableContract) -> frozenset[
         if all(_clean_text(piece, name.endswith("_id")) for piece in pieces):
             clean.append(name)
     return frozenset(clean)
+
+
+def unsupported_columns(input_schema: pa.Schema, contract: TableContract) -> list[str]:
+    """Contract columns of a chunk whose input type validation cannot read (`name (type)`), such as
+    lists, structs, durations or half floats from a foreign Parquet file; empty when all are readable.
+
+    Text, binary, booleans, numbers, decimals, dates and timestamps are read (and typed or refused row
+    by row); anything else fails the file with this list rather than the whole batch.
+    """
+    wanted = set(contract.names)
+    return [f"{f.name} ({f.type})" for f in input_schema if f.name in wanted and not _readable_type(f.type)]
+
+
+def _readable_type(arrow_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(arrow_type):
+        return _readable_type(arrow_type.value_type)
+    if pa.types.is_floating(arrow_type):
+        return not pa.types.is_float16(arrow_type)
+    return bool(
+        _is_text(arrow_type)
+        or pa.types.is_binary(arrow_type)
+        or pa.types.is_large_binary(arrow_type)
+        or pa.types.is_null(arrow_type)
+        or pa.types.is_boolean(arrow_type)
+        or pa.types.is_integer(arrow_type)
+        or pa.types.is_decimal(arrow_type)
+        or pa.types.is_date(arrow_type)
+        or pa.types.is_timestamp(arrow_type)
+    )
+
+
+def matching_id_columns(records: pa.Table, contract: TableContract) -> frozenset[str]:
+    """Dictionary-encoded identifier columns of `records` whose every dictionary value matches
+    `ID_PATTERN`: the pattern then holds for every cell, checked once per distinct value.
+
+    Plain text columns are not looked at here: their pattern is checked row by row, vectorized, in the
+    validation query, which runs on all of DuckDB's threads.
+    """
+    matching = []
+    for spec in contract.fields:
+        if spec.name not in records.column_names:
+            continue
+        column = records.column(spec.name)
+        pattern = spec.pattern
+        if pattern is None or not pa.types.is_dictionary(column.type) or not _is_text(column.type):
+            continue
+        if all(pc.all(pc.match_substring_regex(c.dictionary, pattern)).as_py() for c in column.chunks):
+            matching.append(spec.name)
+    return frozenset(matching)
 
 
 def _clean_text(values: pa.Array, is_identifier: bool) -> bool:

@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.contracts import ID_PATTERN as _ID
+
 # Mirrors features.contracts.LOAN_PURPOSES (a test keeps them equal).
 Purpose = Literal["farm_inputs", "livestock", "equipment", "processing", "trade", "other"]
-
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
 
 
 class _In(BaseModel):

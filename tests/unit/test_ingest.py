@@ -28,7 +28,13 @@ def test_duplicates_within_and_across_files_are_stored_once(store: Store, tmp_pa
     first = write_csv(tmp_path / "events" / "a.csv", rows[:200] + rows[:10])
     second = write_jsonl(tmp_path / "events" / "b.jsonl", rows[150:])
     report = store.ingest(first, second)
-    assert report.totals() == {"rows_read": 360, "accepted": 300, "duplicates": 60, "quarantined": 0}
+    assert report.totals() == {
+        "rows_read": 360,
+        "accepted": 300,
+        "duplicates": 60,
+        "quarantined": 0,
+        "quarantined_before": 0,
+    }
     ids = _stored_ids(store)
     assert len(ids) == len(set(ids)) == 300
 
@@ -37,8 +43,22 @@ def test_reingesting_the_same_file_is_a_noop_reported_as_duplicates(store: Store
     path = write_csv(tmp_path / "events" / "a.csv", varied_rows(count=50), extra_lines=["broken,line"])
     first = store.ingest(path)
     again = store.ingest(path)
-    assert first.totals() == {"rows_read": 51, "accepted": 50, "duplicates": 0, "quarantined": 1}
-    assert again.totals() == {"rows_read": 51, "accepted": 0, "duplicates": 50, "quarantined": 0}
+    assert first.totals() == {
+        "rows_read": 51,
+        "accepted": 50,
+        "duplicates": 0,
+        "quarantined": 1,
+        "quarantined_before": 0,
+    }
+    # Skipped by checksum: its rows are the earlier run's duplicates, its bad line already in quarantine.
+    assert again.totals() == {
+        "rows_read": 51,
+        "accepted": 0,
+        "duplicates": 50,
+        "quarantined": 1,
+        "quarantined_before": 1,
+    }
+    assert [s.status for s in (*first.sources, *again.sources)] == ["stored with quarantined rows"] * 2
     assert again.sources[0].skipped_as_already_ingested
     assert len(_stored_ids(store)) == 50
     quarantine = list(store.quarantine_dir.glob("batch=*/*.parquet"))
@@ -70,7 +90,13 @@ def test_jsonl_broken_lines_are_quarantined_and_the_rest_kept(store: Store, tmp_
         extra_lines=['{"event_id": "x1", "member_id": ', "[1, 2]"],
     )
     report = store.ingest(path)
-    assert report.totals() == {"rows_read": 32, "accepted": 30, "duplicates": 0, "quarantined": 2}
+    assert report.totals() == {
+        "rows_read": 32,
+        "accepted": 30,
+        "duplicates": 0,
+        "quarantined": 2,
+        "quarantined_before": 0,
+    }
 
 
 def test_parquet_input_with_typed_columns(store: Store, tmp_path: Path) -> None:
@@ -107,6 +133,7 @@ def test_reference_tables_are_deduplicated_by_key(store: Store, tmp_path: Path) 
         "accepted": 1,
         "duplicates": 1,
         "quarantined": 2,
+        "quarantined_before": 0,
     }
     assert store.log.read_table("applications").column("application_id").to_pylist() == ["a1"]
 
@@ -117,13 +144,13 @@ def test_discovery_by_folder_and_columns_never_reads_truth(tmp_path: Path) -> No
     write_csv(world / "exports" / "unnamed.csv", varied_rows(count=3))
     write_csv(world / "truth" / "events.csv", varied_rows(count=3))
     (world / "manifest.json").write_text("{}")
-    (world / "notes.xlsx").write_text("not data")
+    (world / "notes.docx").write_text("not data")
     found, unrecognised = discover([world])
-    assert [(p.relative_to(world).as_posix(), k) for p, k in found] == [
-        ("events/c01/2024-01.csv", "events"),
-        ("exports/unnamed.csv", "events"),
+    assert [(f.path.relative_to(world).as_posix(), f.kind, f.problem) for f in found] == [
+        ("events/c01/2024-01.csv", "events", None),
+        ("exports/unnamed.csv", "events", None),
     ]
-    assert len(unrecognised) == 1 and "notes.xlsx" in unrecognised[0]
+    assert len(unrecognised) == 1 and "notes.docx" in unrecognised[0]
 
 
 def test_crashed_batch_quarantine_is_replaced_on_recovery(store: Store, tmp_path: Path) -> None:
@@ -151,7 +178,13 @@ def test_small_files_are_pooled_and_counted_per_source(store: Store, tmp_path: P
     paths = [write_csv(tmp_path / "events" / f"{i:02d}.csv", rows[i * 20 : (i + 1) * 20]) for i in range(30)]
     paths.append(write_csv(tmp_path / "events" / "resent.csv", rows[:5], extra_lines=["x,y"]))
     report = store.ingest(tmp_path / "events")
-    assert report.totals() == {"rows_read": 606, "accepted": 600, "duplicates": 5, "quarantined": 1}
+    assert report.totals() == {
+        "rows_read": 606,
+        "accepted": 600,
+        "duplicates": 5,
+        "quarantined": 1,
+        "quarantined_before": 0,
+    }
     resent = next(s for s in report.sources if s.source.endswith("resent.csv"))
     assert (resent.accepted, resent.duplicates, resent.quarantined) == (0, 5, 1)
     assert all(s.accepted == 20 for s in report.sources if not s.source.endswith("resent.csv"))
@@ -212,7 +245,13 @@ def test_typed_parquet_is_stored_as_read_except_padded_ids_and_blank_text(
     path.parent.mkdir(parents=True)
     pq.write_table(table, path)
     report = store.ingest(path)
-    assert report.totals() == {"rows_read": 22, "accepted": 20, "duplicates": 0, "quarantined": 2}
+    assert report.totals() == {
+        "rows_read": 22,
+        "accepted": 20,
+        "duplicates": 0,
+        "quarantined": 2,
+        "quarantined_before": 0,
+    }
     delivered = store.log.read_events("produce_delivery")
     assert delivered.column("member_id").to_pylist() == ["m0042"]
     assert delivered.schema.equals(EVENT_CONTRACTS["produce_delivery"].arrow_schema(), check_metadata=True)
@@ -265,6 +304,7 @@ def test_each_chunk_is_deduplicated_against_the_one_still_being_stored(store: St
         "accepted": len(expected),
         "duplicates": len(sent) - len(expected),
         "quarantined": 0,
+        "quarantined_before": 0,
     }
     assert sorted(_stored_ids(store)) == expected
     assert len(store.log.event_files()) > len(EVENT_TYPES)  # it really was stored chunk by chunk

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -22,7 +23,13 @@ def _reasons(store: Store) -> list[str]:
 def test_valid_row_of_every_type_is_accepted(store: Store, tmp_path: Path, event_type: str) -> None:
     path = write_csv(tmp_path / "events" / "ok.csv", [event_row(event_id="e1", event_type=event_type)])
     report = store.ingest(path)
-    assert report.totals() == {"rows_read": 1, "accepted": 1, "duplicates": 0, "quarantined": 0}
+    assert report.totals() == {
+        "rows_read": 1,
+        "accepted": 1,
+        "duplicates": 0,
+        "quarantined": 0,
+        "quarantined_before": 0,
+    }
     stored = store.log.read_events(event_type)
     assert stored.column("event_id").to_pylist() == ["e1"]
     assert str(stored.schema.field("event_time").type) == "timestamp[us, tz=UTC]"
@@ -100,7 +107,13 @@ def test_one_row_can_break_several_rules_and_all_are_named(store: Store, tmp_pat
 def test_structurally_broken_csv_line_is_quarantined_not_lost(store: Store, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "events" / "x.csv", [event_row(event_id="e1")], extra_lines=["e2,m1,c1"])
     report = store.ingest(path)
-    assert report.totals() == {"rows_read": 2, "accepted": 1, "duplicates": 0, "quarantined": 1}
+    assert report.totals() == {
+        "rows_read": 2,
+        "accepted": 1,
+        "duplicates": 0,
+        "quarantined": 1,
+        "quarantined_before": 0,
+    }
     assert "malformed line" in _reasons(store)[0]
 
 
@@ -117,3 +130,77 @@ def test_clock_skew_allowance(store: Store, tmp_path: Path) -> None:
     assert report.totals()["accepted"] == 1
     assert store.log.read_events("produce_delivery").column("event_id").to_pylist() == ["skew"]
     assert datetime(2026, 6, 1, tzinfo=UTC) == NOW
+
+
+BAD_IDS = {
+    "10,000 characters": "m" * 10_000,
+    "NUL": "m00\x0001",
+    "right-to-left override": "m\u202e1000",
+    "path": "../../etc/passwd",
+    "double quote": 'm"1',
+    "single quote": "m'1",
+    "inner space": "m 1",
+    "Chinese": "社员1",
+}
+
+
+@pytest.mark.parametrize("column", ["event_id", "member_id", "coop_id"])
+@pytest.mark.parametrize("value", BAD_IDS.values(), ids=BAD_IDS.keys())
+def test_an_id_the_api_refuses_is_quarantined_naming_its_column(
+    store: Store, tmp_path: Path, column: str, value: str
+) -> None:
+    from pydantic import ValidationError
+
+    from serving.schemas import ScoreRequest
+
+    with pytest.raises(ValidationError):
+        ScoreRequest(member_id=value, amount_cny=1000, term_months=12, purpose="livestock")
+    bad = event_row(event_id="bad")
+    bad[column] = value
+    report = store.ingest(write_csv(tmp_path / "events" / "x.csv", [event_row(event_id="good"), bad]))
+    assert report.totals()["accepted"] == 1
+    assert report.totals()["quarantined"] == 1
+    [reasons] = _reasons(store)
+    assert reasons.startswith(f"{column}: not a valid id")
+
+
+def test_loan_and_application_ids_are_held_to_the_id_pattern(store: Store, tmp_path: Path) -> None:
+    row = event_row(event_id="e", event_type="loan_repayment", loan_id="L1;DROP TABLE")
+    store.ingest(write_csv(tmp_path / "events" / "x.csv", [row]))
+    assert _reasons(store) == [
+        "loan_id: not a valid id (1 to 64 ASCII letters, digits, '_', '.', '-' or colons, "
+        "first a letter or digit) for loan_repayment"
+    ]
+    folder = tmp_path / "world" / "applications"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_text(
+        "application_id,member_id,coop_id,applied_at,amount_cny,term_months,purpose\n"
+        "a/../1,m1,c1,2025-05-01T00:00:00Z,5000,12,livestock\n"
+        "a2,m1,c1,2025-05-01T00:00:00Z,5000,12,livestock\n",
+        encoding="utf-8",
+    )
+    report = store.ingest(tmp_path / "world")
+    assert report.by_table()["applications"]["accepted"] == 1
+    assert sum(r.startswith("application_id: not a valid id") for r in _reasons(store)) == 1
+
+
+def test_ids_that_fit_the_pattern_pass_padded_or_not(store: Store, tmp_path: Path) -> None:
+    ok = ["M0000001", "coop-01-02", "e.1:2_3", "9" * 64, "  m-padded "]
+    rows = [event_row(event_id=f"e{i}", member_id=m) for i, m in enumerate(ok)]
+    report = store.ingest(write_csv(tmp_path / "events" / "x.csv", rows))
+    assert report.totals()["accepted"] == len(ok)
+    stored = store.log.read_events("produce_delivery", ["member_id"]).column(0).to_pylist()
+    assert sorted(stored) == sorted(m.strip() for m in ok)
+
+
+def test_dictionary_encoded_ids_are_checked_once_per_value_and_still_caught(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = [event_row(event_id=f"e{i}", coop_id="c01" if i % 3 else "c\u202e01") for i in range(9)]
+    table = pa.Table.from_pylist(rows)
+    path = tmp_path / "events" / "x.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(table, path)  # the reader reads coop_id back dictionary-encoded
+    report = store.ingest(path)
+    assert (report.totals()["accepted"], report.totals()["quarantined"]) == (6, 3)
+    assert all(r.startswith("coop_id: not a valid id") for r in _reasons(store))
