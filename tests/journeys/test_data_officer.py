@@ -7,9 +7,6 @@ error page saved as .parquet, a spreadsheet saved in GB18030, a CSV with a stray
 Lines file with a byte-order mark, ids that are not ids, and a CRLF re-export of a file already there.
 They run `coopscore ingest FOLDER --json` into their own data folder, read what it says, re-send the
 cut-short file, run it again, and check `coopscore events stats`. Only the CLI is used.
-
-Three files need the readers branch (GB18030, the quote resync, the BOM): their tests are strict xfails
-until it is merged, so the merge turns them into failures until the markers are removed.
 """
 
 from __future__ import annotations
@@ -27,9 +24,6 @@ import pytest
 
 from tests.journeys.conftest import Cli, JourneyWorld, journey_env
 
-NEEDS_READERS = pytest.mark.xfail(
-    strict=True, reason="needs the readers branch (encodings, CSV resync, BOM): remove once it is merged"
-)
 BAD_IDS = ["m" * 10_000, "M00\x0001", "M\u202e0001", "../../etc/passwd", 'M"0001', "M'0001"]
 
 
@@ -236,7 +230,6 @@ def test_after_the_fix_a_rerun_stores_only_that_files_rows(officer: Officer) -> 
     assert "truncated.parquet" not in still_failed and "garbage.parquet" in still_failed
 
 
-@NEEDS_READERS
 def test_a_gb18030_export_is_read_as_such(officer: Officer) -> None:
     feed = officer.special["gb18030"]
     source = officer.source(officer.first[1], feed.name)
@@ -245,7 +238,6 @@ def test_a_gb18030_export_is_read_as_such(officer: Officer) -> None:
     assert (source["rows_read"], source["quarantined"]) == (feed.rows, feed.malformed)
 
 
-@NEEDS_READERS
 def test_a_stray_quote_costs_only_its_record(officer: Officer) -> None:
     feed = officer.special["quote"]
     source = officer.source(officer.first[1], feed.name)
@@ -253,7 +245,6 @@ def test_a_stray_quote_costs_only_its_record(officer: Officer) -> None:
     assert source["accepted"] + source["duplicates"] == feed.rows - 1
 
 
-@NEEDS_READERS
 def test_a_byte_order_mark_costs_nothing(officer: Officer) -> None:
     feed = officer.special["bom"]
     source = officer.source(officer.first[1], feed.name)
@@ -261,7 +252,6 @@ def test_a_byte_order_mark_costs_nothing(officer: Officer) -> None:
     assert (source["rows_read"], source["quarantined"]) == (feed.rows, feed.malformed)
 
 
-@NEEDS_READERS
 def test_once_every_file_is_fixed_the_run_exits_0(officer: Officer) -> None:
     code, report = officer.all_fixed
     assert (code, report["files"]["failed"]) == (0, 0)

@@ -26,10 +26,10 @@ from features.event_log import EventLog
 from features.ingest import ingest_paths
 from features.ledger import IngestLedger
 from tests.utils.feeds import limits, varied_rows
+from tests.utils.xlsx import write_xlsx
 
-# Formats with a writer below. Excel (.xlsx) joins once the readers branch (python-calamine) is merged:
-# add "xlsx" here and a writer to `_WRITERS` (openpyxl or the tests' xlsx helper), nothing else.
-FORMATS = ("csv", "jsonl", "parquet")
+# Formats with a writer below: every format ingest reads.
+FORMATS = ("csv", "jsonl", "parquet", "xlsx")
 
 _VALID = {fmt: varied_rows(count=40, prefix=f"ok{fmt}-") for fmt in FORMATS}
 _OTHER = varied_rows(count=40, prefix="zz")
@@ -59,10 +59,22 @@ def _parquet_bytes(rows: list[dict[str, str]]) -> bytes:
     return sink.getvalue()
 
 
+def _xlsx_bytes(rows: list[dict[str, str]]) -> bytes:
+    """A real workbook (the tests' writer, read back by python-calamine): header row, then text cells."""
+    import tempfile
+
+    names = WIDE_EVENT_CONTRACT.names
+    table = [list(names), *[[r[n] or None for n in names] for r in rows]]
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_xlsx(Path(folder) / "feed.xlsx", {"feed": table})
+        return path.read_bytes()
+
+
 _WRITERS: dict[str, Callable[[list[dict[str, str]]], bytes]] = {
     "csv": _csv_bytes,
     "jsonl": _jsonl_bytes,
     "parquet": _parquet_bytes,
+    "xlsx": _xlsx_bytes,
 }
 _VALID_BYTES = {fmt: _WRITERS[fmt](_VALID[fmt]) for fmt in FORMATS}
 _OTHER_BYTES = {fmt: _WRITERS[fmt](_OTHER) for fmt in FORMATS}
