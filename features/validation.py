@@ -471,6 +471,18 @@ class _ByteClasses:
     rest: np.ndarray  # bool per byte value: may follow
     longest: int
 
+    @property
+    def rest_pairs(self) -> np.ndarray:
+        """Bool per 16-bit value: both its bytes may follow (half as many lookups as byte by byte)."""
+        return _pairs(self.rest.tobytes())
+
+
+@cache
+def _pairs(rest: bytes) -> np.ndarray:
+    allowed = np.frombuffer(rest, np.bool_)
+    table: np.ndarray = (allowed[:, None] & allowed[None, :]).reshape(-1)
+    return table
+
 
 @cache
 def _byte_classes(pattern: str) -> _ByteClasses | None:
@@ -513,8 +525,13 @@ def _all_match(values: pa.Array, pattern: str) -> bool:
         starts, lengths = starts[valid], lengths[valid]
     if lengths.min() < 1 or lengths.max() > classes.longest:
         return False
-    # Every byte of the values' range (null slots' bytes too, which can only make this stricter).
-    return bool(classes.first[data[starts]].all() and classes.rest[data[offsets[0] : offsets[-1]]].all())
+    if not classes.first[data[starts]].all():
+        return False
+    # Every byte of the values' range (null slots' bytes too, which can only make this stricter), read
+    # two at a time.
+    body = data[offsets[0] : offsets[-1]]
+    even = len(body) // 2 * 2
+    return bool(classes.rest_pairs[body[:even].view(np.uint16)].all() and classes.rest[body[even:]].all())
 
 
 def _clean_text(values: pa.Array, is_identifier: bool) -> bool:
