@@ -544,6 +544,9 @@ class Ingestor:
         self._ledger = ledger
         self._quarantine_indexed = False
         self._quarantined_now: set[str] = set()
+        # Hashes of the records this batch wrote to quarantine, added to the index in one transaction by
+        # `flush` (a batch that dies first is aborted by the next run, which drops its quarantine).
+        self._quarantine_pending: list[str] = []
         self.limits = limits
         self.batch_id = batch_id
         self._con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2})
@@ -639,10 +642,14 @@ class Ingestor:
             self._flush(table_kind)
 
     def flush(self) -> None:
-        """Process everything still buffered and wait until every part file is durable."""
+        """Process everything still buffered, wait until every part file is durable, and index the
+        records written to quarantine."""
         for table_kind in list(self._buffers):
             self._flush(table_kind)
         self._wait_for_writes()
+        if self._quarantine_pending:
+            self._ledger.add_quarantined(self.batch_id, self._quarantine_pending)
+            self._quarantine_pending = []
 
     def _flush(self, table_kind: str) -> None:
         buffer = self._buffers.pop(table_kind, None)
@@ -784,7 +791,7 @@ class Ingestor:
         broken: list[tuple[int, BrokenLine]],
     ) -> pa.Table | None:
         """The quarantine rows of one flush, less the records already in quarantine (counted per
-        source as `quarantined_before`); their hashes join the ledger's quarantine index."""
+        source as `quarantined_before`); their hashes join the ledger's quarantine index at `flush`."""
         bad = 0 if rejected is None else len(rejected.sources)
         record_indexes: list[int | None] = []
         reasons: list[str] = []
@@ -810,7 +817,7 @@ class Ingestor:
         if not keep.any():
             return None
         rows = np.flatnonzero(keep).tolist()
-        self._ledger.add_quarantined(self.batch_id, [hashes[i] for i in rows])
+        self._quarantine_pending += [hashes[i] for i in rows]
         return pa.table(
             {
                 "batch_id": pa.array([self.batch_id] * len(rows), pa.string()),

@@ -9,10 +9,13 @@ Nothing runs row by row in Python. This is ingestion-only SQL; feature definitio
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -439,23 +442,94 @@ def _readable_type(arrow_type: pa.DataType) -> bool:
 
 
 def matching_id_columns(records: pa.Table, contract: TableContract) -> frozenset[str]:
-    """Dictionary-encoded identifier columns of `records` whose every dictionary value matches
-    `ID_PATTERN`: the pattern then holds for every cell, checked once per distinct value.
+    """Identifier columns of `records` in which every value is known to match its pattern, so the
+    validation query needs no `regexp_full_match` on them.
 
-    Plain text columns are not looked at here: their pattern is checked row by row, vectorized, in the
-    validation query, which runs on all of DuckDB's threads.
+    Known by a byte-level check of the column's buffers (`_all_match`, a few numpy passes, on the
+    dictionary of a dictionary-encoded column): far cheaper than a regular expression per row, and it
+    never says "all match" when one value does not. A column with any other value keeps its rule in
+    the query, which then names every record that breaks it.
     """
     matching = []
     for spec in contract.fields:
-        if spec.name not in records.column_names:
+        if spec.pattern is None or spec.name not in records.column_names:
             continue
         column = records.column(spec.name)
-        pattern = spec.pattern
-        if pattern is None or not pa.types.is_dictionary(column.type) or not _is_text(column.type):
+        if not _is_text(column.type):
             continue
-        if all(pc.all(pc.match_substring_regex(c.dictionary, pattern)).as_py() for c in column.chunks):
+        pieces = [c.dictionary if pa.types.is_dictionary(column.type) else c for c in column.chunks]
+        if all(_all_match(piece, spec.pattern) for piece in pieces):
             matching.append(spec.name)
     return frozenset(matching)
+
+
+@dataclass(frozen=True)
+class _ByteClasses:
+    """A pattern of the shape `^[first][rest]{0,n}$` over ASCII, as byte lookup tables."""
+
+    first: np.ndarray  # bool per byte value: may start a value
+    rest: np.ndarray  # bool per byte value: may follow
+    longest: int
+
+    @property
+    def rest_pairs(self) -> np.ndarray:
+        """Bool per 16-bit value: both its bytes may follow (half as many lookups as byte by byte)."""
+        return _pairs(self.rest.tobytes())
+
+
+@cache
+def _pairs(rest: bytes) -> np.ndarray:
+    allowed = np.frombuffer(rest, np.bool_)
+    table: np.ndarray = (allowed[:, None] & allowed[None, :]).reshape(-1)
+    return table
+
+
+@cache
+def _byte_classes(pattern: str) -> _ByteClasses | None:
+    """The byte classes of `pattern`, read off the pattern itself by matching probe strings; None if it
+    is not of that shape (its values are then only ever checked by the query's regular expression)."""
+    regex = re.compile(pattern)
+    first = np.array([regex.fullmatch(chr(b)) is not None for b in range(256)])
+    if not first.any() or first[128:].any():
+        return None
+    lead = chr(int(np.flatnonzero(first)[0]))
+    rest = np.array([regex.fullmatch(lead + chr(b)) is not None for b in range(256)])
+    if rest[128:].any() or (first & ~rest).any():
+        return None
+    longest = 1
+    while longest < 4096 and regex.fullmatch(lead * (longest + 1)):
+        longest += 1
+    # The shape holds if a value made of any allowed bytes, at any allowed length, matches.
+    allowed = "".join(chr(b) for b in np.flatnonzero(rest))
+    if regex.fullmatch(lead + (allowed * longest)[: longest - 1]) is None or regex.fullmatch(
+        lead * (longest + 1)
+    ):
+        return None
+    return _ByteClasses(first, rest, longest)
+
+
+def _all_match(values: pa.Array, pattern: str) -> bool:
+    """True only if every non-null value of a string array matches `pattern` (see `_byte_classes`)."""
+    classes = _byte_classes(pattern)
+    if classes is None or not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return False
+    if values.null_count == len(values):
+        return True
+    if values.null_count:
+        values = values.drop_null()  # a compact copy of the values there are (few, for optional ids)
+    offset_type = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    _, offsets_buffer, data_buffer = values.buffers()
+    offsets = np.frombuffer(offsets_buffer, offset_type)[values.offset : values.offset + len(values) + 1]
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    if lengths.min() < 1 or lengths.max() > classes.longest:
+        return False
+    if not classes.first[data[starts]].all():
+        return False
+    # Every byte of the values' range, read two at a time.
+    body = data[offsets[0] : offsets[-1]]
+    even = len(body) // 2 * 2
+    return bool(classes.rest_pairs[body[:even].view(np.uint16)].all() and classes.rest[body[even:]].all())
 
 
 def _clean_text(values: pa.Array, is_identifier: bool) -> bool:

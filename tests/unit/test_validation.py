@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from features.contracts import EVENT_TYPES
+from features.contracts import EVENT_TYPES, ID_PATTERN
+from features.validation import contract_for, matching_id_columns
 from tests.conftest import Store
 from tests.utils.feeds import event_row, write_csv
 
@@ -204,3 +208,26 @@ def test_dictionary_encoded_ids_are_checked_once_per_value_and_still_caught(
     report = store.ingest(path)
     assert (report.totals()["accepted"], report.totals()["quarantined"]) == (6, 3)
     assert all(r.startswith("coop_id: not a valid id") for r in _reasons(store))
+
+
+_ID_ALPHABET = st.sampled_from(
+    ["a", "Z", "7", "_", ".", ":", "-", " ", "\x00", "\u202e", "/", '"', "\n", "社", "é"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.lists(_ID_ALPHABET, max_size=70).map("".join)), max_size=12),
+    skip=st.integers(0, 3),
+    dictionary=st.booleans(),
+)
+def test_ids_skip_the_per_row_pattern_check_only_when_every_one_matches(
+    values: list[str | None], skip: int, dictionary: bool
+) -> None:
+    """`matching_id_columns` checks bytes instead of running the pattern per row: it must agree."""
+    column = pa.array(values, pa.string()).slice(min(skip, len(values)))
+    if dictionary:
+        column = column.dictionary_encode()
+    expected = all(v is None or re.fullmatch(ID_PATTERN, v) for v in values[min(skip, len(values)) :])
+    records = pa.table({"member_id": column})
+    assert matching_id_columns(records, contract_for("events")) == ({"member_id"} if expected else set())
