@@ -1,7 +1,8 @@
-"""The one module that talks to SHAP: exact TreeSHAP values for a booster, and the summary plot.
+"""The one module that talks to SHAP: the summary plot of score points.
 
-Scoring never calls SHAP: LightGBM's own `pred_contrib` computes the same TreeSHAP values in C++
-(a test checks they agree exactly). SHAP is used to verify that, and to draw the summary plot.
+Scoring never calls SHAP: LightGBM's own `pred_contrib` computes exact TreeSHAP values in C++. A test
+checks them against a brute-force Shapley computation over the dumped trees (shap's TreeExplainer on a
+LightGBM booster calls `pred_contrib` itself, so it could not serve as that check).
 """
 
 from __future__ import annotations
@@ -9,29 +10,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-if TYPE_CHECKING:
-    import lightgbm as lgb
-
 FloatArray = npt.NDArray[np.float64]
-
-
-def tree_shap_values(booster: lgb.Booster, x: FloatArray) -> tuple[FloatArray, float]:
-    """SHAP values of the booster's margin (rows, features) and the expected value, via TreeExplainer."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # shap's deprecation and output-format notices
-        import shap
-
-        explainer = shap.TreeExplainer(booster)
-        values = np.asarray(explainer.shap_values(x), dtype=np.float64)
-    if values.ndim == 3:  # (rows, features, outputs) for multi-output models
-        values = values[:, :, -1]
-    expected = np.asarray(explainer.expected_value, dtype=np.float64).reshape(-1)[-1]
-    return values, float(expected)
 
 
 def summary_plot(

@@ -49,7 +49,7 @@ def score(client: TestClient, keys: Keys, member: str = "strong", **extra: objec
 def test_score_returns_a_decision_with_additive_reason_points(client: TestClient, keys: Keys) -> None:
     body = score(client, keys, "weak", explain="all")
     assert 0 < body["pd"] < 1
-    assert body["grade"] in "ABCDE"
+    assert body["grade"] in {"A", "B", "C", "D", "E"}
     assert body["decision"] in ("approve", "review", "decline")
     assert math.isclose(body["base_points"] + sum(body["group_points"].values()), body["score"], abs_tol=1e-6)
     assert 1 <= len(body["reasons"]) <= 4

@@ -93,7 +93,7 @@ def test_train_on_a_lenders_table_then_promote(cli, tmp_path: Path) -> None:
         "crop": "tea",
     }
     assessment = model.assess(applicant)
-    assert assessment.grade in "ABCDE" and assessment.explanation.group_points.keys() == set(
+    assert assessment.grade in {"A", "B", "C", "D", "E"} and assessment.explanation.group_points.keys() == set(
         model.feature_names
     )
     metrics = mlflow_io.run_metrics(uri, summary["run_id"])
