@@ -278,10 +278,22 @@ def _score_drift(
     if not names:
         return ()
     profile = ReferenceProfile.fit(reference, names, bins=policy.bins)
-    measured = feature_psi(
-        profile, current, noise_quantile=policy.noise_quantile, watch=policy.watch, shift=policy.shift
-    )
+    measured = _psi(profile, current, policy, ())
     return tuple(_judge(n, "score", measured[n], None, policy) for n in names)
+
+
+def _psi(
+    profile: ReferenceProfile, current: pd.DataFrame, policy: DriftPolicy, shared: Collection[str]
+) -> dict[str, FeaturePSI]:
+    """PSI of every profiled column under the policy's noise, watch and shift settings."""
+    return feature_psi(
+        profile,
+        current,
+        noise_quantile=policy.noise_quantile,
+        watch=policy.watch,
+        shift=policy.shift,
+        shared=shared,
+    )
 
 
 def _segment_drift(
@@ -325,14 +337,7 @@ def _segment_drift(
         ref_part = reference.loc[(ref_keys == key).to_numpy()]
         cur_part = current.loc[(cur_keys == key).to_numpy()]
         profile = ReferenceProfile.fit(ref_part, columns, bins=policy.bins)
-        measured = feature_psi(
-            profile,
-            cur_part,
-            noise_quantile=policy.noise_quantile,
-            watch=policy.watch,
-            shift=policy.shift,
-            shared=shared,
-        )
+        measured = _psi(profile, cur_part, policy, shared)
         judged = [_judge(c, "segment", measured[c], None, policy) for c in columns]
         status = _status(max((_RANK[j.alarm] for j in judged), default=0))
         ranked = sorted(judged, key=lambda j: (_RANK[j.alarm], j.psi), reverse=True)[: policy.top_k]
@@ -386,14 +391,7 @@ def compute_drift(
     columns = list(features) if features is not None else monitored_columns(reference, segment)
     if profile is None:
         profile = ReferenceProfile.fit(reference, columns, bins=policy.bins)
-    measured = feature_psi(
-        profile,
-        current,
-        noise_quantile=policy.noise_quantile,
-        watch=policy.watch,
-        shift=policy.shift,
-        shared=shared,
-    )
+    measured = _psi(profile, current, policy, shared)
     quality = quality_checks(profile, current, policy.quality, shared=shared)
     judged = tuple(
         _judge(name, profile.features[name].kind, measured[name], quality[name], policy) for name in columns
