@@ -30,10 +30,6 @@ TARGET_SECONDS = 180.0
 TARGET_ROW_MS = 1.0
 CLI = (
     "from coopscore.cli import app\n"
-    "from coopscore.cli_train import register\n"
-    "names = {c.name for c in app.registered_commands}\n"
-    "if 'retrain' not in names:\n"
-    "    register(app)\n"
     "app()\n"
 )
 
