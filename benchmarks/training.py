@@ -28,14 +28,7 @@ from typing import Any
 
 TARGET_SECONDS = 180.0
 TARGET_ROW_MS = 1.0
-CLI = (
-    "from coopscore.cli import app\n"
-    "from coopscore.cli_train import register\n"
-    "names = {c.name for c in app.registered_commands}\n"
-    "if 'retrain' not in names:\n"
-    "    register(app)\n"
-    "app()\n"
-)
+CLI = "from coopscore.cli import app\napp()\n"
 
 
 def _keep_package_importable() -> None:

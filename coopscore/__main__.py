@@ -1,5 +1,5 @@
 """`python -m coopscore` runs the CLI."""
 
-from coopscore.cli import main
+from coopscore.cli.main import main
 
 main()

@@ -8,11 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from coopscore import cli_audit
-from coopscore.cli_train import register
+from coopscore.cli import app
 from coopscore.settings import get_settings
 from models import mlflow_io
 from tests.utils.model_fixtures import small_world
@@ -29,9 +27,6 @@ def test_retrain_then_no_new_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("COOPSCORE_TRACKING_URI", uri)
     monkeypatch.setenv("COOPSCORE_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     get_settings.cache_clear()
-    app = typer.Typer()
-    register(app)
-    cli_audit.register(app)
     runner = CliRunner()
     try:
         first = runner.invoke(app, ["retrain", "--truth", str(world.world_dir), "--json"])

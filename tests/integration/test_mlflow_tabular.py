@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from coopscore.cli_train import register
+from coopscore.cli import app as coopscore_app
 from coopscore.settings import get_settings
 from models import mlflow_io
 from models.registry import load_model
@@ -31,9 +31,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[typer
     monkeypatch.setenv("COOPSCORE_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     monkeypatch.setenv("COOPSCORE_DATA_DIR", str(tmp_path / "data"))
     get_settings.cache_clear()
-    app = typer.Typer()
-    register(app)
-    yield app, uri
+    yield coopscore_app, uri
     get_settings.cache_clear()
 
 

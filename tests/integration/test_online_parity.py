@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from coopscore.cli_features import app
+from coopscore.cli.features import app
 from coopscore.settings import get_settings
 from features.materialize import materialize
 from features.offline import DuckDBEngine, EngineConfig, build_features, member_spine

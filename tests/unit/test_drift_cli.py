@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import coopscore.cli_monitor as cli_monitor
+import coopscore.cli.monitor as cli_monitor
 from coopscore.settings import get_settings
 from tests.unit.test_drift import feature_rows
 
@@ -24,7 +24,7 @@ def app() -> typer.Typer:
     def main() -> None:
         """coopscore (test front door)."""
 
-    cli_monitor.register(root)
+    root.add_typer(cli_monitor.app, name="monitor")
     return root
 
 

@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from coopscore.cli_features import app
+from coopscore.cli.features import app
 from features.contracts import EVENT_TYPES
 from features.offline import compile_feature_sql
 from features.views import (

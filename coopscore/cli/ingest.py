@@ -1,121 +1,24 @@
-"""The `coopscore` command line: one Typer command per job.
-
-Implementations are imported inside each command so that `coopscore --help` stays fast and this
-front door does no work at import time.
-"""
+"""`coopscore ingest` and `coopscore events ...`: feed files into the event log, and inspect it."""
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from coopscore.cli.output import JsonOption, console, emit, fail, progress_bar
 
 if TYPE_CHECKING:
     from features.ingest import IngestReport
-    from features.simulate import ProxyTrap
-
-app = typer.Typer(
-    name="coopscore",
-    help="Credit scoring for thin-file rural borrowers from cooperative activity feeds.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-events_app = typer.Typer(help="Inspect the event log.", no_args_is_help=True)
-app.add_typer(events_app, name="events")
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-
-console = Console(stderr=True)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object.")]
-
-
-def emit_json(payload: dict[str, Any]) -> None:
-    """Print one JSON object on stdout (the only thing printed there with --json)."""
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>5.1f}%"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        transient=True,
-    )
-
-
-@app.command()
-def simulate(
-    out: Annotated[Path, typer.Option(help="Folder to write the world into.")],
-    members: Annotated[int, typer.Option(min=100, help="Number of members (borrowers).")] = 20_000,
-    months: Annotated[int, typer.Option(min=6, help="Months of cooperative activity.")] = 26,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 7,
-    scenario: Annotated[
-        list[str] | None,
-        typer.Option(help="Drift scenario NAME[@MONTH]: drought, new_coop, unit_fen. Repeatable."),
-    ] = None,
-    proxy_trap: Annotated[
-        str,
-        typer.Option(
-            help="mild: 60% of a left-behind woman's deliveries and 50% of her land inputs are filed "
-            "under another household's id; household: all of them and her group savings too.",
-        ),
-    ] = "mild",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing world folder.")] = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Simulate a cooperative world with known truth: raw feeds, applications, outcomes, truth/."""
-    from features.simulate import SimulationConfig, parse_scenario, simulate_world
-
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        console.print(f"[red]{out} is not empty; pass --overwrite to replace it[/red]")
-        raise typer.Exit(2)
-    try:
-        scenarios = tuple(parse_scenario(s, months) for s in scenario or [])
-        config = SimulationConfig(
-            members=members,
-            months=months,
-            seed=seed,
-            scenarios=scenarios,
-            proxy_trap=cast("ProxyTrap", proxy_trap),
-        )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    with _progress(not as_json) as bar:
-        task = bar.add_task("simulating", total=months)
-        summary = simulate_world(
-            config,
-            out,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-            overwrite=overwrite,
-        )
-    if as_json:
-        emit_json(summary.to_dict())
-        return
-    table = Table(title=f"world written to {out}")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in summary.to_dict().items():
-        if isinstance(value, dict):
-            for sub, count in value.items():
-                table.add_row(f"{key}: {sub}", f"{count:,}")
-        else:
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    console.print(table)
-
 
 EXIT_INGEST_FILES_FAILED = 4
+
+app = typer.Typer()
+events_app = typer.Typer(help="Inspect the event log.", no_args_is_help=True)
 
 
 @app.command()
@@ -158,7 +61,7 @@ def ingest(
     ledger = IngestLedger(settings.ledger_path)
     limits = Limits.from_settings(settings, datetime.now(UTC))
     try:
-        with _progress(not as_json) as bar:
+        with progress_bar(not as_json) as bar:
             task = bar.add_task("ingesting", total=None)
             report = ingest_paths(
                 paths,
@@ -172,14 +75,13 @@ def ingest(
                 sheet=sheet,
             )
     except FileNotFoundError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        fail(str(exc))
     except Exception as exc:
         if debug:
             raise
         message = f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
         if as_json:
-            emit_json({"error": message})
+            emit({"error": message})
         console.print(
             f"[red]{message}[/red]\nThe batch was left unfinished; the next `coopscore ingest` recovers it "
             "and stores what is missing. Run with --debug for the traceback."
@@ -188,7 +90,7 @@ def ingest(
     finally:
         ledger.close()
     if as_json:
-        emit_json(report.to_dict())
+        emit(report.to_dict())
     else:
         _print_ingest_report(report, settings.quarantine_dir)
     if report.failed:
@@ -275,7 +177,7 @@ def events_stats(as_json: JsonOption = False) -> None:
     finally:
         ledger.close()
     if as_json:
-        emit_json(stats)
+        emit(stats)
         return
     out = Console()
     out.print(
@@ -305,117 +207,3 @@ def events_stats(as_json: JsonOption = False) -> None:
         out.print(
             _failed_file_line(failed["source"], failed["reason"] or ""), soft_wrap=True, highlight=False
         )
-
-
-@keys_app.command("create")
-def keys_create(
-    name: Annotated[str, typer.Argument(help="Who the key is for, e.g. a lender's loan app.")],
-    scopes: Annotated[
-        list[str], typer.Option("--scopes", help="Scopes: score, ingest, read, admin. Repeatable.")
-    ],
-    as_json: JsonOption = False,
-) -> None:
-    """Print a new API key once, and the settings entry (its SHA-256) to add to COOPSCORE_API_KEYS."""
-    from coopscore.settings import ApiKeyEntry
-    from serving.auth import hash_key, new_key
-
-    wanted = [s for part in scopes for s in part.split(",") if s]
-    try:
-        entry = ApiKeyEntry(name=name, sha256="0" * 64, scopes=tuple(wanted))  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--scopes") from exc
-    key = new_key()
-    entry = entry.model_copy(update={"sha256": hash_key(key)})
-    if as_json:
-        emit_json({"key": key, "entry": entry.model_dump(mode="json")})
-        return
-    console.print("[bold]API key (shown once, store it now):[/bold]")
-    sys.stdout.write(key + "\n")
-    console.print("Add this entry to the JSON list in COOPSCORE_API_KEYS:")
-    console.print(json.dumps(entry.model_dump(mode="json")), soft_wrap=True, highlight=False)
-
-
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    demo_key: Annotated[
-        bool, typer.Option(help="Add a fresh all-scope key for this run only and print a curl example.")
-    ] = False,
-) -> None:
-    """Serve the score API (uvicorn): loads and verifies the champion at start-up."""
-    import os
-
-    import uvicorn
-
-    if demo_key:
-        from coopscore.settings import get_settings
-        from serving.auth import hash_key, new_key
-
-        key = new_key()
-        entries = [e.model_dump(mode="json") for e in get_settings().api_keys]
-        entries.append(
-            {"name": "demo", "sha256": hash_key(key), "scopes": ["score", "ingest", "read", "admin"]}
-        )
-        # Settings are read from the environment by the app factory (also in worker processes).
-        os.environ["COOPSCORE_API_KEYS"] = json.dumps(entries)
-        get_settings.cache_clear()
-        member = _some_member_id()
-        console.print(f"[bold]demo API key (this run only):[/bold] {key}")
-        console.print(
-            f"curl -s -X POST http://{host}:{port}/v1/score -H 'X-API-Key: {key}' "
-            "-H 'Content-Type: application/json' "
-            f"""-d '{{"member_id": "{member}", "amount_cny": 8000, "term_months": 12, """
-            """"purpose": "livestock", "explain": "all"}'""",
-            soft_wrap=True,
-            highlight=False,
-        )
-
-    uvicorn.run(
-        "serving.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=False,
-    )
-
-
-def _some_member_id() -> str:
-    """A member with an online vector, for the demo curl (any id works in the example otherwise)."""
-    import sqlite3
-
-    from coopscore.settings import get_settings
-
-    path = get_settings().online_store_path
-    if path.exists():
-        con = sqlite3.connect(path)
-        try:
-            row = con.execute("SELECT member_id FROM live_vectors LIMIT 1").fetchone()
-        except sqlite3.Error:
-            row = None
-        finally:
-            con.close()
-        if row:
-            return str(row[0])
-    return "M0000001"
-
-
-def _register_job_commands() -> None:
-    """Commands of the later lifecycle stages live in their own modules (each adds its commands)."""
-    from coopscore import cli_audit, cli_features, cli_monitor, cli_train
-
-    app.add_typer(cli_features.app, name="features", help="Feature store: materialize, get, list.")
-    cli_train.register(app)
-    cli_monitor.register(app)
-    cli_audit.register(app)
-
-
-_register_job_commands()
-
-
-def main() -> None:
-    """Entry point for `python -m coopscore`."""
-    app()

@@ -6,23 +6,15 @@ stays fast. Every command takes `--json` to print exactly one JSON object.
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(
-    help="Feature store: materialize member vectors, read one, list the feature registry.",
-    no_args_is_help=True,
-)
+from coopscore.cli.output import JsonInsteadOfTablesOption, emit
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
-
-
-def _emit(payload: dict[str, Any]) -> None:
-    typer.echo(json.dumps(payload, ensure_ascii=False, allow_nan=False))
+app = typer.Typer(help="Feature store: materialize, get, list.", no_args_is_help=True)
 
 
 def _json_number(value: float) -> float | int | None:
@@ -49,7 +41,7 @@ def materialize(
     ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="DuckDB threads (default: all cores).")] = None,
     memory_limit: Annotated[str, typer.Option(help="DuckDB memory limit, e.g. 3GB.")] = "3GB",
-    json_output: JsonOption = False,
+    json_output: JsonInsteadOfTablesOption = False,
 ) -> None:
     """Compute every member's vector as of now (or --as-of) and swap it into the online store."""
     from coopscore.settings import get_settings
@@ -82,7 +74,7 @@ def materialize(
         "store": str(settings.online_store_path),
     }
     if json_output:
-        _emit(payload)
+        emit(payload)
         return
     from rich.console import Console
     from rich.table import Table
@@ -96,7 +88,7 @@ def materialize(
 @app.command()
 def get(
     member_id: Annotated[str, typer.Argument(help="Member whose live vector to print.")],
-    json_output: JsonOption = False,
+    json_output: JsonInsteadOfTablesOption = False,
 ) -> None:
     """Print one member's live feature vector from the online store."""
     from coopscore.settings import get_settings
@@ -114,12 +106,12 @@ def get(
     if vector is None:
         reason = "no vector for this member" if path.exists() else "no online store yet"
         if json_output:
-            _emit({"member_id": member_id, "found": False, "error": reason})
+            emit({"member_id": member_id, "found": False, "error": reason})
         else:
             typer.echo(f"{member_id}: {reason} (run `coopscore features materialize`)", err=True)
         raise typer.Exit(code=1)
     if json_output:
-        _emit(
+        emit(
             {
                 "member_id": vector.member_id,
                 "found": True,
@@ -157,7 +149,7 @@ def list_features(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print the generated reference (docs/features.md).")
     ] = False,
-    json_output: JsonOption = False,
+    json_output: JsonInsteadOfTablesOption = False,
 ) -> None:
     """Print the feature registry: name, window, direction, group and zh/en description."""
     from features.views import default_registry, feature_table_rows, render_feature_reference
@@ -168,7 +160,7 @@ def list_features(
         return
     rows = list(feature_table_rows(registry))
     if json_output:
-        _emit(
+        emit(
             {
                 "feature_set_version": registry.version,
                 "count": len(rows),

@@ -1,0 +1,167 @@
+"""`coopscore audit ...`: fairness audits from the command line.
+
+`coopscore audit fairness --model champion|VERSION --data oot|decision-log|FILE`:
+- `--data oot`: the labelled applications of the event log, out-of-time slice (the default
+  TrainingConfig splits), scored by the model; groups from the member-profile table.
+- `--data decision-log`: the served decisions as logged (PD and decision of the model that made
+  them; `--model VERSION` keeps that version's rows) with outcomes posted to /v1/outcomes; groups
+  from the member-profile table. The model explains gaps by its reason-group points.
+- `--data FILE --model ...`: a table of feature rows with a `defaulted` column, scored by the model.
+
+Without `--model`, `--data FILE --protected COL ...` audits a table of decisions (CSV or Parquet:
+one row per application with a PD column, a decision (approve/review/decline) or approved column, a
+nullable `defaulted` column and the protected group columns). With `--profiles FILE` (the
+`member_profiles` table) the group columns are built from the profile instead (the data then needs
+`member_id` and `applied_at`); `--protected` picks among them (default: all protected groups and the
+thin/thick file split). A `birth_year` column given as `--protected` becomes `age_band` when the data
+has `applied_at`. When gaps are flagged, the other columns of the file are scanned as proxies.
+
+Outputs go to `<data_dir>/audits/<UTC stamp>/` (JSON, HTML, PNG). Exit code 0 when no judged group
+breaks a threshold, 3 when some do, 2 for bad input. `monitoring.audit_job` does the work; heavy
+imports happen inside the command.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coopscore.cli.output import EXIT_BAD_INPUT, AuditJsonOption, emit, fail
+
+EXIT_FLAGGED = 3
+
+app = typer.Typer(help="Fairness audits.", no_args_is_help=True)
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Repeated and comma-separated names as one list."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _print_audit(payload: dict[str, Any]) -> None:
+    out = Console(width=None if sys.stdout.isatty() else 150)
+    verdict = "[bold green]PASS[/bold green]" if payload["passed"] else "[bold red]FLAGGED[/bold red]"
+    out.print(
+        f"{verdict}: {payload['n']:,} applications, {payload['n_labelled']:,} with outcomes; "
+        f"min group size {payload['min_group_size']}"
+    )
+    table = Table(title="approval and outcomes by group")
+    for column in (
+        "attribute",
+        "group",
+        "n",
+        "approval",
+        "ratio",
+        "approve|repaid",
+        "approve|default",
+        "AUC",
+        "cal gap",
+        "status",
+    ):
+        table.add_column(column, justify="left" if column in ("attribute", "group", "status") else "right")
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    def num(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for attribute in payload["attributes"].values():
+        for g in attribute["groups"]:
+            v = g["values"]
+            table.add_row(
+                attribute["attribute"],
+                g["group"],
+                f"{g['n']:,}",
+                pct(v["approval_rate"]),
+                num(v["approval_ratio"]),
+                pct(v["approval_if_repaid"]),
+                pct(v["approval_if_defaulted"]),
+                num(v["auc"]),
+                pct(v["calibration_gap"]),
+                g["status"],
+            )
+    out.print(table)
+    for flag in payload["flags"][:20]:
+        out.print(f"  • {flag['message']}")
+    for attribute, entry in payload.get("explanations", {}).items():
+        top = ", ".join(
+            f"{p['feature']}→{p['group']} (AUC {p['auc']:.2f})" for p in entry.get("proxies", [])[:5]
+        )
+        if top:
+            out.print(f"  proxies for {attribute}: {top}")
+    out.print(f"report: {payload['outputs']['report']}")
+
+
+@app.command("fairness")
+def fairness(
+    data: Annotated[
+        str,
+        typer.Option("--data", help="oot | decision-log | a table FILE (CSV / Parquet / JSON)"),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="registered model: champion, challenger or a VERSION number"),
+    ] = None,
+    protected: Annotated[
+        list[str] | None,
+        typer.Option("--protected", help="group column(s); repeat or comma-separate"),
+    ] = None,
+    profiles: Annotated[
+        Path | None, typer.Option("--profiles", help="FILE: member_profiles table to build groups from")
+    ] = None,
+    pd_col: Annotated[str, typer.Option("--pd-col")] = "pd",
+    decision_col: Annotated[str, typer.Option("--decision-col")] = "decision",
+    approved_col: Annotated[
+        str | None, typer.Option("--approved-col", help="boolean approved column (instead of decisions)")
+    ] = None,
+    label_col: Annotated[str, typer.Option("--label-col")] = "defaulted",
+    score_col: Annotated[str | None, typer.Option("--score-col")] = None,
+    min_group_size: Annotated[int, typer.Option("--min-group-size", min=1)] = 100,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=0)] = 200,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    min_approval_ratio: Annotated[float, typer.Option("--min-approval-ratio")] = 0.8,
+    max_eo_difference: Annotated[float, typer.Option("--max-eo-difference")] = 0.05,
+    max_calibration_gap: Annotated[float, typer.Option("--max-calibration-gap")] = 0.02,
+    require_ci: Annotated[
+        bool, typer.Option("--require-ci", help="flag only when the 95% CI is wholly beyond a limit")
+    ] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="where audits/ goes (default: settings)")
+    ] = None,
+    as_json: AuditJsonOption = False,
+) -> None:
+    """Audit decisions by protected group: approval ratio, equal opportunity, calibration."""
+    from coopscore.settings import get_settings
+    from monitoring.audit_inputs import AuditInputError, DecisionColumns
+    from monitoring.audit_job import run_fairness_audit
+    from monitoring.fairness import FairnessThresholds
+
+    try:
+        run = run_fairness_audit(
+            get_settings(),
+            data=data,
+            model_ref=model,
+            protected=_split(protected),
+            profiles=profiles,
+            columns=DecisionColumns(pd_col, decision_col, approved_col, label_col, score_col),
+            thresholds=FairnessThresholds(
+                min_approval_ratio, max_eo_difference, max_calibration_gap, require_ci=require_ci
+            ),
+            min_group_size=min_group_size,
+            n_boot=n_boot,
+            seed=seed,
+            data_dir=data_dir,
+        )
+    except AuditInputError as error:
+        fail(str(error), EXIT_BAD_INPUT)
+    if as_json:
+        emit(run.stored.payload)
+    else:
+        _print_audit(run.stored.payload)
+    raise typer.Exit(0 if run.passed else EXIT_FLAGGED)

@@ -1,0 +1,472 @@
+"""`coopscore train / retrain / promote / models list`: the model lifecycle commands.
+
+`training.job_setup` builds each job's config, data source and gates. Heavy modules (pandas,
+LightGBM, MLflow) are imported inside the commands. Every command takes `--json` and then prints
+exactly one JSON object on stdout; progress and tables go to stderr.
+
+Exit codes (a scheduler can act on them):
+    0   success: `train` registered a challenger; `retrain` / `promote` promoted it to champion
+    10  kept: the challenger failed a gate and the champion stays
+    11  no new data: `retrain` found this data, feature set and config already trained
+    12  insufficient data: too few labelled applications or defaults to train honestly
+    13  nothing to promote: no challenger
+    1   error (message on stderr, and in the JSON object with --json)
+    2   bad usage (Typer)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.table import Table
+
+from coopscore.cli.output import JsonOnStdoutOption, console, emit, fail, stages, stdout_kept_for_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from coopscore.settings import Settings
+    from training.config import TrainingConfig
+    from training.job import JobSummary, TrainingSource
+
+app = typer.Typer()
+models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
+
+ModelNameOption = Annotated[
+    str | None, typer.Option("--model-name", help="Registered model name (default: settings.model_name).")
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="TrainingConfig as JSON (splits, booster, scale, policy, gates).", exists=True
+    ),
+]
+TruthOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--truth",
+        help="A simulated world's folder (or its truth/ folder): adds the oracle AUC of the true PD.",
+        exists=True,
+    ),
+]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="Train as of this instant (ISO-8601, UTC if no offset); default: latest data."
+    ),
+]
+OotOption = Annotated[
+    int | None, typer.Option("--oot-months", min=1, help="Out-of-time test window (months).")
+]
+CalibrationOption = Annotated[
+    int | None, typer.Option("--calibration-months", min=1, help="Calibration window (months).")
+]
+ValidationOption = Annotated[
+    int | None, typer.Option("--validation-months", min=1, help="Early-stopping window (months).")
+]
+TrainMonthsOption = Annotated[
+    int | None, typer.Option("--train-months", min=1, help="Training window (months; default: all earlier).")
+]
+
+FairnessOption = Annotated[
+    bool,
+    typer.Option(
+        "--fairness/--no-fairness",
+        help="Add the fairness gate (needs the member_profiles table; skipped without it).",
+    ),
+]
+
+
+def _as_of(text: str | None) -> pd.Timestamp | None:
+    if text is None:
+        return None
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"not an ISO-8601 time: {text!r}", param_hint="--as-of") from error
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _monotone(items: list[str] | None) -> dict[str, int]:
+    out = {}
+    for item in items or []:
+        name, _, sign = item.partition("=")
+        if sign not in ("+1", "1", "-1", "0"):
+            raise typer.BadParameter(f"expected COLUMN=+1|-1|0, got {item!r}", param_hint="--monotone")
+        out[name] = int(sign)
+    return out
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _print_summary(summary: JobSummary) -> None:
+    from training.evaluation import CONTENDERS
+
+    if summary.comparison:
+        table = Table(
+            title=f"out-of-time comparison ({summary.metrics.get('oot_rows', '?')} applications, "
+            f"{summary.metrics.get('oot_defaults', '?')} defaults)"
+        )
+        for column in ("", "AUC", "thin AUC", "thick AUC", "KS", "Brier", "ECE", "approve"):
+            table.add_column(column, justify="right" if column else "left")
+        for row in summary.comparison:
+            table.add_row(
+                CONTENDERS.get(row["contender"], row["contender"]),
+                _number(row["auc"], 3),
+                _number(row["thin_auc"], 3),
+                _number(row["thick_auc"], 3),
+                _number(row["ks"], 3),
+                _number(row["brier"], 3),
+                _number(row["ece"], 3),
+                _number(row["approval_rate"], 2),
+            )
+        console.print(table)
+    if summary.mitigation:
+        _print_mitigation(summary.mitigation)
+    if summary.promotion:
+        _print_gates(summary.promotion)
+    colour = {0: "green", 10: "yellow", 11: "cyan"}.get(summary.exit_code, "red")
+    console.print(f"[{colour}]{summary.status}[/{colour}]: {summary.message}")
+
+
+def _print_mitigation(report: dict[str, Any]) -> None:
+    if report.get("first_promotion"):
+        _print_gates(report["first_promotion"])
+    table = Table(title=f"mitigation of v{report['of_version']}: proxy features dropped")
+    for column in ("feature", "group", "alone AUC", "points gap"):
+        table.add_column(column, justify="left" if column in ("feature", "group") else "right")
+    for proxy in report["proxies"]:
+        table.add_row(
+            proxy["feature"],
+            f"{proxy['attribute']}={proxy['group']}",
+            _number(proxy["auc"], 3),
+            _number(proxy["points_gap"], 1),
+        )
+    console.print(table)
+    console.print(
+        f"OOT AUC {_number(report['auc_before'], 3)} -> {_number(report['auc_after'], 3)} "
+        f"(cost {_number(report['auc_cost'], 3)})"
+    )
+    for option in report.get("threshold_optimizer", [])[1:]:
+        console.print(
+            f"for comparison, {option['name']}: AUC {_number(option['auc'], 3)}, "
+            f"{'passes' if option['passed'] else 'fails'} the fairness thresholds ({option['note']})"
+        )
+
+
+def _print_gates(promotion: dict[str, Any]) -> None:
+    table = Table(
+        title=f"promotion gates: v{promotion['challenger_version']} vs champion "
+        f"{promotion['champion_before'] or '(none)'}"
+    )
+    for column in ("gate", "result", "reason"):
+        table.add_column(column)
+    for gate in promotion["gates"]:
+        mark = "[green]pass" if gate["passed"] else "[red]FAIL"
+        table.add_row(gate["gate"], mark, gate["reason"])
+    console.print(table)
+
+
+@app.command("train")
+def train_command(
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            "--table",
+            help="Train on a lender's own table (CSV/Parquet) instead of the event log.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="Table: the 0/1 default column.")] = None,
+    time_column: Annotated[
+        str | None, typer.Option("--time", help="Table: the application-time column.")
+    ] = None,
+    id_column: Annotated[str | None, typer.Option("--id", help="Table: the application-id column.")] = None,
+    protected: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--protected",
+            help="Table: a protected column, excluded from the model and kept for audits. Repeatable.",
+        ),
+    ] = None,
+    monotone: Annotated[
+        list[str] | None,
+        typer.Option("--monotone", help="Table: COLUMN=+1 (raises risk) or COLUMN=-1. Repeatable."),
+    ] = None,
+    truth: TruthOption = None,
+    as_of: AsOfOption = None,
+    config_path: ConfigOption = None,
+    oot_months: OotOption = None,
+    calibration_months: CalibrationOption = None,
+    validation_months: ValidationOption = None,
+    train_months: TrainMonthsOption = None,
+    model_name: ModelNameOption = None,
+    as_json: JsonOnStdoutOption = False,
+) -> None:
+    """Train, evaluate against the baselines, and register a challenger (no promotion)."""
+    from training.job import train
+    from training.job_setup import table_source, training_config
+
+    if table is not None and (label is None or time_column is None):
+        raise typer.BadParameter("--table needs --label and --time", param_hint="--table")
+    if table is None and (label or time_column or id_column or protected or monotone):
+        raise typer.BadParameter("--label/--time/--id/--protected/--monotone need --table")
+    config = training_config(
+        config_path,
+        oot_months=oot_months,
+        calibration_months=calibration_months,
+        validation_months=validation_months,
+        train_months=train_months,
+    )
+    if table is not None:
+        assert label is not None and time_column is not None  # checked above
+        source = table_source(
+            table,
+            label=label,
+            time_column=time_column,
+            id_column=id_column,
+            protected=tuple(protected or ()),
+            monotone=_monotone(monotone),
+        )
+        settings = _settings()
+    else:
+        settings, source = _event_log_source(config, as_of, truth)
+    try:
+        with stdout_kept_for_json(as_json), stages(not as_json) as progress:
+            summary, _ = train(
+                source,
+                config=config,
+                tracking_uri=settings.tracking_uri,
+                artifact_root=settings.artifact_root,
+                model_name=model_name or settings.model_name,
+                progress=progress,
+            )
+    except Exception as error:
+        _handle(error, as_json)
+    _finish(summary, as_json)
+
+
+@app.command("retrain")
+def retrain_command(
+    truth: TruthOption = None,
+    as_of: AsOfOption = None,
+    config_path: ConfigOption = None,
+    oot_months: OotOption = None,
+    calibration_months: CalibrationOption = None,
+    validation_months: ValidationOption = None,
+    train_months: TrainMonthsOption = None,
+    model_name: ModelNameOption = None,
+    fairness: FairnessOption = True,
+    mitigate: Annotated[
+        str,
+        typer.Option(
+            "--mitigate",
+            help="When the fairness gate fails: 'drop-proxies' refits without the proxy "
+            "features behind the gap and judges that model too; 'none' keeps the champion.",
+        ),
+    ] = "none",
+    as_json: JsonOnStdoutOption = False,
+) -> None:
+    """Scheduled job: train on new data, register a challenger, promote it if the gates pass.
+
+    Exit codes: 0 promoted, 10 kept champion, 11 no new data, 12 insufficient data, 1 error.
+    """
+    from training.job import retrain
+    from training.job_setup import fairness_gates, training_config
+
+    config = training_config(
+        config_path,
+        oot_months=oot_months,
+        calibration_months=calibration_months,
+        validation_months=validation_months,
+        train_months=train_months,
+    )
+    settings, source = _event_log_source(config, as_of, truth)
+    if mitigate not in ("none", "drop-proxies"):
+        raise typer.BadParameter("expected none or drop-proxies", param_hint="--mitigate")
+    gates = fairness_gates(settings, config) if fairness else None
+    try:
+        with stdout_kept_for_json(as_json), stages(not as_json) as progress:
+            summary = retrain(
+                source,
+                config=config,
+                tracking_uri=settings.tracking_uri,
+                artifact_root=settings.artifact_root,
+                model_name=model_name or settings.model_name,
+                gates=gates,
+                progress=progress,
+                mitigation="drop-proxies" if mitigate == "drop-proxies" else "none",
+                data_dir=settings.data_dir,
+            )
+    except Exception as error:
+        _handle(error, as_json)
+    _finish(summary, as_json)
+
+
+@app.command("promote")
+def promote_command(
+    version: Annotated[
+        str | None, typer.Option("--version", help="Version to judge (default: the 'challenger' alias).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if a gate fails (needs --by and --reason).")
+    ] = False,
+    by: Annotated[str | None, typer.Option("--by", help="Who forces the promotion (recorded).")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why it is forced (recorded).")] = None,
+    max_auc_drop: Annotated[
+        float, typer.Option("--max-auc-drop", min=0, help="Allowed OOT AUC drop vs the champion.")
+    ] = 0.005,
+    max_ece: Annotated[
+        float, typer.Option("--max-ece", min=0, help="Largest allowed OOT expected calibration error.")
+    ] = 0.02,
+    fairness: FairnessOption = True,
+    min_approval_ratio: Annotated[
+        float, typer.Option("--min-approval-ratio", min=0, max=1, help="Fairness: four-fifths screen.")
+    ] = 0.8,
+    max_eo_difference: Annotated[
+        float,
+        typer.Option("--max-eo-difference", min=0, max=1, help="Fairness: equal-opportunity difference."),
+    ] = 0.05,
+    max_calibration_gap: Annotated[
+        float,
+        typer.Option("--max-calibration-gap", min=0, max=1, help="Fairness: per-group calibration gap."),
+    ] = 0.02,
+    min_group_size: Annotated[
+        int, typer.Option("--min-group-size", min=1, help="Fairness: smaller groups are not judged.")
+    ] = 100,
+    model_name: ModelNameOption = None,
+    as_json: JsonOnStdoutOption = False,
+) -> None:
+    """Run the promotion gates on the challenger; make it champion if they all pass.
+
+    Exit codes: 0 promoted (or forced), 10 kept champion, 13 no challenger, 1 error.
+    """
+    from training.config import FairnessGateConfig, GateConfig, TrainingConfig
+    from training.job import ExitCode
+    from training.job_setup import fairness_gates
+    from training.promotion import NothingToPromoteError, promote
+
+    if force and not (by and reason):
+        raise typer.BadParameter("--force needs --by NAME and --reason TEXT", param_hint="--force")
+    settings = _settings()
+    gate_config = GateConfig(
+        max_auc_drop=max_auc_drop,
+        max_ece=max_ece,
+        fairness=FairnessGateConfig(
+            min_approval_ratio=min_approval_ratio,
+            max_equal_opportunity_difference=max_eo_difference,
+            max_calibration_gap=max_calibration_gap,
+            min_group_size=min_group_size,
+        ),
+    )
+    gates = fairness_gates(settings, TrainingConfig(gates=gate_config)) if fairness else None
+    try:
+        with stdout_kept_for_json(as_json):
+            result = promote(
+                settings.tracking_uri,
+                model_name=model_name or settings.model_name,
+                version=version,
+                gates=gates,
+                gate_config=gate_config,
+                force=force,
+                forced_by=by,
+                force_reason=reason,
+            )
+    except NothingToPromoteError as error:
+        _fail(as_json, ExitCode.NOTHING_TO_PROMOTE, "nothing_to_promote", str(error))
+    except Exception as error:
+        _handle(error, as_json)
+    code = ExitCode.PROMOTED if result.promoted or result.status == "already_champion" else ExitCode.KEPT
+    if as_json:
+        emit({**result.to_dict(), "exit_code": int(code)})
+    else:
+        if result.gates:
+            _print_gates(result.to_dict())
+        console.print(
+            f"{result.status}: champion is now {result.champion_after or '(none)'}"
+            + (f" (forced by {result.forced_by}: {result.force_reason})" if result.forced_by else "")
+        )
+    raise typer.Exit(int(code))
+
+
+@models_app.command("list")
+def list_command(model_name: ModelNameOption = None, as_json: JsonOnStdoutOption = False) -> None:
+    """Registered versions with aliases, OOT metrics and promotion status."""
+    from models import mlflow_io
+    from training.job_setup import tag_float, version_summary
+
+    settings = _settings()
+    model_name = model_name or settings.model_name
+    versions = mlflow_io.list_versions(settings.tracking_uri, model_name)
+    if as_json:
+        emit({"model_name": model_name, "versions": [version_summary(v) for v in versions]})
+        return
+    table = Table(title=f"{model_name}: {len(versions)} version(s)")
+    for column in ("version", "aliases", "data as of", "OOT AUC", "thin AUC", "ECE", "promotion"):
+        table.add_column(column)
+    for v in versions:
+        table.add_row(
+            v.version,
+            ", ".join(v.aliases),
+            v.tags.get("coopscore.as_of", ""),
+            _number(tag_float(v.tags.get("metric.oot_auc"))),
+            _number(tag_float(v.tags.get("metric.oot_thin_auc"))),
+            _number(tag_float(v.tags.get("metric.oot_ece"))),
+            v.tags.get("promotion.status", ""),
+        )
+    console.print(table)
+
+
+def _settings() -> Settings:
+    """The settings, with the MLflow store they name ready to use."""
+    from coopscore.settings import get_settings
+    from models import mlflow_io
+
+    settings = get_settings()
+    mlflow_io.prepare_store(settings.tracking_uri)
+    return settings
+
+
+def _event_log_source(
+    config: TrainingConfig, as_of: str | None, truth: Path | None
+) -> tuple[Settings, TrainingSource]:
+    """The settings and the event-log training source as of --as-of."""
+    from training.job_setup import event_log_source
+
+    settings = _settings()
+    return settings, event_log_source(settings, config, as_of=_as_of(as_of), truth=truth)
+
+
+def _fail(as_json: bool, code: int, status: str, message: str, **extra: Any) -> NoReturn:
+    payload = {"status": status, "exit_code": code, "message": message, **extra} if as_json else None
+    fail(message, code, label=status, payload=payload)
+
+
+def _handle(error: Exception, as_json: bool) -> NoReturn:
+    from training.datasets import InsufficientDataError
+    from training.job import ExitCode
+
+    if isinstance(error, typer.Exit):
+        raise error
+    if isinstance(error, InsufficientDataError):
+        _fail(as_json, ExitCode.INSUFFICIENT_DATA, "insufficient_data", str(error))
+    console.print_exception(max_frames=8)  # stderr: the JSON on stdout stays one object
+    _fail(as_json, ExitCode.ERROR, "error", f"{type(error).__name__}: {error}")
+
+
+def _finish(summary: JobSummary, as_json: bool) -> NoReturn:
+    if as_json:
+        emit(summary.to_dict())
+    else:
+        _print_summary(summary)
+    raise typer.Exit(int(summary.exit_code))

@@ -1,0 +1,145 @@
+"""What a training job is set up from: its config (file plus split overrides), its data source (the
+event log or a lender's table), the fairness gate built from the member profiles, and a readable
+summary of each registered version.
+
+The `coopscore train / retrain / promote / models list` commands call these, so the same set-up
+serves any other caller (a scheduler, a notebook).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from coopscore.settings import Settings
+    from models.mlflow_io import VersionRecord
+    from training.config import TrainingConfig
+    from training.gates import Gate
+    from training.job import TrainingSource
+
+
+def training_config(
+    path: Path | None,
+    *,
+    oot_months: int | None = None,
+    calibration_months: int | None = None,
+    validation_months: int | None = None,
+    train_months: int | None = None,
+) -> TrainingConfig:
+    """The TrainingConfig in `path` (JSON; the defaults without one) with the given split windows."""
+    from training.config import SplitConfig, TrainingConfig
+
+    config = TrainingConfig.model_validate_json(path.read_text()) if path else TrainingConfig()
+    overrides = {
+        k: v
+        for k, v in {
+            "oot_months": oot_months,
+            "calibration_months": calibration_months,
+            "validation_months": validation_months,
+            "train_months": train_months,
+        }.items()
+        if v is not None
+    }
+    if overrides:
+        splits = SplitConfig.model_validate({**config.splits.model_dump(), **overrides})
+        config = config.model_copy(update={"splits": splits})
+    return config
+
+
+def table_source(
+    table: Path,
+    *,
+    label: str,
+    time_column: str,
+    id_column: str | None = None,
+    protected: tuple[str, ...] = (),
+    monotone: Mapping[str, int] | None = None,
+) -> TrainingSource:
+    """Training data from a lender's own table (CSV / Parquet)."""
+    from training.job import TableSource
+
+    return TableSource(
+        table,
+        label=label,
+        time=time_column,
+        id_column=id_column,
+        protected=protected,
+        monotone=dict(monotone or {}),
+    )
+
+
+def event_log_source(
+    settings: Settings,
+    config: TrainingConfig,
+    *,
+    as_of: pd.Timestamp | None = None,
+    truth: Path | None = None,
+) -> TrainingSource:
+    """Training data from the event log, labelled over the config's label window."""
+    from training.job import EventLogSource
+
+    return EventLogSource(
+        events_dir=settings.events_dir,
+        tables_dir=settings.tables_dir,
+        ledger_path=settings.ledger_path,
+        as_of=as_of,
+        window_days=config.splits.label_window_days,
+        truth_dir=truth,  # a world folder or its truth folder (training reads it, for the oracle only)
+    )
+
+
+def fairness_gates(settings: Settings, config: TrainingConfig) -> list[Gate] | None:
+    """The default gates plus the fairness gate, built from the restricted member-profile table
+    (None without one). Protected attributes never enter training; only this gate reads them."""
+    from features.event_log import EventLog
+    from features.offline import read_applications
+    from monitoring.fairness import FairnessThresholds
+    from training.fairness_gates import FairnessGate
+    from training.gates import default_gates
+
+    log = EventLog(settings.events_dir, settings.tables_dir)
+    if not log.table_files("member_profiles"):
+        return None
+    profiles = log.read_table("member_profiles").to_pandas()
+    applications = read_applications(settings.tables_dir)
+    fair = config.gates.fairness
+    gate = FairnessGate.from_profiles(
+        profiles,
+        applications,
+        thresholds=FairnessThresholds(
+            fair.min_approval_ratio,
+            fair.max_equal_opportunity_difference,
+            fair.max_calibration_gap,
+            require_ci=fair.require_ci,
+        ),
+        min_group_size=fair.min_group_size,
+        n_boot=fair.n_boot,
+    )
+    return [*default_gates(config.gates), gate]
+
+
+def tag_float(text: str | None) -> float | None:
+    """A numeric registry tag as a float (None when absent or not a number)."""
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def version_summary(version: VersionRecord) -> dict[str, Any]:
+    """One registered version: aliases, data date, OOT metrics and promotion status."""
+    return {
+        "version": version.version,
+        "aliases": list(version.aliases),
+        "run_id": version.run_id,
+        "created_ms": version.created_ms,
+        "as_of": version.tags.get("coopscore.as_of"),
+        "oot_auc": tag_float(version.tags.get("metric.oot_auc")),
+        "oot_ece": tag_float(version.tags.get("metric.oot_ece")),
+        "oot_thin_auc": tag_float(version.tags.get("metric.oot_thin_auc")),
+        "promotion": version.tags.get("promotion.status"),
+    }
