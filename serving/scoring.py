@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from features.views import application_features, application_features_for_request
+from features.catalog.request import application_features, application_features_for_request
 
 
 @dataclass(frozen=True)
