@@ -37,7 +37,7 @@ def _import_path() -> None:
 
 def synthesize(rows: int, seed: int, *, shifted: bool) -> pd.DataFrame:
     """Rows shaped like the model's features: int64 counts, float64 amounts and ratios (NaN)."""
-    from features.views import default_registry
+    from features.catalog import default_registry
 
     rng = np.random.default_rng(seed)
     columns: dict[str, np.ndarray] = {}

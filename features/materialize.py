@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from features.catalog import FeatureRegistry, default_registry
 from features.offline import DuckDBEngine, build_features, member_spine
 from features.online.base import FeatureBatch, OnlineStore
-from features.views import FeatureRegistry, default_registry
 
 
 @dataclass(frozen=True)

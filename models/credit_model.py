@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from models.calibration import PlattCalibration
 from models.policy import Decision, DecisionPolicy
-from models.reasons import Assessment, Explanation, FeatureContribution, ReasonCode, reason_texts
+from models.reasons import Assessment, Explanation, FeatureContribution, Reason
 from models.scale import ScoreScale
 from models.spec import ModelSpec
 
@@ -264,7 +264,7 @@ class CreditModel:
             reasons=reasons,
         )
 
-    def _reason(self, group: str, points: float, x: list[float], feature_points: list[float]) -> ReasonCode:
+    def _reason(self, group: str, points: float, x: list[float], feature_points: list[float]) -> Reason:
         spec = self.spec.group(group)
         members = self._group_member_lists[self._group_names.index(group)]
         ordered = sorted(members, key=lambda j: feature_points[j])
@@ -279,18 +279,13 @@ class CreditModel:
             for j in ordered
             if feature_points[j] != 0.0
         )
-        text_zh, text_en = reason_texts(spec.label_zh, spec.label_en, points, contributions)
-        return ReasonCode(
-            group=group,
-            points=points,
-            label_zh=spec.label_zh,
-            label_en=spec.label_en,
-            text_zh=text_zh,
-            text_en=text_en,
-            features=contributions,
-        )
+        return Reason.of_group(group, spec.label_zh, spec.label_en, points, contributions)
 
     def _display_value(self, j: int, value: float) -> float | str | None:
+        """A feature value as the applicant sees it: the category's name, or None when missing.
+
+        The one NaN -> None conversion of a reason's values: serving passes them on unchanged.
+        """
         if math.isnan(value):
             return None
         feature = self.spec.features[j]

@@ -2,7 +2,8 @@
 
 Points come from the booster's SHAP contributions (see `models.credit_model`): base points plus the
 points of every group add up to the score. The reasons returned are the groups that lowered the
-score most, each with the feature values behind it.
+score most, each with the feature values behind it. `Reason` is the one reason type from the model
+to the API response: its JSON is exactly a `reasons` item of `/v1/score`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from models.policy import Decision
 
 FeatureValue = float | str | None
@@ -18,7 +21,7 @@ FeatureValue = float | str | None
 
 @dataclass(frozen=True, slots=True)
 class FeatureContribution:
-    """One feature's value and the points it moved the score by (negative: lowered it)."""
+    """One feature's value and the points it moved the score by: what a reason's sentences are built from."""
 
     name: str
     value: FeatureValue
@@ -26,40 +29,37 @@ class FeatureContribution:
     description_zh: str
     description_en: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "name": self.name,
-            "value": self.value,
-            "points": self.points,
-            "description_zh": self.description_zh,
-            "description_en": self.description_en,
-        }
 
+class Reason(BaseModel):
+    """One reason group that moved the score, in words the applicant can read."""
 
-@dataclass(frozen=True, slots=True)
-class ReasonCode:
-    """One reason group's effect on the score, with texts and the features behind it."""
+    # The one reason type from the model to the API: `CreditModel` builds it, serving passes it on,
+    # and its JSON is the response's `reasons` item (`serving.schemas.ScoreResponse` documents it).
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    group: str
-    points: float
-    label_zh: str
-    label_en: str
+    code: str
+    points: float = Field(description="score points this group added (negative lowers the score)")
     text_zh: str
     text_en: str
-    features: tuple[FeatureContribution, ...]
+    features: dict[str, FeatureValue] = Field(description="the feature values behind this reason")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "group": self.group,
-            "points": self.points,
-            "label_zh": self.label_zh,
-            "label_en": self.label_en,
-            "text_zh": self.text_zh,
-            "text_en": self.text_en,
-            "features": [f.to_dict() for f in self.features],
-        }
+    @classmethod
+    def of_group(
+        cls, code: str, label_zh: str, label_en: str, points: float, features: tuple[FeatureContribution, ...]
+    ) -> Reason:
+        """The reason for group `code`: its sentences, and the feature values behind it (in the given order).
+
+        `features` come lowest points first, values already JSON-ready (missing as None, not NaN): the
+        model converts them once, where it reads the feature vector.
+        """
+        text_zh, text_en = reason_texts(label_zh, label_en, points, features)
+        return cls(
+            code=code,
+            points=points,
+            text_zh=text_zh,
+            text_en=text_en,
+            features={f.name: f.value for f in features},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ class Explanation:
     grade: str
     base_points: float
     group_points: dict[str, float]
-    reasons: tuple[ReasonCode, ...]
+    reasons: tuple[Reason, ...]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -85,7 +85,7 @@ class Explanation:
             "grade": self.grade,
             "base_points": self.base_points,
             "group_points": dict(self.group_points),
-            "reasons": [r.to_dict() for r in self.reasons],
+            "reasons": [r.model_dump() for r in self.reasons],
         }
 
 

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
-    from features.views import FeatureRegistry
+    from features.catalog import FeatureRegistry
 
 SPEC_SCHEMA_VERSION: Final = 1
 

@@ -116,7 +116,7 @@ def monitor_columns(stored: pd.DataFrame) -> pd.DataFrame:
 
 def shared_features(names: Iterable[str]) -> tuple[str, ...]:
     """The features among `names` that the feature registry computes per cooperative or village."""
-    from features.views import default_registry
+    from features.catalog import default_registry
 
     by_name = default_registry().by_name
     return tuple(n for n in names if n in by_name and by_name[n].entity != "member")
@@ -125,7 +125,7 @@ def shared_features(names: Iterable[str]) -> tuple[str, ...]:
 def growing_features(names: Iterable[str]) -> tuple[str, ...]:
     """The features among `names` that only grow with calendar time: a cooperative's or village's
     count of outcomes known so far (every group's count rises as the year-old loans resolve)."""
-    from features.views import default_registry
+    from features.catalog import default_registry
 
     by_name = default_registry().by_name
     return tuple(n for n in names if n in by_name and by_name[n].aggregation == "peer_outcome_count")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from models import mlflow_io
 from models.credit_model import CreditModel
 from models.reasons import Assessment
 from models.registry import load_model
-from serving.scoring import Reason, Scored
+from serving.scoring import Scored
 
 CHAMPION = "champion"
 
@@ -49,32 +48,16 @@ def _scored(assessment: Assessment, force_review: str | None) -> Scored:
         # Too little on file to decide automatically: a person looks at it, never an auto-decline.
         decision = "review"
         notes.insert(0, force_review)
-    reasons = [
-        Reason(
-            code=r.group,
-            points=r.points,
-            text_zh=r.text_zh,
-            text_en=r.text_en,
-            features={f.name: _display(f.value) for f in r.features},
-        )
-        for r in explanation.reasons
-    ]
     return Scored(
         pd=explanation.pd,
         score=explanation.score,
         grade=explanation.grade,
         decision=decision,
         decision_notes=notes,
-        reasons=reasons,
+        reasons=explanation.reasons,
         base_points=explanation.base_points,
         group_points=dict(explanation.group_points),
     )
-
-
-def _display(value: float | str | None) -> float | str | None:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def load_champion(settings: Settings) -> CreditModelScorer | None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.contracts import ID_PATTERN as _ID
+from models.reasons import Reason
 
 # Mirrors features.contracts.LOAN_PURPOSES (a test keeps them equal).
 Purpose = Literal["farm_inputs", "livestock", "equipment", "processing", "trade", "other"]
@@ -44,16 +45,6 @@ class BatchScoreRequest(_In):
     applications: list[ScoreRequest] = Field(min_length=1)
 
 
-class ReasonOut(_Out):
-    """One reason group that moved the score, in words the applicant can read."""
-
-    code: str
-    points: float = Field(description="score points this group added (negative lowers the score)")
-    text_zh: str
-    text_en: str
-    features: dict[str, float | str | None] = Field(description="the feature values behind this reason")
-
-
 class ScoreResponse(_Out):
     """The decision for one application, with its reasons."""
 
@@ -65,7 +56,7 @@ class ScoreResponse(_Out):
     grade: Literal["A", "B", "C", "D", "E"]
     decision: Literal["approve", "review", "decline"]
     decision_notes: list[str] = Field(description="why the policy chose this decision")
-    reasons: list[ReasonOut] = Field(description="top reasons that lowered the score")
+    reasons: list[Reason] = Field(description="top reasons that lowered the score")
     base_points: float
     group_points: dict[str, float] | None = Field(
         default=None, description='with explain="all": points of every reason group'

@@ -14,18 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from features.views import application_features, application_features_for_request
-
-
-@dataclass(frozen=True)
-class Reason:
-    """One reason group's contribution to a score."""
-
-    code: str
-    points: float
-    text_zh: str
-    text_en: str
-    features: dict[str, float | str | None]
+from features.catalog.request import application_features, application_features_for_request
+from models.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -37,7 +27,7 @@ class Scored:
     grade: str
     decision: str
     decision_notes: list[str]
-    reasons: list[Reason]
+    reasons: tuple[Reason, ...]  # as the model built them (NaN already None)
     base_points: float
     group_points: dict[str, float] = field(default_factory=dict)
 

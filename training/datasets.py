@@ -26,8 +26,8 @@ from models.spec import ModelSpec, spec_for_table, spec_from_registry
 from training.labels import LabelReport, data_as_of, label_applications, label_horizon, utc
 
 if TYPE_CHECKING:
+    from features.catalog import FeatureRegistry
     from features.offline import DuckDBEngine
-    from features.views import FeatureRegistry
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -195,8 +195,8 @@ def event_log_training_set(
     scored after `as_of`, so the monitor's reference is the recent ones, not the labelled ones (their
     cumulative counts, peer outcome counts and seasons are a year behind what serving sees).
     """
+    from features.catalog import default_registry
     from features.offline import application_spine, build_features, read_applications
-    from features.views import default_registry
 
     registry = registry or default_registry()
     spec = spec_from_registry(registry)

@@ -103,7 +103,7 @@ class EventLogSource:
 
     def fingerprint(self) -> DataFingerprint:
         """Ledger checksum + as-of + feature-set version."""
-        from features.views import default_registry
+        from features.catalog import default_registry
 
         checksum = ledger_checksum(self.ledger_path) or files_checksum(self.events_dir, self.tables_dir)
         return DataFingerprint("event_log", checksum, self._as_of().isoformat(), default_registry().version)

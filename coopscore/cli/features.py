@@ -92,8 +92,8 @@ def get(
 ) -> None:
     """Print one member's live feature vector from the online store."""
     from coopscore.settings import get_settings
+    from features.catalog import default_registry
     from features.online.sqlite import SqliteOnlineStore
-    from features.views import default_registry
 
     path = get_settings().online_store_path
     vector = None
@@ -152,7 +152,7 @@ def list_features(
     json_output: JsonInsteadOfTablesOption = False,
 ) -> None:
     """Print the feature registry: name, window, direction, group and zh/en description."""
-    from features.views import default_registry, feature_table_rows, render_feature_reference
+    from features.catalog import default_registry, feature_table_rows, render_feature_reference
 
     registry = default_registry()
     if markdown:

@@ -4,7 +4,8 @@ The hot path makes one thread hop: the worker thread reads the member's vector, 
 encodes the response once, and queues the decision-log row; the event loop then only awaits the group
 commit that makes that row durable and sends the bytes already encoded. The response is built as a
 plain dict in exactly the shape of `ScoreResponse` (which stays the documented `response_model`; a test
-checks the two agree), so it is not validated and serialized a second time.
+checks the two agree), so it is not validated and serialized a second time. Its reasons are the model's
+own `models.reasons.Reason` objects, dumped as they are.
 """
 
 from __future__ import annotations
@@ -115,16 +116,7 @@ def _decision(
     scored_at = datetime.now(UTC)
     request_id = uuid.uuid4().hex
     application_id = body.application_id or f"app-{request_id[:16]}"
-    reasons = [
-        {
-            "code": r.code,
-            "points": r.points,
-            "text_zh": r.text_zh,
-            "text_en": r.text_en,
-            "features": r.features,
-        }
-        for r in scored.reasons
-    ]
+    reasons = [r.model_dump() for r in scored.reasons]  # the model's `Reason`, as JSON
     payload: dict[str, Any] = {
         "request_id": request_id,
         "application_id": application_id,

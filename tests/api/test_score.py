@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from features.contracts import PROTECTED_ATTRIBUTES
 from serving.champion import load_champion
 from serving.schemas import BatchScoreResponse, ScoreResponse
+from serving.scoring import applicant_vector
 from tests.api.conftest import Keys, fill_online_store, make_settings
 
 ClientFactory = Callable[..., TestClient]
@@ -124,6 +125,26 @@ def test_the_response_is_exactly_the_documented_model(client: TestClient, keys: 
         assert ScoreResponse.model_validate(body).model_dump(mode="json") == body
     new = score(client, keys, "ghost", allow_new_member=True)
     assert ScoreResponse.model_validate(new).model_dump(mode="json") == new
+
+
+def test_the_reasons_are_the_models_own_reasons(client: TestClient, keys: Keys) -> None:
+    # One reason type from model to response: what the route sends is the model's `Reason` as JSON,
+    # including null (converted once, by the model) for a feature the member has no record of.
+    state = client.app.state.coopscore  # type: ignore[attr-defined]
+    scorer = state.models.current.scorer
+    names = scorer.feature_names
+    nulls = 0
+    for member, extra in (("weak", {}), ("ghost", {"allow_new_member": True})):
+        body = score(client, keys, member, **extra)
+        [vector] = state.online_store.online_read([member])
+        row = dict(vector.features) if vector is not None else dict.fromkeys(names, math.nan)
+        features = applicant_vector(
+            row, amount_cny=APPLICATION["amount_cny"], term_months=APPLICATION["term_months"]
+        )
+        reasons = scorer.model.assess(features, top_k=4).explanation.reasons
+        assert body["reasons"] == [r.model_dump() for r in reasons]
+        nulls += sum(v is None for r in body["reasons"] for v in r["features"].values())
+    assert nulls, "the new member's missing history shows as null"
 
 
 def test_batch_scores_all_items_together_as_single_requests_would(

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.catalog import Feature, FeatureRegistry, default_registry
 from features.contracts import MEMBER_PROFILE_CONTRACT, PROTECTED_ATTRIBUTES
 from features.offline import (
     DuckDBEngine,
@@ -20,7 +21,6 @@ from features.offline import (
     build_features,
     compile_feature_sql,
 )
-from features.views import Feature, FeatureRegistry, default_registry
 from tests.utils.feature_fixtures import World, seeded_world, write_table
 
 FORBIDDEN = {*PROTECTED_ATTRIBUTES, "member_profiles", "cooperatives", "county"}

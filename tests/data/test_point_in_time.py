@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features.catalog import default_registry
 from features.contracts import EVENT_TYPES
 from features.offline import (
     DuckDBEngine,
@@ -28,7 +29,6 @@ from features.offline import (
     member_spine,
 )
 from features.reference import reference_features
-from features.views import default_registry
 from tests.utils.feature_fixtures import (
     MEMBERS,
     World,

@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 
 from coopscore.cli.features import app
 from coopscore.settings import get_settings
+from features.catalog import application_features_for_request, default_registry
 from features.materialize import materialize
 from features.offline import DuckDBEngine, EngineConfig, build_features, member_spine
 from features.online.base import FeatureBatch
 from features.online.sqlite import SqliteOnlineStore
-from features.views import application_features_for_request, default_registry
 from tests.utils.feature_fixtures import at, seeded_world
 
 REGISTRY = default_registry()

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from features.catalog import default_registry
 from features.contracts import MEMBER_PROFILE_CONTRACT, PROTECTED_ATTRIBUTES
-from features.views import default_registry
 from tests.utils.model_fixtures import (
     fast_config,
     golden_applicant,

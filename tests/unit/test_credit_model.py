@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -66,17 +67,20 @@ def test_reasons_are_the_groups_that_lowered_the_score_most(fitted, rows) -> Non
     model, _ = fitted
     for row in rows:
         explanation = model.explain(row, top_k=4)
+        points_row = model.points(row).feature_points[0].tolist()
+        feature_points = dict(zip(model.feature_names, points_row, strict=True))
         negative = sorted(p for p in explanation.group_points.values() if p < 0)
         assert [r.points for r in explanation.reasons] == negative[:4]
         for reason in explanation.reasons:
+            group = model.spec.group(reason.code)
             assert reason.points < 0
-            assert reason.label_zh and reason.label_en
-            assert reason.label_zh in reason.text_zh and reason.label_en in reason.text_en
+            assert group.label_zh in reason.text_zh and group.label_en in reason.text_en
             assert reason.features, "a reason names the feature values behind it"
-            assert all(f.name in model.spec.index for f in reason.features)
-            assert math.fsum(f.points for f in reason.features) == pytest.approx(reason.points, abs=1e-9)
-            worst = reason.features[0]
-            assert worst.points == min(f.points for f in reason.features)
+            assert all(model.spec.by_name[name].reason_group == reason.code for name in reason.features)
+            points = [feature_points[name] for name in reason.features]
+            assert math.fsum(points) == pytest.approx(reason.points, abs=1e-9)
+            assert points == sorted(points), "the feature that lowered the score most comes first"
+            worst = model.spec.by_name[next(iter(reason.features))]
             assert worst.description_en in reason.text_en and worst.description_zh in reason.text_zh
 
 
@@ -85,12 +89,26 @@ def test_reason_shows_the_applicants_values(fitted, rows) -> None:
     row = dict(rows[1])
     explanation = model.explain(row)
     for reason in explanation.reasons:
-        for feature in reason.features:
-            expected = row[feature.name]
+        for name, value in reason.features.items():
+            expected = row[name]
             if expected is None or (isinstance(expected, float) and math.isnan(expected)):
-                assert feature.value is None
+                assert value is None
             else:
-                assert feature.value == pytest.approx(float(expected))
+                assert value == pytest.approx(float(expected))
+
+
+def test_reasons_are_json_ready_with_missing_values_as_null(fitted, rows) -> None:
+    # The model converts NaN to None once; nothing downstream converts again, so its JSON must be valid.
+    model, _ = fitted
+    missing = 0
+    blank = dict.fromkeys(model.feature_names, math.nan)  # a member with no record at all
+    for row in [*rows, blank]:
+        for reason in model.explain(row).reasons:
+            payload = reason.model_dump()
+            assert list(payload) == ["code", "points", "text_zh", "text_en", "features"]
+            json.dumps(payload, allow_nan=False)
+            missing += sum(value is None for value in reason.features.values())
+    assert missing, "the blank member's reasons show missing values"
 
 
 def test_top_k(fitted, rows) -> None:
@@ -111,8 +129,10 @@ def test_missing_feature_is_an_error_unless_passed_as_missing(fitted, rows) -> N
 
 def test_explanation_json(fitted, rows) -> None:
     model, _ = fitted
-    payload = model.assess(rows[0]).to_dict()
+    assessment = model.assess(rows[0])
+    payload = assessment.to_dict()
     assert {"pd", "score", "grade", "base_points", "group_points", "reasons", "decision"} <= set(payload)
+    assert payload["reasons"] == [r.model_dump() for r in assessment.explanation.reasons]
     assert payload["decision"]["outcome"] in ("approve", "review", "decline")
 
 

@@ -14,9 +14,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from coopscore.cli.features import app
-from features.contracts import EVENT_TYPES
-from features.offline import compile_feature_sql
-from features.views import (
+from features.catalog import (
     REASON_GROUPS,
     WINDOW_DAYS,
     Condition,
@@ -27,6 +25,8 @@ from features.views import (
     default_registry,
     render_feature_reference,
 )
+from features.contracts import EVENT_TYPES
+from features.offline import compile_feature_sql
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = default_registry()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from features.views import default_registry
+from features.catalog import default_registry
 from models.spec import spec_from_registry
 from training.baselines import WoeScorecard
 from training.datasets import bureau_feature_names

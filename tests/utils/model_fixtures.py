@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.views import FeatureRegistry, default_registry
+from features.catalog import FeatureRegistry, default_registry
 from models.spec import spec_from_registry
 from training.config import BoosterConfig, SplitConfig, TrainingConfig
 from training.datasets import (

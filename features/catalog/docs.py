@@ -1,0 +1,101 @@
+"""The generated feature reference (`docs/features.md`) and the `features list --json` rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from features.catalog.schema import Feature, FeatureRegistry
+
+
+def _direction_label(direction: int) -> str:
+    return {1: "+1 (raises risk)", -1: "−1 (lowers risk)", 0: "none"}[direction]
+
+
+def _aggregation_label(feature: Feature) -> str:
+    """Compact description of how a feature is computed, for the reference table."""
+    parts: list[str] = [feature.aggregation]
+    if feature.column:
+        parts.append(f"({feature.column})")
+    if feature.inputs:
+        parts.append("(" + ", ".join(feature.inputs) + ")")
+    if feature.values:
+        parts.append(" in " + "/".join(feature.values))
+    label = "".join(parts)
+    for cond in feature.where:
+        value = "/".join(cond.value) if isinstance(cond.value, tuple) else cond.value
+        label += f" where {cond.column} {cond.op}" + ("" if value is None else f" {value}")
+    return label
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_feature_reference(registry: FeatureRegistry) -> str:
+    """Markdown reference of every feature, grouped by reason group (`docs/features.md`)."""
+    lines = [
+        "# Feature reference",
+        "",
+        "Generated from `features/catalog/` by `features.catalog.render_feature_reference`",
+        "(`coopscore features list --markdown > docs/features.md`); do not edit by hand.",
+        "",
+        f"Feature-set version `{registry.version}`: {len(registry.features)} features in "
+        f"{len({f.reason_group for f in registry.features})} reason groups.",
+        "",
+        "Point-in-time rule: a feature as of `t` uses only events with `event_time < t` and "
+        "`recorded_at <= t`, each `event_id` once (the earliest-recorded of its copies visible at "
+        "`t`); an N-day window covers `[t - N days, t)`; months are UTC calendar months. The "
+        "member's cooperative and village are those of their latest `join` event visible at `t`. "
+        "Peer default rates use outcomes known by `t` (`max(observed_at, applied_at) <= t`), "
+        "never the application being scored; an outcome counts for the village its applicant "
+        "lived in when applying. Direction is the expected effect of a larger value on default "
+        "risk (training turns it into a monotone constraint). Counts and flags are never missing; "
+        "other features are empty (NaN) when undefined, e.g. a ratio over zero.",
+        "",
+    ]
+    for group in registry.reason_groups:
+        members = [f for f in registry.features if f.reason_group == group.name]
+        if not members:
+            continue
+        lines += [
+            f"## {group.label_en} · {group.label_zh} (`{group.name}`)",
+            "",
+            "| feature | entity | sources | computed as | window | dtype | direction "
+            "| description (en) | 说明 (zh) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for f in members:
+            sources = ", ".join(f.sources) if len(f.sources) < 4 else "all event types"
+            cells = [
+                f"`{f.name}`",
+                f.entity,
+                sources or "(features)",
+                f"`{_aggregation_label(f)}`",
+                f.window_label,
+                f.dtype,
+                _direction_label(f.direction),
+                f.description_en,
+                f.description_zh,
+            ]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def feature_table_rows(registry: FeatureRegistry) -> Iterable[dict[str, Any]]:
+    """One plain dict per feature (the `coopscore features list --json` payload)."""
+    for f in registry.features:
+        yield {
+            "name": f.name,
+            "entity": f.entity,
+            "sources": list(f.sources),
+            "aggregation": f.aggregation,
+            "window": f.window_label,
+            "window_days": f.window_days,
+            "dtype": f.dtype,
+            "direction": f.direction,
+            "reason_group": f.reason_group,
+            "description_zh": f.description_zh,
+            "description_en": f.description_en,
+        }

@@ -1,0 +1,1 @@
+"""Feature declarations, one module per reason group; `features.catalog.registry` orders them."""
