@@ -29,7 +29,8 @@ from features.contracts import EVENT_PAYLOADS, EVENT_TYPES, PROTECTED_ATTRIBUTES
 
 # Bump when the meaning of an aggregation changes without its declaration changing (e.g. the compiler
 # now treats a boundary differently): the feature-set version then changes with it.
-FEATURE_SEMANTICS_VERSION: Final = 1
+# 2: months are elapsed time (30.4375 days), not calendar months (months_since_*, distinct_months).
+FEATURE_SEMANTICS_VERSION: Final = 2
 
 Entity = Literal["member", "cooperative", "village"]
 Direction = Literal[-1, 0, 1]
@@ -461,8 +462,8 @@ def _delivery_features() -> list[Feature]:
             window=w,
             direction=-1,
             group="deliveries",
-            zh=f"{_zh_window(w)}有交售记录的自然月数（交售规律性）",
-            en=f"Calendar months with at least one delivery {_en_window(w)} (regularity)",
+            zh=f"{_zh_window(w)}有交售记录的月数（按30.4天一月倒推；交售规律性）",
+            en=f"Months (30.4-day spans) with at least one delivery {_en_window(w)} (regularity)",
         )
         for w in (180, 365)
     ]
@@ -684,8 +685,8 @@ def _savings_features() -> list[Feature]:
             window=365,
             direction=-1,
             group="savings",
-            zh="近365天有存款的自然月数（储蓄规律性）",
-            en="Calendar months with a savings deposit in the last 365 days (regularity)",
+            zh="近365天有存款的月数（按30.4天一月倒推；储蓄规律性）",
+            en="Months (30.4-day spans) with a savings deposit in the last 365 days (regularity)",
         ),
         _derived(
             "savings_balance",
@@ -907,8 +908,8 @@ def _engagement_features() -> list[Feature]:
             window=365,
             direction=-1,
             group="engagement",
-            zh="近365天有参会记录的自然月数",
-            en="Calendar months with a meeting attended in the last 365 days",
+            zh="近365天有参会记录的月数（按30.4天一月倒推）",
+            en="Months (30.4-day spans) with a meeting attended in the last 365 days",
         ),
         _feature(
             "meeting_months_since_last",
@@ -1074,8 +1075,8 @@ def _mobile_features() -> list[Feature]:
             window=365,
             direction=-1,
             group="mobile_payments",
-            zh="近365天有移动支付记录的自然月数",
-            en="Calendar months with mobile payments in the last 365 days",
+            zh="近365天有移动支付记录的月数（按30.4天一月倒推）",
+            en="Months (30.4-day spans) with mobile payments in the last 365 days",
         )
     ]
     return out
@@ -1383,7 +1384,10 @@ def render_feature_reference(registry: FeatureRegistry) -> str:
         "",
         "Point-in-time rule: a feature as of `t` uses only events with `event_time < t` and "
         "`recorded_at <= t`, each `event_id` once (the earliest-recorded of its copies visible at "
-        "`t`); an N-day window covers `[t - N days, t)`; months are UTC calendar months. The "
+        "`t`); an N-day window covers `[t - N days, t)`; a month is 30.4375 days of elapsed time "
+        "(timestamps read to the second): `months since` an event counts the whole months elapsed "
+        "until `t`, and a count of months in a window counts the month-long spans back from `t` "
+        "that hold an event, so neither depends on the day of the month `t` falls on. The "
         "member's cooperative and village are those of their latest `join` event visible at `t`. "
         "Peer default rates use outcomes known by `t` (`max(observed_at, applied_at) <= t`), "
         "never the application being scored; an outcome counts for the village its applicant "
