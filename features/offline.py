@@ -1,8 +1,9 @@
 """Point-in-time offline builder: every feature as of each row of a spine, computed by DuckDB.
 
-The feature declarations (`features.views`) compile to one SQL query written in the dialect DuckDB
+The feature declarations (`features.catalog`) compile to one SQL query written in the dialect DuckDB
 and Spark SQL share (CTEs, joins, `FILTER (WHERE ...)` aggregates, `ROW_NUMBER`/running `SUM` window
-functions, `YEAR`/`MONTH`, `INTERVAL 'n' DAY`, `BIT_OR`/`BIT_COUNT`, `LEAST`/`GREATEST`). Everything
+functions, `YEAR`/`DAYOFYEAR`/`HOUR`/`MINUTE`/`SECOND`, `FLOOR`, `INTERVAL 'n' DAY`,
+`BIT_OR`/`BIT_COUNT`, `LEAST`/`GREATEST`). Everything
 engine-specific (the Parquet scan, UTC timestamp casts, settings) lives in `DuckDBEngine`, the one
 small adapter; a Spark adapter would register the same relation names and run the same text.
 
@@ -10,7 +11,14 @@ Point-in-time rule, for a spine row (member, as_of):
 - an event counts iff `event_time < as_of` and `recorded_at <= as_of`;
 - each `event_id` counts once: of its copies visible as of `as_of`, the earliest-recorded (ties:
   earlier `event_time`, then payload), so a copy not visible yet can never hide or replace one;
-- a window of N days covers `[as_of - N days, as_of)`; months are UTC calendar months;
+- a window of N days covers `[as_of - N days, as_of)`;
+- a month is elapsed time, `SECONDS_PER_MONTH` (30.4375 days), with timestamps read to the whole
+  second: `months_since_*` is the whole months elapsed from the event to as_of (floored);
+  `distinct_months` counts the month-long spans counted back from as_of that hold an event.
+  Calendar months would make a vector depend on the day of the month it is computed on (as of the
+  1st vs the 15th). Whole months, not fractional ones: a fraction would carry the phase of monthly
+  schedules (a cooperative meets on its own day each month), so vectors all computed at one
+  instant would differ from vectors spread over the month by that phase alone;
 - the member's cooperative and village are those of their latest visible `join` event;
 - peer default rates use outcomes known by `as_of` (`max(observed_at, applied_at) <= as_of`), never
   the spine row's own application; an outcome's village is its applicant's village when applying.
@@ -38,6 +46,13 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.catalog import (
+    Condition,
+    Feature,
+    FeatureRegistry,
+    application_features,
+    default_registry,
+)
 from features.contracts import (
     APPLICATION_CONTRACT,
     EVENT_CONTRACTS,
@@ -45,13 +60,6 @@ from features.contracts import (
     EVENT_TYPES,
     OUTCOME_CONTRACT,
     TableContract,
-)
-from features.views import (
-    Condition,
-    Feature,
-    FeatureRegistry,
-    application_features,
-    default_registry,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +75,8 @@ _COMMON_COLUMNS: Final = ("event_id", "member_id", "coop_id", "event_time", "rec
 # Latest event first; copies of one event_id: the earliest-recorded (as in the dedupe rule).
 _LATEST_ORDER: Final = "e.event_time DESC, e.event_id DESC, e.recorded_at ASC"
 _RUNNING: Final = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+# One month of elapsed time: 30.4375 days (365.25 / 12), in seconds.
+SECONDS_PER_MONTH: Final = 2_629_800
 
 
 def raw_event_relation(event_type: str) -> str:
@@ -119,6 +129,26 @@ def _as_bigint(expr: str) -> str:
     return f"CAST({expr} AS BIGINT)"
 
 
+def _epoch_seconds(stamp: str) -> str:
+    """Whole seconds since 1970-01-01 of a UTC TIMESTAMP, in functions DuckDB and Spark share.
+
+    Neither `epoch` (DuckDB) nor `unix_timestamp` (Spark) exists in the other engine, so the day
+    number is counted from the calendar: 365 days a year since 1970 plus the leap days before
+    `YEAR`, then the day of the year and the time of day (sub-second digits are dropped).
+    """
+    year = f"YEAR({stamp})"
+    days = (
+        f"365 * ({year} - 1970) + FLOOR(({year} - 1969) / 4) - FLOOR(({year} - 1901) / 100) "
+        f"+ FLOOR(({year} - 1601) / 400) + DAYOFYEAR({stamp}) - 1"
+    )
+    return _as_bigint(f"({days}) * 86400 + HOUR({stamp}) * 3600 + MINUTE({stamp}) * 60 + SECOND({stamp})")
+
+
+def _elapsed_seconds(alias: str = "e", spine: str = "s") -> str:
+    """Whole seconds from an event to its spine row's as_of."""
+    return f"({spine}.as_of_second - {alias}.event_second)"
+
+
 class _Compiler:
     """Compiles a registry's member features into one SELECT keyed by `spine_row`."""
 
@@ -129,7 +159,7 @@ class _Compiler:
         self.event_columns: dict[str, dict[str, str]] = {}  # source -> per-event SQL -> alias
         self.latest_columns: dict[str, set[str]] = {}  # source -> columns of its latest event
         self.window_days: set[int] = set()
-        self.month_sources: set[str] = set()
+        self.second_sources: set[str] = set()  # event types that need `event_second`
         self.lifetime_sources: set[str] = set()
         self.lower_bound: dict[str, int] = {}  # source -> widest window (when none is lifetime)
         self.needs_entity = False
@@ -187,11 +217,12 @@ class _Compiler:
             elif f.aggregation == "max":
                 sql = f"MAX({col})" + where
             elif f.aggregation == "distinct_months":
-                # A window of <= 365 days spans <= 13 consecutive calendar months, so month
-                # numbers modulo 60 are distinct inside it: one bit per month, OR-ed, counted.
-                self.month_sources.add(source)
-                bit = self._event_column(source, _as_bigint("POWER(2, event_month % 60)"), "month_bit")
-                sql = f"BIT_OR({bit})" + where
+                # Months counted back from as_of: an event `k` whole months before as_of sets bit
+                # k (k <= 11 inside a 365-day window), OR-ed over the window, counted. The bit
+                # depends on the spine row, so it is computed per pair, not per event.
+                self.second_sources.add(source)
+                month_back = f"FLOOR({_elapsed_seconds()} / {SECONDS_PER_MONTH})"
+                sql = f"BIT_OR({_as_bigint(f'POWER(2, {month_back})')})" + where
             elif f.aggregation == "distinct_values":
                 enum = next(s.enum for s in EVENT_PAYLOADS[source] if s.name == f.column)
                 assert enum is not None
@@ -199,9 +230,9 @@ class _Compiler:
                 bit = self._event_column(source, f"CASE {f.column} {cases} ELSE 0 END", f"{f.column}_bit")
                 sql = f"BIT_OR({bit})" + where
             elif f.aggregation in ("months_since_first", "months_since_last"):
-                self.month_sources.add(source)
+                self.second_sources.add(source)
                 func = "MIN" if f.aggregation == "months_since_first" else "MAX"
-                sql = f"{func}(e.event_month)" + where
+                sql = f"{func}(e.event_second)" + where
             else:  # latest_in
                 assert f.column is not None
                 self.latest_columns.setdefault(source, set()).add(f.column)
@@ -222,8 +253,8 @@ class _Compiler:
             return _as_bigint(f"COALESCE(BIT_COUNT({refs[0]}), 0)")
         # months_since_*: LEAST/GREATEST skip NULLs in DuckDB and Spark alike (need 2+ args)
         func = "LEAST" if f.aggregation == "months_since_first" else "GREATEST"
-        month = refs[0] if len(refs) == 1 else f"{func}({', '.join(refs)})"
-        return _as_double(f"s.as_of_month - {month}")
+        second = refs[0] if len(refs) == 1 else f"{func}({', '.join(refs)})"
+        return _as_double(f"FLOOR((s.as_of_second - {second}) / {SECONDS_PER_MONTH})")
 
     def _derived_expr(self, f: Feature) -> str:
         inputs = [f"({self.exprs[name]})" for name in f.inputs]
@@ -268,7 +299,7 @@ class _Compiler:
         )
         return (
             "spine AS (\n  SELECT spine_row, member_id, application_id, as_of,\n"
-            f"    YEAR(as_of) * 12 + MONTH(as_of) AS as_of_month{starts}\n"
+            f"    {_epoch_seconds('as_of')} AS as_of_second{starts}\n"
             f"  FROM {SPINE_RELATION}\n)"
         )
 
@@ -286,19 +317,15 @@ class _Compiler:
 
     def _event_relation_columns(self, source: str) -> list[str]:
         """Columns of `ev_<source>`, in order."""
-        month = ["event_month"] if source in self.month_sources else []
-        return [*self._used_columns(source), *month, *self.event_columns.get(source, {}).values()]
+        second = ["event_second"] if source in self.second_sources else []
+        return [*self._used_columns(source), *second, *self.event_columns.get(source, {}).values()]
 
     def _events_select(self, source: str) -> str:
         """One event type's stored rows (every copy) with per-event helper columns."""
         cols = ", ".join(self._used_columns(source))
-        month = (
-            ", YEAR(event_time) * 12 + MONTH(event_time) AS event_month"
-            if source in self.month_sources
-            else ""
-        )
+        second = f", {_epoch_seconds('event_time')} AS event_second" if source in self.second_sources else ""
         derived = "".join(f", {sql} AS {alias}" for sql, alias in self.event_columns.get(source, {}).items())
-        return f"SELECT *{derived}\n    FROM (SELECT {cols}{month} FROM {raw_event_relation(source)}) typed"
+        return f"SELECT *{derived}\n    FROM (SELECT {cols}{second} FROM {raw_event_relation(source)}) typed"
 
     def _events_cte(self, source: str) -> str:
         return f"ev_{source} AS (\n  {self._events_select(source)}\n)"

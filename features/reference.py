@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from features.catalog import Condition, Feature, FeatureRegistry, default_registry
 from features.contracts import (
     APPLICATION_CONTRACT,
     EVENT_CONTRACTS,
@@ -27,10 +28,12 @@ from features.contracts import (
     OUTCOME_CONTRACT,
     TableContract,
 )
-from features.views import Condition, Feature, FeatureRegistry, default_registry
 
 _NAN = float("nan")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A month of elapsed time: 365.25 days / 12, written out here independently of the compiler.
+_MONTH = timedelta(days=30.4375)
+_SECOND = timedelta(seconds=1)
 
 Event = dict[str, Any]
 
@@ -79,8 +82,9 @@ def load_event_log(events_dir: Path, *, member_ids: Iterable[str] | None = None)
     return log
 
 
-def _month(stamp: datetime) -> int:
-    return stamp.year * 12 + stamp.month
+def _elapsed(since: datetime, until: datetime) -> timedelta:
+    """Time from `since` to `until`, each read to the whole second (sub-second digits dropped)."""
+    return ((until - _EPOCH) // _SECOND - (since - _EPOCH) // _SECOND) * _SECOND
 
 
 def _visible(events: Iterable[Event], as_of: datetime) -> list[Event]:
@@ -152,13 +156,14 @@ def _event_value(
     if agg == "distinct_values":
         spec = next(s for s in EVENT_PAYLOADS[feature.sources[0]] if s.name == column)
         return len({e[column] for e in rows if e[column] in (spec.enum or ())})
-    months = [_month(e["event_time"]) for e in rows]
     if agg == "distinct_months":
-        return len(set(months))
-    if not months:
+        # Month-long spans counted back from as_of: [0, 1 month) is span 0, and so on.
+        return len({_elapsed(e["event_time"], as_of) // _MONTH for e in rows})
+    if not rows:
         return _NAN
-    first_or_last = min(months) if agg == "months_since_first" else max(months)
-    return float(_month(as_of) - first_or_last)
+    times = [e["event_time"] for e in rows]
+    first_or_last = min(times) if agg == "months_since_first" else max(times)
+    return float(_elapsed(first_or_last, as_of) // _MONTH)  # whole months elapsed
 
 
 def _derived_value(feature: Feature, values: Mapping[str, Any]) -> Any:
@@ -257,7 +262,7 @@ class _Peers:
 
 
 def _application_values(values: Mapping[str, Any], amount: float, term: float) -> dict[str, Any]:
-    """Request-time features, written out independently of `views.application_features`."""
+    """Request-time features, written out independently of `features.catalog.application_features`."""
     income = float(values["delivery_amount_365d"])
     balance = float(values["savings_balance"])
     return {

@@ -45,7 +45,10 @@ def render_feature_reference(registry: FeatureRegistry) -> str:
         "",
         "Point-in-time rule: a feature as of `t` uses only events with `event_time < t` and "
         "`recorded_at <= t`, each `event_id` once (the earliest-recorded of its copies visible at "
-        "`t`); an N-day window covers `[t - N days, t)`; months are UTC calendar months. The "
+        "`t`); an N-day window covers `[t - N days, t)`; a month is 30.4375 days of elapsed time "
+        "(timestamps read to the second): `months since` an event counts the whole months elapsed "
+        "until `t`, and a count of months in a window counts the month-long spans back from `t` "
+        "that hold an event, so neither depends on the day of the month `t` falls on. The "
         "member's cooperative and village are those of their latest `join` event visible at `t`. "
         "Peer default rates use outcomes known by `t` (`max(observed_at, applied_at) <= t`), "
         "never the application being scored; an outcome counts for the village its applicant "

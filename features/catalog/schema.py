@@ -21,7 +21,8 @@ from features.contracts import EVENT_PAYLOADS, EVENT_TYPES, PROTECTED_ATTRIBUTES
 
 # Bump when the meaning of an aggregation changes without its declaration changing (e.g. the compiler
 # now treats a boundary differently): the feature-set version then changes with it.
-FEATURE_SEMANTICS_VERSION: Final = 1
+# 2: months are elapsed time (30.4375 days), not calendar months (months_since_*, distinct_months).
+FEATURE_SEMANTICS_VERSION: Final = 2
 
 Entity = Literal["member", "cooperative", "village"]
 Direction = Literal[-1, 0, 1]

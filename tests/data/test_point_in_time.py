@@ -8,7 +8,7 @@ records and duplicates; then adding anything not yet visible must change nothing
 from __future__ import annotations
 
 import tempfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +258,111 @@ def test_bitemporal_boundaries_and_windows() -> None:
     assert row["savings_deposit_amount_365d"] == 10.0 + 1000.0 + 10_000.0 + 100_000.0
     assert row["savings_deposit_count_365d"] == 4
     assert row["application_amount_cny"] == 1200.0
+
+
+def _months_world() -> World:
+    """m0: one event of each months_since_* source, none after 2023-12-20; m1: a payment every 3 days."""
+    last = datetime(2023, 12, 20, 9, 30, tzinfo=UTC)
+    m0 = [
+        event(
+            "membership", event_id="j0", member_id="m0", coop_id="c0", event_time=last - timedelta(days=300)
+        ),
+        event(
+            "produce_delivery",
+            event_id="d0",
+            member_id="m0",
+            coop_id="c0",
+            event_time=last - timedelta(days=40),
+        ),
+        event(
+            "savings_deposit",
+            event_id="s0",
+            member_id="m0",
+            coop_id="c0",
+            event_time=last - timedelta(days=70),
+        ),
+        event(
+            "loan_disbursement",
+            event_id="l0",
+            member_id="m0",
+            coop_id="c0",
+            event_time=last - timedelta(days=200),
+        ),
+        event(
+            "loan_repayment",
+            event_id="r0",
+            member_id="m0",
+            coop_id="c0",
+            event_time=last - timedelta(days=9),
+            days_late=12,
+        ),
+        event("meeting_attendance", event_id="g0", member_id="m0", coop_id="c0", event_time=last),
+    ]
+    start = datetime(2022, 6, 1, 7, tzinfo=UTC)
+    m1 = [
+        event(
+            "mobile_payment",
+            event_id=f"p{i}",
+            member_id="m1",
+            coop_id="c0",
+            event_time=start + timedelta(days=3 * i),
+        )
+        for i in range(260)  # to 2024-06-29: every month of every as_of's window holds several
+    ]
+    return World(events=(*m0, *m1))
+
+
+def test_months_are_elapsed_time_not_calendar_months() -> None:
+    """A vector must not depend on the day of the month it is computed on (issue 11).
+
+    `months_since_*` counts whole 30.4375-day months from the event: it steps exactly one, two...
+    months after the event, never at a calendar month boundary (calendar months moved every value by
+    one between Jan 31 and Feb 1). The months with an event in the last 365 days count the same as
+    of the 1st and the 15th (calendar months gave 12 and 13).
+    """
+    month = timedelta(days=30.4375)
+    last = datetime(2023, 12, 20, 9, 30, tzinfo=UTC)  # m0's last event: the meeting
+    two_months = last + 2 * month  # 2024-02-18 06:30
+    moments = {
+        "jan31": datetime(2024, 1, 31, tzinfo=UTC),
+        "feb01": datetime(2024, 2, 1, tzinfo=UTC),
+        "feb15": datetime(2024, 2, 15, tzinfo=UTC),
+        "before-two-months": two_months - timedelta(seconds=1),
+        "two-months": two_months,
+        "mar01": datetime(2024, 3, 1, tzinfo=UTC),
+    }
+    spine = pd.DataFrame(
+        {
+            "request_id": [f"{m}@{label}" for m in ("m0", "m1") for label in moments],
+            "member_id": [m for m in ("m0", "m1") for _ in moments],
+            "as_of": pd.to_datetime([t for _ in ("m0", "m1") for t in moments.values()], utc=True),
+        }
+    )
+    actual, expected = build_both(_months_world(), spine)
+    assert_same_features(actual, expected)
+    rows = actual.set_index("request_id")
+    # The event each months_since_* feature of m0 counts from (see `_months_world`).
+    counted_from = {
+        "delivery_months_since_last": last - timedelta(days=40),
+        "savings_months_since_last_deposit": last - timedelta(days=70),
+        "prior_loan_months_since_last": last - timedelta(days=200),
+        "months_since_last_late_payment": last - timedelta(days=9),
+        "meeting_months_since_last": last,
+        "coop_tenure_months": last - timedelta(days=300),
+        "history_months": last - timedelta(days=300),
+        "months_since_last_activity": last,
+    }
+    since = {f.name for f in REGISTRY.member_features if f.aggregation.startswith("months_since_")}
+    assert since == set(counted_from)
+    for name, event_time in counted_from.items():
+        got = rows.loc[[f"m0@{label}" for label in moments], name].tolist()
+        want = [float((moment - event_time) // month) for moment in moments.values()]
+        assert got == want, name
+    meeting = rows["meeting_months_since_last"]
+    assert meeting["m0@jan31"] == meeting["m0@feb01"] == meeting["m0@feb15"] == 1.0
+    assert (meeting["m0@before-two-months"], meeting["m0@two-months"]) == (1.0, 2.0)
+    counts = rows.loc[[f"m1@{label}" for label in moments], "mobile_months_365d"].tolist()
+    assert counts == [12] * len(moments)
 
 
 def test_missing_and_empty_sources_give_neutral_features(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ The world carries a late drift scenario (`unit_fen` from `DRIFT_MONTH`): every r
 is ordinary. The model is trained as of the onset (`world.drift_onset`), so neither its labels nor its
 reference sample (the applications of the quarter before it) see a drifted month: the online store
 materialized as of `world.stable_as_of` (mid-month, in that quarter) is a stable window, and as of a
-date after the onset a drifted one. Mid-month, because calendar-month features (`*_months_since_*`)
-computed at one instant near a month boundary differ from application-time rows spread over the month.
+date after the onset a drifted one. Any day of the month would do: features counted in months are
+elapsed time (30.4375-day months), so a vector does not depend on the day it is computed on.
 """
 
 from __future__ import annotations

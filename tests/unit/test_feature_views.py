@@ -33,7 +33,8 @@ REGISTRY = default_registry()
 
 # Functions and keywords that DuckDB and Spark SQL both accept with the same meaning.
 SHARED_CALLS = {
-    "sum", "count", "avg", "min", "max", "cast", "coalesce", "nullif", "year", "month", "power",
+    "sum", "count", "avg", "min", "max", "cast", "coalesce", "nullif", "year", "month", "dayofyear",
+    "hour", "minute", "second", "floor", "power",
     "bit_or", "bit_count", "row_number", "least", "greatest", "exists", "in", "filter", "over",
     "as", "and", "or", "not", "on", "join", "from", "select", "where", "when", "then", "else",
     "end", "case", "all",

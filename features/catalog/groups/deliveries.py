@@ -58,8 +58,8 @@ def declarations() -> list[Feature]:
             window=w,
             direction=-1,
             group="deliveries",
-            zh=f"{_zh_window(w)}有交售记录的自然月数（交售规律性）",
-            en=f"Calendar months with at least one delivery {_en_window(w)} (regularity)",
+            zh=f"{_zh_window(w)}有交售记录的月数（按30.4天一月倒推；交售规律性）",
+            en=f"Months (30.4-day spans) with at least one delivery {_en_window(w)} (regularity)",
         )
         for w in (180, 365)
     ]

@@ -30,8 +30,8 @@ def declarations() -> list[Feature]:
             window=365,
             direction=-1,
             group="engagement",
-            zh="近365天有参会记录的自然月数",
-            en="Calendar months with a meeting attended in the last 365 days",
+            zh="近365天有参会记录的月数（按30.4天一月倒推）",
+            en="Months (30.4-day spans) with a meeting attended in the last 365 days",
         ),
         _feature(
             "meeting_months_since_last",

@@ -75,8 +75,8 @@ def declarations() -> list[Feature]:
             window=365,
             direction=-1,
             group="mobile_payments",
-            zh="近365天有移动支付记录的自然月数",
-            en="Calendar months with mobile payments in the last 365 days",
+            zh="近365天有移动支付记录的月数（按30.4天一月倒推）",
+            en="Months (30.4-day spans) with mobile payments in the last 365 days",
         )
     ]
     return out

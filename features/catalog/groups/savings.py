@@ -65,8 +65,8 @@ def declarations() -> list[Feature]:
             window=365,
             direction=-1,
             group="savings",
-            zh="近365天有存款的自然月数（储蓄规律性）",
-            en="Calendar months with a savings deposit in the last 365 days (regularity)",
+            zh="近365天有存款的月数（按30.4天一月倒推；储蓄规律性）",
+            en="Months (30.4-day spans) with a savings deposit in the last 365 days (regularity)",
         ),
         _derived(
             "savings_balance",
