@@ -56,8 +56,8 @@ def prepare_world(work_dir: Path, *, members: int, application_rate: float, seed
     from features.event_log import EventLog
     from features.ingest import ingest_paths
     from features.ledger import IngestLedger
-    from features.simulate import SimulationConfig, simulate_world
     from features.validation import Limits
+    from simulator.world import SimulationConfig, simulate_world
 
     tag = f"m{members}-r{application_rate}-s{seed}"
     world, data = work_dir / f"world-{tag}", work_dir / f"data-{tag}"

@@ -19,7 +19,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from features.ingest import IngestReport
-    from features.simulate import ProxyTrap
+    from simulator.world import ProxyTrap
 
 app = typer.Typer(
     name="coopscore",
@@ -76,7 +76,8 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a cooperative world with known truth: raw feeds, applications, outcomes, truth/."""
-    from features.simulate import SimulationConfig, parse_scenario, simulate_world
+    from simulator.scenarios import parse_scenario
+    from simulator.world import SimulationConfig, simulate_world
 
     if out.exists() and any(out.iterdir()) and not overwrite:
         console.print(f"[red]{out} is not empty; pass --overwrite to replace it[/red]")
