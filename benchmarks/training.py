@@ -127,14 +127,14 @@ def score_latency(store: Path, data: Path, rows: int = 2000) -> dict[str, tuple[
     import numpy as np
     import pandas as pd
 
-    from models.registry import load_model
+    from models.registry import CHALLENGER, CHAMPION, load_model
     from training.datasets import event_log_training_set
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     try:
-        model = load_model("champion", uri)
+        model = load_model(CHAMPION, uri)
     except KeyError:
-        model = load_model("challenger", uri)
+        model = load_model(CHALLENGER, uri)
     sample = event_log_training_set(
         events_dir=data / "events", tables_dir=data / "tables", ledger_path=data / "ledger.sqlite"
     ).features.tail(rows)

@@ -226,12 +226,12 @@ def _decision_log_inputs(
     model_arg: str | None, model: CreditModel | None, settings: Settings, protected: list[str]
 ) -> _Inputs:
     """Served decisions as logged, with outcomes posted to /v1/outcomes."""
+    from decisions.factory import decision_log_reader
     from monitoring.sources import current_from_decision_log
-    from serving.decision_log import DecisionLog
 
     if not settings.decision_log_path.exists():
         raise _fail(f"no decision log at {settings.decision_log_path}")
-    log = DecisionLog(settings.decision_log_path)
+    log = decision_log_reader(settings)
     try:
         frame = current_from_decision_log(log.feature_rows)
         outcomes = log.outcome_rows()

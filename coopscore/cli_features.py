@@ -55,12 +55,12 @@ def materialize(
     from coopscore.settings import get_settings
     from features.materialize import materialize as run_materialize
     from features.offline import DuckDBEngine, EngineConfig
-    from features.online.sqlite import SqliteOnlineStore
+    from features.online.factory import online_store
 
     settings = get_settings()
     moment = _parse_instant(as_of) if as_of else datetime.now(UTC)
     engine = DuckDBEngine(EngineConfig(threads=threads, memory_limit=memory_limit))
-    store = SqliteOnlineStore(settings.online_store_path)
+    store = online_store(settings)
     try:
         report = run_materialize(
             events_dir=settings.events_dir,
@@ -100,13 +100,14 @@ def get(
 ) -> None:
     """Print one member's live feature vector from the online store."""
     from coopscore.settings import get_settings
-    from features.online.sqlite import SqliteOnlineStore
+    from features.online.factory import online_store
     from features.views import default_registry
 
-    path = get_settings().online_store_path
+    settings = get_settings()
+    path = settings.online_store_path
     vector = None
     if path.exists():
-        store = SqliteOnlineStore(path)
+        store = online_store(settings)
         try:
             vector = store.online_read([member_id])[0]
         finally:

@@ -23,6 +23,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from coopscore.names import CHAMPION
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -92,9 +94,9 @@ def _load_current(
         raise MonitorInputError(
             f"no decision log at {log_path}: score applications first, or pass --current FILE"
         )
-    from serving.decision_log import DecisionLog
+    from decisions.factory import decision_log_reader
 
-    decision_log = DecisionLog(log_path)
+    decision_log = decision_log_reader(settings)
     try:
         if last is not None:
             frame = current_from_decision_log(decision_log.feature_rows, last=last)
@@ -117,7 +119,7 @@ def _load_reference(settings: Settings, reference: Path | None, model: str | Non
         raise MonitorInputError("give --reference or --model, not both")
     if reference is not None:
         return reference_from_file(reference)
-    alias = model or "champion"
+    alias = model or CHAMPION
     try:
         return reference_from_registry(
             alias, model_name=settings.model_name, tracking_uri=settings.tracking_uri
@@ -340,7 +342,7 @@ def _run(
                 "reference": ref.label,
                 "reference_period": ref.period(),
                 "reference_match": matched,
-                "model": model or ("champion" if reference is None else None),
+                "model": model or (CHAMPION if reference is None else None),
                 "model_version": ref.model_version,
             },
             evidently=evidently,

@@ -29,6 +29,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from coopscore.names import MODEL_NAME
+
 if TYPE_CHECKING:
     from training.config import TrainingConfig
     from training.job import JobSummary
@@ -79,8 +81,6 @@ FairnessOption = Annotated[
         help="Add the fairness gate (needs the member_profiles table; skipped without it).",
     ),
 ]
-
-DEFAULT_MODEL_NAME = "coopscore-pd"
 
 
 def _emit(payload: dict[str, Any]) -> None:
@@ -551,8 +551,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _model_name(settings: Any, given: str | None) -> str:
-    """--model-name, else the settings' registered model name, else coopscore-pd."""
-    return given or str(getattr(settings, "model_name", DEFAULT_MODEL_NAME))
+    """--model-name, else the settings' registered model name, else MODEL_NAME."""
+    return given or str(getattr(settings, "model_name", MODEL_NAME))
 
 
 def _float(text: str | None) -> float | None:
