@@ -8,8 +8,8 @@ It is the evidence for audits, the source for drift and fairness monitoring, and
 beside the automated decision (PIPL art. 24).
 
 `SqliteDecisionLogReader` opens the file read-only (`mode=ro`, `query_only`): no thread, no write
-lock, nothing created; `SqliteDecisionLogWriter` is the server's writer and reads through the same
-queries.
+lock, never creates the database; `SqliteDecisionLogWriter` is the server's writer and reads through
+the same queries.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class SqliteDecisionLogReader(DecisionLogReader):
         self._connections: list[sqlite3.Connection] = []
 
     def _connect(self) -> sqlite3.Connection:
-        # mode=ro: never creates or changes the file; query_only: refuses writes on this connection.
+        # mode=ro: never creates or changes the database; query_only: refuses writes on this connection.
         uri = f"{self.path.resolve().as_uri()}?mode=ro"
         con = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
         con.execute("PRAGMA busy_timeout=30000")
