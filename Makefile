@@ -45,7 +45,7 @@ test-fast: install
 lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy coopscore features models training serving monitoring benchmarks
+	$(RUN) mypy coopscore features simulator decisions models training serving monitoring benchmarks
 
 bench: install
 	$(RUN) python benchmarks/ingest.py

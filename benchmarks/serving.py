@@ -97,8 +97,10 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=150)
 
+    from coopscore.settings import Settings
     from features.online.base import FeatureBatch
-    from features.online.sqlite import SqliteOnlineStore
+    from features.online.factory import online_store
+    from models.registry import MODEL_NAME
     from serving.auth import hash_key, new_key
     from serving.scoring import applicant_vector
     from tests.utils.model_fixtures import SyntheticSource, fast_config, golden_applicant
@@ -116,7 +118,8 @@ def main() -> None:
 
     import numpy as np
 
-    store = SqliteOnlineStore(work / "data" / "online" / "features.sqlite")
+    # The store the server will open: the configured backend under the server's data_dir.
+    store = online_store(Settings(data_dir=work / "data"))
     as_of = datetime.now(UTC)
     refresh = store.begin_refresh(feature_names=names, feature_set_version="bench", as_of=as_of)
     store.online_write_batch(
@@ -161,7 +164,7 @@ def main() -> None:
             "models",
             "serve",
             "-m",
-            f"models:/coopscore-pd/{summary.version}",
+            f"models:/{MODEL_NAME}/{summary.version}",
             "--env-manager",
             "local",
             "-p",

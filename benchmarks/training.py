@@ -49,8 +49,8 @@ def prepare_world(work_dir: Path, *, members: int, application_rate: float, seed
     from features.event_log import EventLog
     from features.ingest import ingest_paths
     from features.ledger import IngestLedger
-    from features.simulate import SimulationConfig, simulate_world
     from features.validation import Limits
+    from simulator.world import SimulationConfig, simulate_world
 
     tag = f"m{members}-r{application_rate}-s{seed}"
     world, data = work_dir / f"world-{tag}", work_dir / f"data-{tag}"
@@ -120,14 +120,14 @@ def score_latency(store: Path, data: Path, rows: int = 2000) -> dict[str, tuple[
     import numpy as np
     import pandas as pd
 
-    from models.registry import load_model
+    from models.registry import CHALLENGER, CHAMPION, load_model
     from training.datasets import event_log_training_set
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     try:
-        model = load_model("champion", uri)
+        model = load_model(CHAMPION, uri)
     except KeyError:
-        model = load_model("challenger", uri)
+        model = load_model(CHALLENGER, uri)
     sample = event_log_training_set(
         events_dir=data / "events", tables_dir=data / "tables", ledger_path=data / "ledger.sqlite"
     ).features.tail(rows)

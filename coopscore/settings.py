@@ -2,14 +2,64 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coopscore.names import MODEL_NAME
+
 Scope = Literal["score", "ingest", "read", "admin"]
+
+_URL: Final = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>.*)$")
+
+
+class UnsupportedBackendError(ValueError):
+    """A backend setting this build cannot use; the message is one line and names the setting."""
+
+
+@dataclass(frozen=True)
+class BackendUrl:
+    """A backend setting read as `scheme://location`, e.g. `sqlite:///data/decisions.sqlite`.
+
+    Backend factories (`features.online.factory`, `decisions.factory`) dispatch on `scheme`;
+    `setting` is the environment variable, so every error can say what to change.
+    """
+
+    setting: str
+    url: str
+    scheme: str
+    location: str
+
+    @classmethod
+    def parse(cls, setting: str, url: str) -> BackendUrl:
+        """Split `url`; a value that is not `scheme://...` is refused with a one-line error."""
+        match = _URL.match(url.strip())
+        if match is None:
+            raise UnsupportedBackendError(
+                f"{setting}={url!r} is not a backend URL; write scheme://..., e.g. sqlite:///PATH"
+            )
+        return cls(setting, url, match["scheme"], match["rest"])
+
+    def sqlite_path(self) -> Path:
+        """The file of a `sqlite:///PATH` URL (PATH relative to the working directory unless it
+        starts with `/`, as in SQLAlchemy and MLflow URIs)."""
+        if self.scheme != "sqlite" or not self.location.startswith("/") or len(self.location) < 2:
+            raise UnsupportedBackendError(
+                f"{self.setting}={self.url!r} is not a SQLite file; write sqlite:///PATH"
+            )
+        return Path(self.location[1:])
+
+    def unsupported(self, supported: tuple[str, ...]) -> UnsupportedBackendError:
+        """The error for a scheme no factory knows yet."""
+        return UnsupportedBackendError(
+            f"{self.setting}={self.url!r}: backend {self.scheme!r} is not supported yet "
+            f"(supported: {', '.join(supported)})"
+        )
 
 
 class ApiKeyEntry(BaseModel):
@@ -47,7 +97,15 @@ class Settings(BaseSettings):
     max_events_per_request: int = Field(default=10_000, ge=1, description="events per POST /v1/events")
     docs_enabled: bool = Field(default=True, description="serve /docs and /openapi.json")
     cors_origins: tuple[str, ...] = Field(default=(), description="allowed CORS origins (closed by default)")
-    model_name: str = Field(default="coopscore-pd", description="registered model name")
+    model_name: str = Field(default=MODEL_NAME, description="registered model name")
+
+    # Backends, chosen here and built by one factory each (features.online.factory, decisions.factory).
+    online_store: str = Field(
+        default="", description="online store URL, e.g. sqlite:///PATH (empty: SQLite under data_dir)"
+    )
+    decision_log: str = Field(
+        default="", description="decision log URL, e.g. sqlite:///PATH (empty: SQLite under data_dir)"
+    )
 
     @model_validator(mode="after")
     def _production_is_locked_down(self) -> Settings:
@@ -56,9 +114,15 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def decision_log_url(self) -> BackendUrl:
+        """The decision log backend (`COOPSCORE_DECISION_LOG`, default SQLite under data_dir)."""
+        default = f"sqlite:///{self.data_dir / 'decisions.sqlite'}"
+        return BackendUrl.parse("COOPSCORE_DECISION_LOG", self.decision_log or default)
+
+    @property
     def decision_log_path(self) -> Path:
         """SQLite (WAL, synchronous=FULL) decision log: the evidence for audits and monitoring."""
-        return self.data_dir / "decisions.sqlite"
+        return self.decision_log_url.sqlite_path()
 
     @property
     def events_dir(self) -> Path:
@@ -76,9 +140,15 @@ class Settings(BaseSettings):
         return self.data_dir / "quarantine"
 
     @property
+    def online_store_url(self) -> BackendUrl:
+        """The online store backend (`COOPSCORE_ONLINE_STORE`, default SQLite under data_dir)."""
+        default = f"sqlite:///{self.data_dir / 'online' / 'features.sqlite'}"
+        return BackendUrl.parse("COOPSCORE_ONLINE_STORE", self.online_store or default)
+
+    @property
     def online_store_path(self) -> Path:
         """SQLite (WAL) online feature store."""
-        return self.data_dir / "online" / "features.sqlite"
+        return self.online_store_url.sqlite_path()
 
     @property
     def ledger_path(self) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from coopscore.names import CHALLENGER, CHAMPION, MODEL_NAME
 from models import mlflow_io
 from models.artifacts import ArtifactIntegrityError, load_verified, read_reference_sample
 from models.credit_model import CreditModel, ModelIdentity
@@ -17,9 +18,6 @@ from models.credit_model import CreditModel, ModelIdentity
 if TYPE_CHECKING:
     import pandas as pd
 
-MODEL_NAME: Final = "coopscore-pd"
-CHAMPION: Final = "champion"
-CHALLENGER: Final = "challenger"
 CHECKSUM_TAG_PREFIX: Final = "sha256."
 CODE_FILE: Final = "pyfunc_entry.py"
 

@@ -166,12 +166,12 @@ def decision_log_inputs(
 
     A numeric `model_ref` (a version) keeps only the decisions that version made.
     """
+    from decisions.factory import decision_log_reader
     from monitoring.sources import current_from_decision_log
-    from serving.decision_log import DecisionLog
 
     if not settings.decision_log_path.exists():
         raise AuditInputError(f"no decision log at {settings.decision_log_path}")
-    log = DecisionLog(settings.decision_log_path)
+    log = decision_log_reader(settings)
     try:
         frame = current_from_decision_log(log.feature_rows)
         outcomes = log.outcome_rows()

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from coopscore.names import CHAMPION
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -48,9 +50,9 @@ def load_current(
         raise DriftJobError(
             f"no decision log at {log_path}: score applications first, or pass --current FILE"
         )
-    from serving.decision_log import DecisionLog
+    from decisions.factory import decision_log_reader
 
-    decision_log = DecisionLog(log_path)
+    decision_log = decision_log_reader(settings)
     try:
         if last is not None:
             frame = current_from_decision_log(decision_log.feature_rows, last=last)
@@ -74,7 +76,7 @@ def load_reference(settings: Settings, reference: Path | None, model: str | None
         raise DriftJobError("give --reference or --model, not both")
     if reference is not None:
         return reference_from_file(reference)
-    alias = model or "champion"
+    alias = model or CHAMPION
     try:
         return reference_from_registry(
             alias, model_name=settings.model_name, tracking_uri=settings.tracking_uri
@@ -157,7 +159,7 @@ def run_drift_job(
                 "reference": ref.label,
                 "reference_period": ref.period(),
                 "reference_match": matched,
-                "model": model or ("champion" if reference is None else None),
+                "model": model or (CHAMPION if reference is None else None),
                 "model_version": ref.model_version,
             },
             evidently=evidently,

@@ -3,9 +3,9 @@
 Reference: the reference sample stored with a model version (a Parquet of feature rows + `_pd` /
 `_score` / `_applied_at`), read from the registry with `reference_from_registry` (the model's own
 verified loader) or from a file, and renamed to the decision log's column names (`monitor_columns`).
-Current: any Parquet / CSV of feature rows, or the decision log over a window. The decision log is
-serving's: it plugs in a reader `(since, until, last) -> rows` (e.g. `DecisionLog.feature_rows`),
-so monitoring never imports serving.
+Current: any Parquet / CSV of feature rows, or the decision log over a window: callers plug in a
+reader `(since, until, last) -> rows` (e.g. `DecisionLogReader.feature_rows` from
+`decisions.factory.decision_log_reader`), so this module depends on no backend.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coopscore.settings import Settings, get_settings
+from decisions.factory import decision_log_writer
+from features.online import factory as online_factory
 from features.online.base import OnlineStore
-from serving.decision_log import DecisionLog
 from serving.errors import install_error_handlers
 from serving.metrics import ServiceMetrics
 from serving.routes import (
@@ -144,10 +145,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from features.online.sqlite import SqliteOnlineStore
-
-        store = online_store or SqliteOnlineStore(settings.online_store_path)
-        decision_log = DecisionLog(settings.decision_log_path)
+        store = online_store or online_factory.online_store(settings)
+        decision_log = decision_log_writer(settings)
         holder = ModelHolder(scorer_loader or _default_loader(), settings)
         try:
             _, current = holder.reload()

@@ -10,10 +10,8 @@ from coopscore.settings import Settings
 from models import mlflow_io
 from models.credit_model import CreditModel
 from models.reasons import Assessment
-from models.registry import load_model
+from models.registry import CHAMPION, MODEL_NAME, load_model
 from serving.scoring import Scored
-
-CHAMPION = "champion"
 
 
 class CreditModelScorer:
@@ -22,7 +20,7 @@ class CreditModelScorer:
     def __init__(self, model: CreditModel, metadata: dict[str, Any], model_card: str | None) -> None:
         identity = model.identity
         self.model = model
-        self.name = identity.name if identity else "coopscore-pd"
+        self.name = identity.name if identity else MODEL_NAME
         self.version = identity.version if identity else "unregistered"
         self.metadata = metadata
         self.model_card = model_card

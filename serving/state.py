@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from coopscore.settings import Settings
+from decisions.base import DecisionLogWriter
 from features.online.base import OnlineStore
-from serving.decision_log import DecisionLog
 from serving.metrics import ServiceMetrics
 from serving.scoring import Scorer
 
@@ -63,7 +63,7 @@ class AppState:
 
     settings: Settings
     online_store: OnlineStore
-    decision_log: DecisionLog
+    decision_log: DecisionLogWriter
     models: ModelHolder
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     # CPU-bound scoring runs here, off the event loop (one hop per request).

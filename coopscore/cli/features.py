@@ -47,12 +47,12 @@ def materialize(
     from coopscore.settings import get_settings
     from features.materialize import materialize as run_materialize
     from features.offline import DuckDBEngine, EngineConfig
-    from features.online.sqlite import SqliteOnlineStore
+    from features.online.factory import online_store
 
     settings = get_settings()
     moment = _parse_instant(as_of) if as_of else datetime.now(UTC)
     engine = DuckDBEngine(EngineConfig(threads=threads, memory_limit=memory_limit))
-    store = SqliteOnlineStore(settings.online_store_path)
+    store = online_store(settings)
     try:
         report = run_materialize(
             events_dir=settings.events_dir,
@@ -93,12 +93,13 @@ def get(
     """Print one member's live feature vector from the online store."""
     from coopscore.settings import get_settings
     from features.catalog import default_registry
-    from features.online.sqlite import SqliteOnlineStore
+    from features.online.factory import online_store
 
-    path = get_settings().online_store_path
+    settings = get_settings()
+    path = settings.online_store_path
     vector = None
     if path.exists():
-        store = SqliteOnlineStore(path)
+        store = online_store(settings)
         try:
             vector = store.online_read([member_id])[0]
         finally:

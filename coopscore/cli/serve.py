@@ -62,19 +62,16 @@ def serve(
 
 def _some_member_id() -> str:
     """A member with an online vector, for the demo curl (any id works in the example otherwise)."""
-    import sqlite3
-
     from coopscore.settings import get_settings
+    from features.online.factory import online_store
 
-    path = get_settings().online_store_path
-    if path.exists():
-        con = sqlite3.connect(path)
+    settings = get_settings()
+    if settings.online_store_path.exists():
         try:
-            row = con.execute("SELECT member_id FROM live_vectors LIMIT 1").fetchone()
-        except sqlite3.Error:
-            row = None
-        finally:
-            con.close()
-        if row:
-            return str(row[0])
+            with online_store(settings) as store:
+                ids = store.member_ids(limit=1)
+        except Exception:  # only the demo curl's example id depends on it: fall back, never fail
+            ids = []
+        if ids:
+            return ids[0]
     return "M0000001"

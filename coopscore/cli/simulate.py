@@ -11,7 +11,7 @@ from rich.table import Table
 from coopscore.cli.output import JsonOption, console, emit, fail, progress_bar
 
 if TYPE_CHECKING:
-    from features.simulate import ProxyTrap
+    from simulator.world import ProxyTrap
 
 app = typer.Typer()
 
@@ -37,7 +37,8 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a cooperative world with known truth: raw feeds, applications, outcomes, truth/."""
-    from features.simulate import SimulationConfig, parse_scenario, simulate_world
+    from simulator.scenarios import parse_scenario
+    from simulator.world import SimulationConfig, simulate_world
 
     if out.exists() and any(out.iterdir()) and not overwrite:
         fail(f"{out} is not empty; pass --overwrite to replace it")

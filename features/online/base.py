@@ -98,6 +98,10 @@ class OnlineStore(ABC):
     def live_generation(self) -> GenerationInfo | None:
         """The live generation, or None before the first refresh."""
 
+    @abstractmethod
+    def member_ids(self, limit: int) -> list[str]:
+        """Up to `limit` members with a live vector, in no promised order (e.g. for a demo request)."""
+
     def close(self) -> None:  # noqa: B027 (optional hook; stores without resources need nothing)
         """Release connections."""
 

@@ -310,6 +310,11 @@ class SqliteOnlineStore(OnlineStore):
             con.execute("COMMIT")
         return [found.get(m) for m in member_ids]
 
+    def member_ids(self, limit: int) -> list[str]:
+        """Up to `limit` member ids of the live generation (key order)."""
+        rows = self._reader().execute("SELECT member_id FROM live_vectors LIMIT ?", (limit,)).fetchall()
+        return [str(row[0]) for row in rows]
+
     def live_generation(self) -> GenerationInfo | None:
         """The live generation's metadata, or None before the first committed refresh."""
         row = (

@@ -26,8 +26,8 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 
+from decisions.base import DecisionRecord, StoredResponse
 from features.online.base import MemberVector
-from serving.decision_log import DecisionRecord, StoredResponse
 from serving.deps import StateDep, require_scope, served_model
 from serving.schemas import (
     ERROR_RESPONSES,

@@ -1,4 +1,5 @@
-"""API test fixtures: real settings in a temp data dir, real keys (hashed), a real SQLite online store."""
+"""API test fixtures: real settings in a temp data dir, real keys (hashed), the configured online store
+(SQLite by default)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from coopscore.settings import ApiKeyEntry, Settings
 from features.online.base import FeatureBatch
-from features.online.sqlite import SqliteOnlineStore
+from features.online.factory import online_store
 from serving.app import create_app
 from serving.auth import hash_key, new_key
 from serving.state import ScorerLoader
@@ -54,7 +55,7 @@ def make_settings(tmp_path: Path, keys: Keys, **overrides: object) -> Settings:
 
 def fill_online_store(settings: Settings, names: tuple[str, ...], rows: dict[str, list[float]]) -> None:
     """Write a committed generation of member vectors, as `features materialize` would."""
-    store = SqliteOnlineStore(settings.online_store_path)
+    store = online_store(settings)
     as_of = datetime(2026, 3, 1, tzinfo=UTC)
     refresh = store.begin_refresh(feature_names=names, feature_set_version="test-v1", as_of=as_of)
     store.online_write_batch(

@@ -31,9 +31,10 @@ from features.event_log import EventLog
 from features.ingest import ingest_paths
 from features.ledger import IngestLedger
 from features.offline import DuckDBEngine, EngineConfig, build_features, member_spine
-from features.simulate import Scenario, SimulationConfig, simulate_world
 from monitoring.drift import DriftPolicy, DriftSummary, compute_drift
 from monitoring.psi import PSI_SHIFT
+from simulator.scenarios import Scenario
+from simulator.world import SimulationConfig, simulate_world
 from tests.utils.feeds import limits
 
 # Builds spines larger than 2,048 rows: these tests caught the out-of-order feature rows of DuckDB 2.0.

@@ -26,12 +26,8 @@ from features.contracts import (
     EVENT_TYPES,
     WIDE_EVENT_CONTRACT,
 )
-from features.simulate import (
-    Scenario,
-    SimulationConfig,
-    SimulationSummary,
-    simulate_world,
-)
+from simulator.scenarios import Scenario
+from simulator.world import SimulationConfig, SimulationSummary, simulate_world
 
 MONTHS = 14
 ONSET = 8

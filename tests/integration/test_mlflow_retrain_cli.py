@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from coopscore.cli import app
 from coopscore.settings import get_settings
 from models import mlflow_io
+from models.registry import MODEL_NAME
 from tests.utils.model_fixtures import small_world
 
 # MLflow 3.17 on SQLAlchemy 2 warns about its own loader options; not ours to fix.
@@ -48,7 +49,7 @@ def test_retrain_then_no_new_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         second = runner.invoke(app, ["retrain", "--truth", str(world.world_dir), "--json"])
         assert second.exit_code == 11, second.output
         assert json.loads(second.stdout)["status"] == "no_new_data"
-        assert len(mlflow_io.list_versions(uri, "coopscore-pd")) == 1
+        assert len(mlflow_io.list_versions(uri, MODEL_NAME)) == 1
 
         # The gate's audit was stored for the API and logged beside version 1.
         from monitoring.fairness_report import latest_fairness_audit
@@ -82,13 +83,14 @@ def _log_decisions(world, uri: str, *, rows: int) -> None:
     post outcomes for the first two thirds."""
     from datetime import UTC, datetime
 
+    from decisions.base import DecisionRecord
+    from decisions.factory import decision_log_writer
     from models.registry import load_model
-    from serving.decision_log import DecisionLog, DecisionRecord
     from training.job import EventLogSource
 
     model = load_model("1", uri)
     training_set = EventLogSource(world.events_dir, world.tables_dir, world.ledger_path).load()
-    log = DecisionLog(get_settings().decision_log_path)
+    log = decision_log_writer(get_settings())
     try:
         outcomes = []
         for i in range(len(training_set) - rows, len(training_set)):
@@ -100,7 +102,7 @@ def _log_decisions(world, uri: str, *, rows: int) -> None:
                 application_id=application_id,
                 member_id=_member(world, application_id),
                 created_at=training_set.applied_at.iloc[i].to_pydatetime(),
-                model_name="coopscore-pd",
+                model_name=MODEL_NAME,
                 model_version="1",
                 pd=assessed.pd,
                 score=assessed.score,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from coopscore.cli import app as coopscore_app
 from coopscore.settings import get_settings
 from models import mlflow_io
-from models.registry import load_model
+from models.registry import CHALLENGER, load_model
 from tests.utils.model_fixtures import write_lender_table
 from training.datasets import table_training_set
 
@@ -78,7 +78,7 @@ def test_train_on_a_lenders_table_then_promote(cli, tmp_path: Path) -> None:
     assert summary["data"]["source"] == "table"
     contenders = {row["contender"] for row in summary["comparison"]}
     assert contenders == {"model", "scorecard"}  # no bureau view, no oracle for a lender's table
-    model = load_model("challenger", uri, model_name=MODEL)
+    model = load_model(CHALLENGER, uri, model_name=MODEL)
     assert "gender" not in model.feature_names
     assert model.spec.by_name["crop"].kind == "categorical"
     assert model.spec.by_name["late_payments"].direction == 1
@@ -91,9 +91,13 @@ def test_train_on_a_lenders_table_then_promote(cli, tmp_path: Path) -> None:
         "crop": "tea",
     }
     assessment = model.assess(applicant)
-    assert assessment.grade in {"A", "B", "C", "D", "E"} and assessment.explanation.group_points.keys() == set(
-        model.feature_names
-    )
+    assert assessment.grade in {
+        "A",
+        "B",
+        "C",
+        "D",
+        "E",
+    } and assessment.explanation.group_points.keys() == set(model.feature_names)
     metrics = mlflow_io.run_metrics(uri, summary["run_id"])
     assert {"segment.gender.female.model.auc", "segment.gender.male.model.auc"} <= set(metrics)
 

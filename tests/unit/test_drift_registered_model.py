@@ -20,19 +20,20 @@ import pytest
 from typer.testing import CliRunner
 
 from coopscore.cli import app
-from coopscore.settings import get_settings
+from coopscore.settings import Settings, get_settings
+from decisions.base import DecisionRecord
+from decisions.factory import decision_log_writer
 from models.artifacts import REFERENCE_APPLIED_AT, REFERENCE_PD, REFERENCE_SCORE
 from models.credit_model import CreditModel
-from models.registry import CHAMPION, load_model
+from models.registry import CHAMPION, MODEL_NAME, load_model
 from monitoring.sources import reference_from_registry
-from serving.decision_log import DecisionLog, DecisionRecord
 from tests.utils.model_fixtures import SyntheticSource, fast_config, synthetic_frame
 from training.job import ExitCode, retrain
 
 # MLflow 3.17 on SQLAlchemy 2 warns about its own loader options; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
 
-MODEL = "coopscore-pd"
+MODEL = MODEL_NAME
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def log_decisions(data_dir: Path, model: CreditModel, features: pd.DataFrame, *,
                 latency_ms=1.0,
             )
         )
-    log = DecisionLog(data_dir / "decisions.sqlite")
+    log = decision_log_writer(Settings(data_dir=data_dir))
     try:
         for future in log.submit_many(records):
             future.result(timeout=30)
@@ -165,7 +166,7 @@ def test_a_unit_break_in_the_logged_features_exits_3_and_names_them(store: Store
 def test_outcomes_posted_for_the_windows_decisions_give_cohort_performance(store: Store, env: Path) -> None:
     rows = applicants(store.model, 300, seed=13)
     log_decisions(env, store.model, rows)
-    log = DecisionLog(env / "decisions.sqlite")
+    log = decision_log_writer(Settings(data_dir=env))
     try:
         observed = datetime.now(UTC)
         rng = np.random.default_rng(1)
@@ -183,7 +184,7 @@ def test_an_empty_or_small_window_exits_5_and_writes_nothing(store: Store, env: 
     if logged:
         log_decisions(env, store.model, applicants(store.model, logged, seed=14))
     else:
-        DecisionLog(env / "decisions.sqlite").close()
+        decision_log_writer(Settings(data_dir=env)).close()
     code, payload, stderr = drift("--last", "300")
     assert code == 5
     assert payload == {

@@ -221,7 +221,7 @@ def small_world(root: Path, *, members: int = 4000, months: int = 26, seed: int 
     from features.event_log import EventLog
     from features.ingest import ingest_paths
     from features.ledger import IngestLedger
-    from features.simulate import SimulationConfig, simulate_world
+    from simulator.world import SimulationConfig, simulate_world
     from tests.utils.feeds import limits
 
     world_dir, data_dir = root / "world", root / "data"

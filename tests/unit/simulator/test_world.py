@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 
 from features.contracts import SCHEMA_VERSION, WIDE_EVENT_CONTRACT
-from features.simulate import (
-    SCENARIO_NAMES,
-    Scenario,
-    SimulationConfig,
-    parse_scenario,
-    simulate_world,
-)
-from features.simulate_export import iso_strings
-from features.simulate_population import fixed_width_ids
+from simulator.feeds import iso_strings
+from simulator.population import fixed_width_ids
+from simulator.scenarios import SCENARIO_NAMES, Scenario, parse_scenario
+from simulator.world import SimulationConfig, simulate_world
 
 TINY = SimulationConfig(
     members=1_500,

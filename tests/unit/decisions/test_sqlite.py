@@ -1,15 +1,20 @@
-"""The decision log: group commit, durability per row, idempotency-key conflicts, reviews, WAL
-checkpoints off the commit path, two worker processes on one file."""
+"""The SQLite decision log: group commit, durability per row, idempotency-key conflicts, reviews, WAL
+checkpoints off the commit path, two worker processes on one file, and the read-only reader."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sqlite3
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from serving.decision_log import DecisionLog, DecisionRecord
+import pytest
+
+from decisions.base import DecisionRecord
+from decisions.sqlite import SqliteDecisionLogReader, SqliteDecisionLogWriter
 
 
 def record(
@@ -47,7 +52,7 @@ def record(
 
 
 def test_concurrent_appends_are_grouped_into_few_commits_and_all_durable(tmp_path: Path) -> None:
-    log = DecisionLog(tmp_path / "d.sqlite")
+    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
 
     async def many() -> list[object]:
         return await asyncio.gather(*(log.append(record(i)) for i in range(400)))
@@ -63,7 +68,7 @@ def test_concurrent_appends_are_grouped_into_few_commits_and_all_durable(tmp_pat
 
 
 def test_same_idempotency_key_returns_the_first_stored_response(tmp_path: Path) -> None:
-    log = DecisionLog(tmp_path / "d.sqlite")
+    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
 
     async def race() -> list[object]:
         return await asyncio.gather(*(log.append(record(i, key="k1", sha="s")) for i in range(5)))
@@ -80,7 +85,7 @@ def test_same_idempotency_key_returns_the_first_stored_response(tmp_path: Path) 
 
 
 def test_reviews_are_kept_beside_the_decision(tmp_path: Path) -> None:
-    log = DecisionLog(tmp_path / "d.sqlite")
+    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
     log.submit(record(1)).result(timeout=10)
     log.add_review(f"{1:032x}", "officer li", "override", "decline", "income proof missing")
     found = log.get(f"{1:032x}")
@@ -91,7 +96,7 @@ def test_reviews_are_kept_beside_the_decision(tmp_path: Path) -> None:
 
 
 def test_feature_rows_for_monitoring(tmp_path: Path) -> None:
-    log = DecisionLog(tmp_path / "d.sqlite")
+    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
     for i in range(3):
         log.submit(record(i)).result(timeout=10)
     rows = log.feature_rows(last=2)
@@ -103,7 +108,7 @@ def test_feature_rows_for_monitoring(tmp_path: Path) -> None:
 
 def test_background_checkpoints_keep_the_wal_small_and_every_row_durable(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite"
-    log = DecisionLog(path, checkpoint_rows=50)
+    log = SqliteDecisionLogWriter(path, checkpoint_rows=50)
     assert log._writer_con.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
 
     def padded(i: int) -> DecisionRecord:
@@ -135,7 +140,7 @@ def test_two_worker_processes_logs_share_one_file_without_losing_a_row(tmp_path:
     # `coopscore serve --workers 2`: two logs (one per process) append to the same file; their
     # writers take turns on a file lock rather than SQLite's sleeping busy handler.
     path = tmp_path / "d.sqlite"
-    first, second = DecisionLog(path), DecisionLog(path)
+    first, second = SqliteDecisionLogWriter(path), SqliteDecisionLogWriter(path)
 
     async def both() -> list[object]:
         return await asyncio.gather(
@@ -148,3 +153,61 @@ def test_two_worker_processes_logs_share_one_file_without_losing_a_row(tmp_path:
     second.close()
     con = sqlite3.connect(path)
     assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 300
+
+
+def test_a_reader_starts_no_thread_takes_no_lock_and_reads_what_a_writer_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite"
+    writer = SqliteDecisionLogWriter(path)
+    for i in range(3):
+        writer.submit(record(i)).result(timeout=10)
+    writer.add_review(f"{1:032x}", "officer li", "confirm", "approve", "checked")
+    writer.add_outcomes([("app-0", True, datetime(2026, 6, 1, tzinfo=UTC))])
+    writer.close()
+
+    threads, alive = threading.active_count(), set(threading.enumerate())
+    reader = SqliteDecisionLogReader(path)
+    assert reader.request_ids() == {f"{i:032x}" for i in range(3)}
+    assert len(reader.feature_rows(last=2)) == 2
+    assert reader.outcome_rows() == {"app-0": 1}
+    assert reader.versions_by_application() == {f"app-{i}": "1" for i in range(3)}
+    found = reader.get(f"{1:032x}")
+    assert found is not None and found["reviews"][0]["reviewer"] == "officer li"
+    assert threading.active_count() == threads  # reading started no writer or checkpointer
+    assert set(threading.enumerate()) == alive  # (other tests' threads may still be alive: compare)
+
+    # No lock held: the writers' lock file can be taken at once, and a writer opens and commits
+    # while the reader stays open; the reader then sees the new row.
+    lock_path = path.with_name(path.name + ".writelock")
+    with lock_path.open("ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    second = SqliteDecisionLogWriter(path)
+    second.submit(record(3)).result(timeout=10)
+    assert f"{3:032x}" in reader.request_ids()
+    second.close()
+
+    # Read-only for real: the reader's connection refuses writes.
+    with pytest.raises(sqlite3.OperationalError):
+        reader._reader().execute("DELETE FROM decisions")
+    reader.close()
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 4
+
+
+def test_a_reader_creates_nothing_where_no_log_exists(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "d.sqlite"
+    with pytest.raises(FileNotFoundError, match="no decision log"):
+        SqliteDecisionLogReader(path)
+    assert not path.parent.exists()
+
+
+def test_a_reader_opened_before_any_lock_file_does_not_create_one(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite"
+    writer = SqliteDecisionLogWriter(path)
+    writer.submit(record(0)).result(timeout=10)
+    writer.close()
+    lock_path = path.with_name(path.name + ".writelock")
+    lock_path.unlink()
+    with SqliteDecisionLogReader(path) as reader:
+        assert len(reader.feature_rows()) == 1
+    assert not lock_path.exists()

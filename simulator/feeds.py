@@ -38,8 +38,8 @@ from features.contracts import (
     TRAINING_TOPICS,
     WIDE_EVENT_CONTRACT,
 )
-from features.simulate_events import EventBatch
-from features.simulate_population import (
+from simulator.events import EventBatch
+from simulator.population import (
     SECONDS_PER_DAY,
     BoolArray,
     Calendar,

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from features.contracts import EVENT_TYPES
-from features.simulate_population import NULL_TIME
+from simulator.population import NULL_TIME
 
 EVENT_TYPE_CODE: Final = {name: code for code, name in enumerate(EVENT_TYPES)}
 

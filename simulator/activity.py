@@ -21,8 +21,8 @@ from features.contracts import (
     QUALITY_GRADES,
     TRAINING_TOPICS,
 )
-from features.simulate_events import EventBatch
-from features.simulate_population import (
+from simulator.events import EventBatch
+from simulator.population import (
     ANNUAL_DELIVERIES,
     HARVEST_SEASON,
     HOGS,

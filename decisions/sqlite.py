@@ -1,4 +1,4 @@
-"""The decision log: every scored request, durable before its response is sent (SQLite, WAL, FULL).
+"""SQLite decision log: every scored request, durable before its response is sent (WAL, FULL).
 
 One fsync per request would cap throughput, so a single writer thread commits whatever rows are
 waiting together (group commit); each request still waits for the commit that holds its own row.
@@ -6,11 +6,14 @@ Checkpoints (copying the WAL into the database file, with its own fsync) run on 
 they never stall a commit that requests are waiting on.
 It is the evidence for audits, the source for drift and fairness monitoring, and keeps human reviews
 beside the automated decision (PIPL art. 24).
+
+`SqliteDecisionLogReader` opens the file read-only (`mode=ro`, `query_only`): no thread, no write
+lock, never creates the database; `SqliteDecisionLogWriter` is the server's writer and reads through
+the same queries.
 """
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import logging
@@ -18,10 +21,11 @@ import queue
 import sqlite3
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from decisions.base import DecisionLogReader, DecisionLogWriter, DecisionRecord, StoredResponse
 
 log = logging.getLogger("coopscore.serving")
 
@@ -65,77 +69,143 @@ CREATE TABLE IF NOT EXISTS outcomes (
 """
 
 
-@dataclass(frozen=True)
-class DecisionRecord:
-    """One scored request as logged."""
-
-    request_id: str
-    application_id: str
-    member_id: str
-    created_at: datetime
-    model_name: str
-    model_version: str
-    pd: float
-    score: float
-    grade: str
-    decision: str
-    application: dict[str, Any]
-    features: dict[str, float | None]
-    reasons: list[dict[str, Any]]
-    response: dict[str, Any]
-    latency_ms: float
-    idempotency_key: str | None = None
-    body_sha256: str | None = None
-    # The response exactly as sent, when the caller has already encoded it (saves encoding it twice).
-    response_json: str | None = None
-
-    def row(self) -> tuple[object, ...]:
-        """The `decisions` row: JSON columns encoded here, in the caller's thread, not the writer's."""
-        return (
-            self.request_id,
-            self.application_id,
-            self.member_id,
-            self.created_at.isoformat(),
-            self.model_name,
-            self.model_version,
-            self.pd,
-            self.score,
-            self.grade,
-            self.decision,
-            _dumps(self.application),
-            _dumps(self.features),
-            _dumps(self.reasons),
-            self.response_json if self.response_json is not None else _dumps(self.response),
-            self.latency_ms,
-            self.idempotency_key,
-            self.body_sha256,
-        )
-
-
-@dataclass(frozen=True)
-class StoredResponse:
-    """The response kept for an idempotency key, and the hash of the body it answered."""
-
-    body_sha256: str
-    response: dict[str, Any]
-
-
 _INSERT = f"INSERT OR IGNORE INTO decisions VALUES ({', '.join('?' * 17)})"
 
 # What the writer thread is handed: the encoded row, its idempotency key, and who waits for it.
 _Pending = tuple[tuple[object, ...], str | None, Future[StoredResponse | None]]
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+class SqliteDecisionLogReader(DecisionLogReader):
+    """Read-only queries on a SQLite decision log; one connection per thread, opened on first use.
+
+    Opening one starts no thread and takes no lock, so monitoring, audits and the CLI can read while
+    the server writes (WAL: readers see the last committed state).
+    """
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise FileNotFoundError(f"no decision log at {path}")
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+
+    def _connect(self) -> sqlite3.Connection:
+        # mode=ro: never creates or changes the database; query_only: refuses writes on this connection.
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        con = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
+        con.execute("PRAGMA busy_timeout=30000")
+        con.execute("PRAGMA query_only=1")
+        return con
+
+    def _reader(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self._connect()
+            self._local.con = con
+            self._connections.append(con)  # list.append is atomic: no lock needed
+        return con
+
+    def close(self) -> None:
+        """Close every connection this reader opened."""
+        for con in self._connections:
+            con.close()
+        self._connections.clear()
+        self._local = threading.local()
+
+    def by_idempotency_key(self, key: str) -> StoredResponse | None:
+        """The stored response for an idempotency key, if any."""
+        row = (
+            self._reader()
+            .execute("SELECT body_sha256, response FROM decisions WHERE idempotency_key = ?", (key,))
+            .fetchone()
+        )
+        return None if row is None else StoredResponse(row[0], json.loads(row[1]))
+
+    def get(self, request_id: str) -> dict[str, Any] | None:
+        """One decision with its reviews."""
+        con = self._reader()
+        row = con.execute(
+            "SELECT request_id, decision, response FROM decisions WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        reviews = con.execute(
+            """SELECT review_id, reviewer, action, final_decision, reason, created_at
+               FROM reviews WHERE request_id = ? ORDER BY review_id""",
+            (request_id,),
+        ).fetchall()
+        names = ("review_id", "reviewer", "action", "final_decision", "reason", "created_at")
+        return {
+            "request_id": row[0],
+            "decision": row[1],
+            "response": json.loads(row[2]),
+            "reviews": [dict(zip(names, r, strict=True)) for r in reviews],
+        }
+
+    def request_ids(self) -> set[str]:
+        """Every logged request id (used by durability checks)."""
+        return {r[0] for r in self._reader().execute("SELECT request_id FROM decisions").fetchall()}
+
+    def feature_rows(
+        self, since: datetime | None = None, until: datetime | None = None, last: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Logged feature vectors with pd, score, time and the vector's as-of time (`features_as_of`,
+        when the online store computed it), for drift and fairness monitoring."""
+        sql = (
+            "SELECT created_at, application_id, member_id, pd, score, decision, features, "
+            "json_extract(response, '$.features_as_of') FROM decisions"
+        )
+        where, params = [], []
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(since.isoformat())
+        if until is not None:
+            where.append("created_at < ?")
+            params.append(until.isoformat())
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC"
+        if last is not None:
+            sql += f" LIMIT {int(last)}"
+        rows = self._reader().execute(sql, params).fetchall()
+        out = []
+        for created, application_id, member_id, pd_, score, decision, features, features_as_of in rows:
+            row = json.loads(features)
+            row.update(
+                created_at=created,
+                application_id=application_id,
+                member_id=member_id,
+                pd=pd_,
+                score=score,
+                decision=decision,
+                features_as_of=features_as_of,
+            )
+            out.append(row)
+        return out
+
+    def outcome_rows(self) -> dict[str, int]:
+        """application_id -> observed default (0/1) from POST /v1/outcomes, for fairness audits."""
+        rows = self._reader().execute("SELECT application_id, defaulted FROM outcomes").fetchall()
+        return {str(a): int(d) for a, d in rows}
+
+    def versions_by_application(self) -> dict[str, str]:
+        """application_id -> model version of its latest logged decision (audits filter by version)."""
+        rows = (
+            self._reader()
+            .execute("SELECT application_id, model_version FROM decisions ORDER BY created_at")
+            .fetchall()
+        )
+        return {str(a): str(v) for a, v in rows}
 
 
-class DecisionLog:
-    """Append-only decision log with a group-committing writer thread."""
+class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
+    """Append-only decision log with a group-committing writer thread (the server's, one per process)."""
 
     def __init__(self, path: Path, max_group: int = 256, checkpoint_rows: int = 500) -> None:
+        # The reader's __init__ is not called: it refuses a missing file, which the writer creates.
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._connections = []
         self._max_group = max_group
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._writer_con = self._connect()
@@ -161,13 +231,6 @@ class DecisionLog:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
         con.execute("PRAGMA busy_timeout=30000")
-        return con
-
-    def _reader(self) -> sqlite3.Connection:
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is None:
-            con = self._connect()
-            self._local.con = con
         return con
 
     def close(self) -> None:
@@ -215,10 +278,6 @@ class DecisionLog:
         for item in pending:
             self._queue.put(item)
         return [future for _, _, future in pending]
-
-    async def append(self, record: DecisionRecord) -> StoredResponse | None:
-        """Await durability of one record (see `submit`)."""
-        return await asyncio.wrap_future(self.submit(record))
 
     def _run(self) -> None:
         while True:
@@ -321,90 +380,3 @@ class DecisionLog:
                 part,
             ).fetchone()[0]
         return len(outcomes), linked
-
-    # -- reading -----------------------------------------------------------------------------------
-
-    def by_idempotency_key(self, key: str) -> StoredResponse | None:
-        """The stored response for an idempotency key, if any."""
-        row = (
-            self._reader()
-            .execute("SELECT body_sha256, response FROM decisions WHERE idempotency_key = ?", (key,))
-            .fetchone()
-        )
-        return None if row is None else StoredResponse(row[0], json.loads(row[1]))
-
-    def get(self, request_id: str) -> dict[str, Any] | None:
-        """One decision with its reviews."""
-        con = self._reader()
-        row = con.execute(
-            "SELECT request_id, decision, response FROM decisions WHERE request_id = ?", (request_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        reviews = con.execute(
-            """SELECT review_id, reviewer, action, final_decision, reason, created_at
-               FROM reviews WHERE request_id = ? ORDER BY review_id""",
-            (request_id,),
-        ).fetchall()
-        names = ("review_id", "reviewer", "action", "final_decision", "reason", "created_at")
-        return {
-            "request_id": row[0],
-            "decision": row[1],
-            "response": json.loads(row[2]),
-            "reviews": [dict(zip(names, r, strict=True)) for r in reviews],
-        }
-
-    def request_ids(self) -> set[str]:
-        """Every logged request id (used by durability checks)."""
-        return {r[0] for r in self._reader().execute("SELECT request_id FROM decisions").fetchall()}
-
-    def feature_rows(
-        self, since: datetime | None = None, until: datetime | None = None, last: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Logged feature vectors with pd, score, time and the vector's as-of time (`features_as_of`,
-        when the online store computed it), for drift and fairness monitoring."""
-        sql = (
-            "SELECT created_at, application_id, member_id, pd, score, decision, features, "
-            "json_extract(response, '$.features_as_of') FROM decisions"
-        )
-        where, params = [], []
-        if since is not None:
-            where.append("created_at >= ?")
-            params.append(since.isoformat())
-        if until is not None:
-            where.append("created_at < ?")
-            params.append(until.isoformat())
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC"
-        if last is not None:
-            sql += f" LIMIT {int(last)}"
-        rows = self._reader().execute(sql, params).fetchall()
-        out = []
-        for created, application_id, member_id, pd_, score, decision, features, features_as_of in rows:
-            row = json.loads(features)
-            row.update(
-                created_at=created,
-                application_id=application_id,
-                member_id=member_id,
-                pd=pd_,
-                score=score,
-                decision=decision,
-                features_as_of=features_as_of,
-            )
-            out.append(row)
-        return out
-
-    def outcome_rows(self) -> dict[str, int]:
-        """application_id -> observed default (0/1) from POST /v1/outcomes, for fairness audits."""
-        rows = self._reader().execute("SELECT application_id, defaulted FROM outcomes").fetchall()
-        return {str(a): int(d) for a, d in rows}
-
-    def versions_by_application(self) -> dict[str, str]:
-        """application_id -> model version of its latest logged decision (audits filter by version)."""
-        rows = (
-            self._reader()
-            .execute("SELECT application_id, model_version FROM decisions ORDER BY created_at")
-            .fetchall()
-        )
-        return {str(a): str(v) for a, v in rows}
