@@ -33,6 +33,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -394,6 +395,8 @@ class Ingestor:
         *,
         ledger: IngestLedger,
         write_threads: int = 2,
+        writer: ThreadPoolExecutor | None = None,
+        inline_store: bool = False,
         index: KeyIndex | None = None,
         con: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
@@ -419,10 +422,16 @@ class Ingestor:
         self._buffers: dict[str, _Buffer] = {}
         # Part files are written (and fsynced) by two threads while the next chunk is validated; at most
         # one chunk's writes are in flight, so memory stays bounded.
-        self._writer = ThreadPoolExecutor(max_workers=write_threads, thread_name_prefix="ingest-write")
+        # A long-lived caller lends its pool (`writer`), which outlives this batch.
+        self._own_writer = writer is None
+        self._writer = writer or ThreadPoolExecutor(
+            max_workers=write_threads, thread_name_prefix="ingest-write"
+        )
         self._in_flight: list[Future[object]] = []
         # Dedupe is sequential (each chunk against every key before it), so it runs on one thread of
         # its own, overlapping the next chunk's read and validation; at most one chunk is in this stage.
+        # A single small chunk (`inline_store`: the API) has nothing to overlap: it dedupes in place.
+        self._inline_store = inline_store
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-store")
         self._storing: Future[list[Future[object]]] | None = None
         # (record_index, reasons) of every quarantined parsed record, for callers that report them.
@@ -431,7 +440,11 @@ class Ingestor:
     def close(self) -> None:
         """Wait for the writes still in flight and release the DuckDB connection."""
         self._store_thread.shutdown(wait=True)
-        self._writer.shutdown(wait=True)
+        if self._own_writer:
+            self._writer.shutdown(wait=True)
+        else:
+            # The lent pool lives on; this batch's writes must still end before the lock is let go.
+            wait_all(self._in_flight)
         if self._own_con:
             self._con.close()
 
@@ -506,7 +519,9 @@ class Ingestor:
         if quarantine is not None:
             path = self.quarantine_dir / f"batch={self.batch_id}" / f"part-{part_name}.parquet"
             self._in_flight.append(self._writer.submit(write_parquet_atomic, quarantine, path))
-        if store is not None:
+        if store is not None and self._inline_store:
+            self._in_flight += store()
+        elif store is not None:
             self._storing = self._store_thread.submit(store)
 
     def _plan(self, table_kind: str, records: pa.Table) -> ValidationPlan:
@@ -971,12 +986,13 @@ def ingest_records(
     *,
     index: KeyIndex | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    writer: ThreadPoolExecutor | None = None,
 ) -> tuple[IngestReport, list[tuple[int, str]]]:
     """Ingest events pushed as records (the API's path) with the same validation, dedupe and ledger.
 
-    `index` and `con` are a long-lived caller's (see `RecordIngest`): the index is refreshed with what
-    other writers added, not loaded again. Returns the report and, per quarantined row, its index in
-    `rows` and its reasons.
+    `index`, `con` and `writer` (the pool that writes the parts) are a long-lived caller's (see
+    `RecordIngest`): the index is refreshed with what other writers added, not loaded again. Returns
+    the report and, per quarantined row, its index in `rows` and its reasons.
     """
     started = time.perf_counter()
     batch_id = _new_batch_id()
@@ -1011,6 +1027,8 @@ def ingest_records(
             index=index,
             con=con,
             write_threads=len(EVENT_TYPES) + 1,
+            writer=writer,
+            inline_store=True,
         )
         try:
             ingestor.add(EVENTS, FileChunk(records, [], 0), counts)
@@ -1037,6 +1055,8 @@ class RecordIngest:
         self.quarantine_dir = quarantine_dir
         self.index = KeyIndex(log.events_dir.parent, log)
         self._con = new_connection()
+        # One thread per event type and one for the index segment: a call's files are fsynced together.
+        self._writer = ThreadPoolExecutor(max_workers=len(EVENT_TYPES) + 1, thread_name_prefix="events-write")
         self._lock = threading.Lock()
 
     def warm(self) -> None:
@@ -1060,6 +1080,7 @@ class RecordIngest:
                     origin,
                     index=self.index,
                     con=self._con,
+                    writer=self._writer,
                 )
             except BaseException:
                 self.index.forget()
@@ -1068,6 +1089,7 @@ class RecordIngest:
     def close(self) -> None:
         """Release the connection and the ledger (after the request in progress, if any)."""
         with self._lock:
+            self._writer.shutdown(wait=True)
             self._con.close()
             self.ledger.close()
 
