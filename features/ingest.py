@@ -16,10 +16,12 @@ How it stays fast: each chunk is validated by one generated DuckDB query (see `v
 flags, key hashes and the few columns that needed typing; columns that arrive typed (or as clean text)
 are stored as read, repetitive text stays dictionary-encoded, and reasons are only built for bad rows.
 Dedupe holds 64-bit key hashes in sorted runs behind a Bloom filter (`KeySet`) and confirms every hash
-match on the key text. Validation is the only step on the calling thread: each chunk's dedupe (sequential,
-on one thread of its own, so every chunk is checked against all keys before it) and its writes (gather of
-each event type's rows, then encode and fsync, on two threads) overlap the next chunk's read and validation,
-and the next file's SHA-256 is computed in the background.
+match on the key text; the stored keys come from the persistent key index (`key_index`), not from the
+log, and each chunk's fresh keys are added to it beside its parts. Validation is the only step on the
+calling thread: each chunk's dedupe (sequential, on one thread of its own, so every chunk is checked
+against all keys before it) and its writes (gather of each event type's rows, then encode and fsync, on
+two threads) overlap the next chunk's read and validation, and the next file's SHA-256 is computed in
+the background.
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ def _service(store: Store) -> RecordIngest:
 
 
 def _post(service: RecordIngest, rows: list[dict[str, str]]) -> dict[str, int]:
-    report, _ = service.ingest(rows, "api:test", limits())
+    payload: list[dict[str, object]] = [dict(r) for r in rows]
+    report, _ = service.ingest(payload, "api:test", limits())
     return report.totals()
 
 
