@@ -95,17 +95,25 @@ class EventLog:
         """Committed part files of one reference table."""
         return sorted(self.table_dir(table).glob(PART_GLOB))
 
+    def event_part_path(self, event_type: str, part_name: str) -> Path:
+        """Where `append_events` puts the part `part_name` of one event type."""
+        return self.event_dir(event_type) / f"part-{part_name}.parquet"
+
+    def table_part_path(self, table: str, part_name: str) -> Path:
+        """Where `append_table` puts the part `part_name` of one reference table."""
+        return self.table_dir(table) / f"part-{part_name}.parquet"
+
     def append_events(self, event_type: str, rows: pa.Table, part_name: str) -> Path:
         """Append rows of one event type (already validated and deduplicated) as one part file."""
         schema = EVENT_CONTRACTS[event_type].arrow_schema()
-        path = self.event_dir(event_type) / f"part-{part_name}.parquet"
+        path = self.event_part_path(event_type, part_name)
         write_parquet_atomic(rows.select(schema.names).cast(schema), path)
         return path
 
     def append_table(self, table: str, rows: pa.Table, part_name: str) -> Path:
         """Append rows of one reference table (validated, deduplicated by key) as one part file."""
         schema = REFERENCE_CONTRACTS[table].arrow_schema()
-        path = self.table_dir(table) / f"part-{part_name}.parquet"
+        path = self.table_part_path(table, part_name)
         write_parquet_atomic(rows.select(schema.names).cast(schema), path)
         return path
 

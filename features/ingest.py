@@ -16,10 +16,12 @@ How it stays fast: each chunk is validated by one generated DuckDB query (see `v
 flags, key hashes and the few columns that needed typing; columns that arrive typed (or as clean text)
 are stored as read, repetitive text stays dictionary-encoded, and reasons are only built for bad rows.
 Dedupe holds 64-bit key hashes in sorted runs behind a Bloom filter (`KeySet`) and confirms every hash
-match on the key text. Validation is the only step on the calling thread: each chunk's dedupe (sequential,
-on one thread of its own, so every chunk is checked against all keys before it) and its writes (gather of
-each event type's rows, then encode and fsync, on two threads) overlap the next chunk's read and validation,
-and the next file's SHA-256 is computed in the background.
+match on the key text; the stored keys come from the persistent key index (`key_index`), not from the
+log, and each chunk's fresh keys are added to it beside its parts. Validation is the only step on the
+calling thread: each chunk's dedupe (sequential, on one thread of its own, so every chunk is checked
+against all keys before it) and its writes (gather of each event type's rows, then encode and fsync, on
+two threads) overlap the next chunk's read and validation, and the next file's SHA-256 is computed in
+the background.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +50,8 @@ import pyarrow.parquet as pq
 
 from features.contracts import EVENT_CONTRACTS, EVENT_TYPES, REFERENCE_CONTRACTS, TableContract
 from features.event_log import EventLog, write_parquet_atomic
+from features.key_index import KeyIndex
+from features.key_index import KeySet as KeySet  # re-exported: tests and callers import it from here
 from features.ledger import (
     EMPTY,
     FAILED,
@@ -307,9 +314,29 @@ def _new_batch_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> pa.Table:
-    """Run a query and return its whole result as one Arrow table."""
-    table: pa.Table = con.sql(sql, params=params).to_arrow_table()
+# A relation (`con.sql`) is planned twice, once to bind its schema and once to run: ~8 ms each for a
+# validation query, most of a small POST's time. For small inputs the DB-API path (planned once) is
+# used instead; its extra copy of a few rows costs nothing, so its warning about that is silenced here.
+_SMALL_QUERY_ROWS = 10_000
+
+
+def _silence_copy_warning() -> None:
+    """Ignore DuckDB's extra-copy warning for this module's queries only. Re-applied per call (it
+    replaces itself, costs microseconds) because a test runner resets the filters of an import."""
+    warnings.filterwarnings(
+        "ignore", message="Arrow output on a DB-API result", category=UserWarning, module=r"features\.ingest"
+    )
+
+
+def _fetch(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None, *, small: bool = False
+) -> pa.Table:
+    """Run a query and return its whole result as one Arrow table (`small`: planned once, see above)."""
+    if small:
+        _silence_copy_warning()
+        table: pa.Table = con.execute(sql, params or []).to_arrow_table()
+        return table
+    table = con.sql(sql, params=params).to_arrow_table()
     return table
 
 
@@ -323,174 +350,6 @@ def _writer_lock(data_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-_MIN_FILTER_BITS = 27  # 16 MiB to start; grown 4x whenever more than 1/16 of the bits are in use
-_MAX_FILTER_BITS = 31  # 256 MiB at most
-_MAX_RUNS = 16  # beyond this many sorted runs, the 8 smallest are merged into one
-
-
-class KeySet:
-    """Every key stored for one table, for exact dedupe at the cost of a few bytes per key.
-
-    Keys are held as 64-bit hashes in sorted runs (one per chunk; the smallest merged when there are many),
-    behind a one-hash Bloom filter that answers "certainly new" for almost every new key without a
-    search. A hash match is only a candidate: the key text kept beside it is compared, so two keys
-    whose hashes collide are still told apart.
-    """
-
-    def __init__(self) -> None:
-        self._texts: list[pa.Array] = []
-        self._text_starts: list[int] = []
-        self._positions = 0
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
-        self._count = 0
-        self._bits_log2 = _MIN_FILTER_BITS
-        self._bits = np.zeros(1 << (self._bits_log2 - 3), np.uint8)
-
-    def __len__(self) -> int:
-        return self._count
-
-    def load(self, hashes: np.ndarray, keys: pa.Array) -> None:
-        """Add keys known to be distinct (read back from the log) without checking them."""
-        order = np.argsort(hashes)
-        base = self._keep_texts(keys)
-        self._add_run(hashes[order], self._positions_of(order, base))
-
-    def dedupe(self, hashes: np.ndarray, rows: np.ndarray, keys: pa.Array) -> np.ndarray:
-        """For the keys `keys[rows]` with 64-bit hashes `hashes`, mark each that repeats an earlier one
-        among them or a key already in the set; remember the others. Returns the marks (a bool array).
-        """
-        n = len(hashes)
-        drop = np.zeros(n, np.bool_)
-        if n == 0:
-            return drop
-        order = np.argsort(hashes)
-        ordered = hashes[order]
-        same = ordered[1:] == ordered[:-1]
-        if same.any():
-            # Rows sharing a hash (nearly always the same key sent twice): keep the first of each key.
-            shared = np.zeros(n, np.bool_)
-            shared[1:] |= same
-            shared[:-1] |= same
-            candidates = np.sort(order[shared])
-            texts = keys.take(pa.array(rows[candidates]))
-            firsts = (
-                pa.table({"k": texts, "i": pa.array(candidates)})
-                .group_by("k", use_threads=False)
-                .aggregate([("i", "min")])
-                .column("i_min")
-                .to_numpy()
-            )
-            drop[candidates] = True
-            drop[firsts] = False
-        might = np.empty(n, np.bool_)
-        might[order] = self._might_contain(ordered)
-        maybe = np.flatnonzero(might & ~drop)
-        if maybe.size:
-            found = self._contains(hashes[maybe], keys.take(pa.array(rows[maybe])))
-            drop[maybe[found]] = True
-        kept = order[~drop[order]]
-        if kept.size:
-            base = self._keep_texts(keys)
-            self._add_run(hashes[kept], self._positions_of(rows[kept], base))
-        return drop
-
-    def _keep_texts(self, keys: pa.Array) -> int:
-        if not pa.types.is_string(keys.type):
-            keys = keys.cast(pa.string())
-        base = self._positions
-        self._texts.append(keys)
-        self._text_starts.append(base)
-        self._positions += len(keys)
-        return base
-
-    def _positions_of(self, rows: np.ndarray, base: int) -> np.ndarray:
-        """Where the texts of `rows` (of the text array starting at `base`) are; 4 bytes each while
-        that is enough."""
-        positions = rows.astype(np.int64) + base
-        return positions.astype(np.uint32) if self._positions <= np.iinfo(np.uint32).max else positions
-
-    def _texts_at(self, positions: np.ndarray) -> pa.Array:
-        starts = np.asarray(self._text_starts, np.int64)
-        positions = positions.astype(np.int64)
-        which = np.searchsorted(starts, positions, side="right") - 1
-        if which.size and (which == which[0]).all():
-            return self._texts[int(which[0])].take(pa.array(positions - starts[which[0]]))
-        order = np.argsort(which, kind="stable")
-        bounds = np.searchsorted(which[order], np.arange(len(starts) + 1))
-        parts = [
-            self._texts[i].take(pa.array(positions[order[bounds[i] : bounds[i + 1]]] - starts[i]))
-            for i in range(len(starts))
-            if bounds[i + 1] > bounds[i]
-        ]
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        return pa.concat_arrays(parts).take(pa.array(inverse))
-
-    def _contains(self, hashes: np.ndarray, texts: pa.Array) -> np.ndarray:
-        """Exact membership of each key (hash and text) in the set."""
-        found = np.zeros(len(hashes), np.bool_)
-        order = np.argsort(hashes)
-        ordered = hashes[order]
-        for run_hashes, run_positions in self._runs:
-            at = np.searchsorted(run_hashes, ordered)
-            inside = at < len(run_hashes)
-            hit = np.zeros(len(ordered), np.bool_)
-            hit[inside] = run_hashes[at[inside]] == ordered[inside]
-            if not hit.any():
-                continue
-            queries, first = order[hit], at[hit]
-            stored = self._texts_at(run_positions[first])
-            equal = pc.equal(stored, texts.take(pa.array(queries))).to_numpy(zero_copy_only=False)
-            found[queries[equal]] = True
-            # A true 64-bit collision: other keys with the same hash follow in the run; check them too.
-            for query, j in zip(queries[~equal].tolist(), (first[~equal] + 1).tolist(), strict=True):
-                text = texts[query].as_py()
-                while j < len(run_hashes) and run_hashes[j] == hashes[query]:
-                    if self._texts_at(run_positions[j : j + 1])[0].as_py() == text:
-                        found[query] = True
-                        break
-                    j += 1
-        return found
-
-    def _add_run(self, hashes: np.ndarray, positions: np.ndarray) -> None:
-        """Add sorted hashes (with the positions of their texts); merge the smallest runs when many."""
-        self._count += len(hashes)
-        if self._count * 16 > (1 << self._bits_log2) and self._bits_log2 < _MAX_FILTER_BITS:
-            while self._count * 16 > (1 << self._bits_log2) and self._bits_log2 < _MAX_FILTER_BITS:
-                self._bits_log2 = min(self._bits_log2 + 2, _MAX_FILTER_BITS)
-            self._bits = np.zeros(1 << (self._bits_log2 - 3), np.uint8)
-            for run_hashes, _ in self._runs:
-                self._set_bits(run_hashes)
-        self._set_bits(hashes)
-        self._runs.append((hashes, positions))
-        if len(self._runs) > _MAX_RUNS:
-            self._runs.sort(key=lambda run: len(run[0]))
-            smallest, self._runs = self._runs[:8], self._runs[8:]
-            merged = np.concatenate([h for h, _ in smallest])
-            order = np.argsort(merged, kind="stable")  # sorted runs: timsort merges them
-            self._runs.append((merged[order], np.concatenate([p for _, p in smallest])[order]))
-
-    def _slots(self, hashes: np.ndarray) -> np.ndarray:
-        return hashes >> np.uint64(64 - self._bits_log2)
-
-    def _set_bits(self, hashes: np.ndarray) -> None:
-        if not hashes.size:
-            return
-        slots = self._slots(hashes)
-        byte = (slots >> np.uint64(3)).astype(np.intp)
-        bit = np.left_shift(np.uint8(1), (slots & np.uint64(7)).astype(np.uint8))
-        np.bitwise_or.at(self._bits, byte, bit)
-
-    def _might_contain(self, hashes: np.ndarray) -> np.ndarray:
-        """False where a hash is certainly not in the set (fastest for sorted hashes: the filter is then
-        read front to back)."""
-        slots = self._slots(hashes)
-        byte = (slots >> np.uint64(3)).astype(np.intp)
-        bit = np.left_shift(np.uint8(1), (slots & np.uint64(7)).astype(np.uint8))
-        found: np.ndarray = np.bitwise_and(self._bits[byte], bit) != 0
-        return found
 
 
 def _rebatched(table: pa.Table, rows: int = 1 << 17) -> pa.Table:
@@ -537,6 +396,11 @@ class Ingestor:
         memory_limit: str = "1GB",
         *,
         ledger: IngestLedger,
+        write_threads: int = 2,
+        writer: ThreadPoolExecutor | None = None,
+        inline_store: bool = False,
+        index: KeyIndex | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
         self.log = log
         self.quarantine_dir = quarantine_dir
@@ -549,20 +413,27 @@ class Ingestor:
         self._quarantine_pending: list[str] = []
         self.limits = limits
         self.batch_id = batch_id
-        self._con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2})
-        self._con.execute("SET TimeZone = 'UTC'")
+        # A long-lived caller (the API) lends its connection and key index; otherwise they are this batch's.
+        self._own_con = con is None
+        self._con = con if con is not None else new_connection(memory_limit)
+        self.index = index if index is not None else KeyIndex(log.events_dir.parent, log)
         self.chunk_rows = chunk_rows
         self._part = 0
-        self._keys: dict[str, KeySet] = {}
         self._plans: dict[tuple[str, pa.Schema, frozenset[str], frozenset[str]], ValidationPlan] = {}
         self._sources: list[SourceCounts] = []
         self._buffers: dict[str, _Buffer] = {}
         # Part files are written (and fsynced) by two threads while the next chunk is validated; at most
         # one chunk's writes are in flight, so memory stays bounded.
-        self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-write")
+        # A long-lived caller lends its pool (`writer`), which outlives this batch.
+        self._own_writer = writer is None
+        self._writer = writer or ThreadPoolExecutor(
+            max_workers=write_threads, thread_name_prefix="ingest-write"
+        )
         self._in_flight: list[Future[object]] = []
         # Dedupe is sequential (each chunk against every key before it), so it runs on one thread of
         # its own, overlapping the next chunk's read and validation; at most one chunk is in this stage.
+        # A single small chunk (`inline_store`: the API) has nothing to overlap: it dedupes in place.
+        self._inline_store = inline_store
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-store")
         self._storing: Future[list[Future[object]]] | None = None
         # (record_index, reasons) of every quarantined parsed record, for callers that report them.
@@ -571,8 +442,13 @@ class Ingestor:
     def close(self) -> None:
         """Wait for the writes still in flight and release the DuckDB connection."""
         self._store_thread.shutdown(wait=True)
-        self._writer.shutdown(wait=True)
-        self._con.close()
+        if self._own_writer:
+            self._writer.shutdown(wait=True)
+        else:
+            # The lent pool lives on; this batch's writes must still end before the lock is let go.
+            wait_all(self._in_flight)
+        if self._own_con:
+            self._con.close()
 
     def _wait_for_writes(self) -> None:
         """Wait for the dedupe in progress and every write in flight, including those it started."""
@@ -594,30 +470,6 @@ class Ingestor:
         self, table_kind: str, columns: dict[str, pa.Array], names: list[str], rows: np.ndarray, part: str
     ) -> Path:
         return self.log.append_table(table_kind, _take(columns, names, rows), part)
-
-    def _key_set(self, table_kind: str) -> KeySet:
-        """Every key already stored for this table kind, loaded once per batch."""
-        keys = self._keys.get(table_kind)
-        if keys is not None:
-            return keys
-        keys = self._keys[table_kind] = KeySet()
-        key = contract_for(table_kind).key[0]
-        files = self.log.event_files() if table_kind == EVENTS else self.log.table_files(table_kind)
-        if files:
-            listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-            reader = self._con.sql(
-                f"SELECT hash({key}) AS h, {key} AS k FROM read_parquet([{listing}])"
-            ).to_arrow_reader(1_000_000)
-            hashes, texts = [], []
-            for batch in reader:
-                hashes.append(batch.column(0).to_numpy())
-                texts.append(batch.column(1))
-            if hashes:
-                joined = pa.chunked_array(texts, pa.string())
-                # One text array per ~1M keys; each load() call adds its own sorted run.
-                for h, t in zip(hashes, joined.chunks, strict=True):
-                    keys.load(h, t)
-        return keys
 
     def add(self, table_kind: str, chunk: FileChunk, counts: SourceCounts) -> None:
         """Buffer one chunk of one source; small files are pooled so each write stays large."""
@@ -669,7 +521,9 @@ class Ingestor:
         if quarantine is not None:
             path = self.quarantine_dir / f"batch={self.batch_id}" / f"part-{part_name}.parquet"
             self._in_flight.append(self._writer.submit(write_parquet_atomic, quarantine, path))
-        if store is not None:
+        if store is not None and self._inline_store:
+            self._in_flight += store()
+        elif store is not None:
             self._storing = self._store_thread.submit(store)
 
     def _plan(self, table_kind: str, records: pa.Table) -> ValidationPlan:
@@ -689,7 +543,7 @@ class Ingestor:
         result comes back in the order of `seq`."""
         self._con.register("chunk_in", _rebatched(records.append_column("_seq", pa.array(seq))))
         try:
-            result = _fetch(self._con, sql)
+            result = _fetch(self._con, sql, small=records.num_rows <= _SMALL_QUERY_ROWS)
         finally:
             self._con.unregister("chunk_in")
         returned = result.column("_seq").to_numpy()
@@ -750,14 +604,14 @@ class Ingestor:
         rejected_n = np.bincount(rejected.sources, minlength=len(self._sources))
         for index in np.flatnonzero(rejected_n).tolist():
             self._sources[index].quarantined += int(rejected_n[index])
-        key_set = self._key_set(table_kind)
+        key_set = self.index.keys(table_kind)
         key_column = columns[plan.key]
         sources = list(self._sources)
 
         def store() -> list[Future[object]]:
             """Dedupe against every earlier key (in chunk order: one chunk at a time on one thread),
             count, and hand the writes of the fresh rows to the write threads."""
-            repeated = key_set.dedupe(hashes, valid_rows, key_column)
+            repeated, kept = key_set.dedupe_sorted(hashes, valid_rows, key_column)
             fresh_rows = valid_rows[~repeated]
             valid_n = np.bincount(source_of_valid, minlength=len(sources))
             accepted_n = np.bincount(source_of_valid[~repeated], minlength=len(sources))
@@ -766,6 +620,7 @@ class Ingestor:
                 counts.accepted += int(accepted_n[index])
                 counts.duplicates += int(valid_n[index] - accepted_n[index])
             writes: list[Callable[[], object]] = []
+            parts: list[Path] = []
             if codes is not None:
                 # One stable sort by type code; each type's rows are gathered by its own write thread.
                 fresh_codes = codes[fresh_rows].astype(np.intp)
@@ -777,9 +632,18 @@ class Ingestor:
                         names = EVENT_CONTRACTS[etype].names
                         rows = by_type[bounds[i] : bounds[i + 1]]
                         writes.append(partial(self._append_events, etype, columns, names, rows, part_name))
+                        parts.append(self.log.event_part_path(etype, part_name))
             elif fresh_rows.size:
                 names = contract.names
                 writes.append(partial(self._append_table, table_kind, columns, names, fresh_rows, part_name))
+                parts.append(self.log.table_part_path(table_kind, part_name))
+            if parts:
+                # The fresh keys' index segment is written beside their parts (see `key_index` for
+                # why that order is safe): hashes already sorted by dedupe, texts taken in that order.
+                segment_keys = key_column.take(pa.array(valid_rows[kept]))
+                writes.append(
+                    partial(self.index.add_segment, table_kind, part_name, parts, hashes[kept], segment_keys)
+                )
             return [self._writer.submit(write) for write in writes]
 
         return rejected, store
@@ -1000,6 +864,7 @@ def ingest_paths(
                 if progress is not None:
                     progress(done_estimate, total_estimate)
             ingestor.flush()
+            ingestor.index.compact()
         finally:
             hasher.shutdown(wait=True, cancel_futures=True)
             ingestor.close()
@@ -1105,6 +970,13 @@ def _progress_within(
         progress(done + min(rows_read, estimate), total)
 
 
+def new_connection(memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection set up for validation (two threads, UTC)."""
+    con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2})
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
 def ingest_records(
     rows: list[dict[str, object]],
     source: str,
@@ -1113,18 +985,24 @@ def ingest_records(
     quarantine_dir: Path,
     limits: Limits,
     origin: str = "api",
+    *,
+    index: KeyIndex | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+    writer: ThreadPoolExecutor | None = None,
 ) -> tuple[IngestReport, list[tuple[int, str]]]:
     """Ingest events pushed as records (the API's path) with the same validation, dedupe and ledger.
 
-    Returns the report and, per quarantined row, its index in `rows` and its reasons.
+    `index`, `con` and `writer` (the pool that writes the parts) are a long-lived caller's (see
+    `RecordIngest`): the index is refreshed with what other writers added, not loaded again. Returns
+    the report and, per quarantined row, its index in `rows` and its reasons.
     """
     started = time.perf_counter()
     batch_id = _new_batch_id()
     report = IngestReport(batch_id=batch_id)
     columns: dict[str, list[str | None]] = {}
-    for index, row in enumerate(rows):
+    for position, row in enumerate(rows):
         for name in row.keys() - columns.keys():
-            columns[name] = [None] * index
+            columns[name] = [None] * position
         for name, values in columns.items():
             values.append(json_scalar(row.get(name)))
     records = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
@@ -1132,12 +1010,32 @@ def ingest_records(
     counts = SourceCounts(source, hashlib.sha256(canonical).hexdigest(), EVENTS)
     report.sources.append(counts)
     with _writer_lock(log.events_dir.parent):
-        report.recovered_batches = recover_crashed(log, ledger, quarantine_dir)
+        report.recovered_batches = recover_crashed(log, ledger, quarantine_dir, clean_always=index is None)
+        if index is not None:
+            if report.recovered_batches:
+                index.forget()  # a writer died: check every segment against the parts again
+            else:
+                index.refresh()
         ledger.start_batch(batch_id, origin)
-        ingestor = Ingestor(log, quarantine_dir, limits, batch_id, max(len(rows), 1), ledger=ledger)
+        # The parts of one small call (one per event type) and its index segment are written and
+        # fsynced side by side, so the call waits for about one fsync, not one per file.
+        ingestor = Ingestor(
+            log,
+            quarantine_dir,
+            limits,
+            batch_id,
+            max(len(rows), 1),
+            ledger=ledger,
+            index=index,
+            con=con,
+            write_threads=len(EVENT_TYPES) + 1,
+            writer=writer,
+            inline_store=True,
+        )
         try:
             ingestor.add(EVENTS, FileChunk(records, [], 0), counts)
             ingestor.flush()
+            ingestor.index.compact()
         finally:
             ingestor.close()
         ledger.finish_batch(batch_id, [counts.record()])
@@ -1145,14 +1043,73 @@ def ingest_records(
     return report, sorted(ingestor.rejections)
 
 
-def recover_crashed(log: EventLog, ledger: IngestLedger, quarantine_dir: Path) -> list[str]:
+class RecordIngest:
+    """The API's ingest path kept warm across requests: one DuckDB connection, the ledger, and the key
+    index loaded once (then refreshed under the writer lock with the segments other writers added).
+
+    Requests are taken one at a time (they would wait for the writer lock anyway). If one fails part-way,
+    the keys it put in memory may not all be stored, so the index is dropped and opened from disk again.
+    """
+
+    def __init__(self, log: EventLog, ledger: IngestLedger, quarantine_dir: Path) -> None:
+        self.log = log
+        self.ledger = ledger
+        self.quarantine_dir = quarantine_dir
+        self.index = KeyIndex(log.events_dir.parent, log)
+        self._con = new_connection()
+        # One thread per event type and one for the index segment: a call's files are fsynced together.
+        self._writer = ThreadPoolExecutor(max_workers=len(EVENT_TYPES) + 1, thread_name_prefix="events-write")
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Load the events key index now (at server start) rather than in the first request."""
+        with self._lock, _writer_lock(self.log.events_dir.parent):
+            self.index.keys(EVENTS)
+
+    def ingest(
+        self, rows: list[dict[str, object]], source: str, limits: Limits, origin: str = "api"
+    ) -> tuple[IngestReport, list[tuple[int, str]]]:
+        """`ingest_records` with this process's connection and index."""
+        with self._lock:
+            try:
+                return ingest_records(
+                    rows,
+                    source,
+                    self.log,
+                    self.ledger,
+                    self.quarantine_dir,
+                    limits,
+                    origin,
+                    index=self.index,
+                    con=self._con,
+                    writer=self._writer,
+                )
+            except BaseException:
+                self.index.forget()
+                raise
+
+    def close(self) -> None:
+        """Release the connection and the ledger (after the request in progress, if any)."""
+        with self._lock:
+            self._writer.shutdown(wait=True)
+            self._con.close()
+            self.ledger.close()
+
+
+def recover_crashed(
+    log: EventLog, ledger: IngestLedger, quarantine_dir: Path, *, clean_always: bool = True
+) -> list[str]:
     """Clean up after ingests that died: drop temp files and their quarantine, mark them aborted.
 
     Their committed event part files stay: every row in them is valid and deduplicated, and the
-    re-run counts them as duplicates. Their quarantine is dropped because the re-run writes it again.
+    re-run counts them as duplicates (their keys missing from the key index are read back from them
+    when it opens). Their quarantine is dropped because the re-run writes it again. Temp files are only
+    written inside a started batch, so `clean_always=False` (the API's per-request call) skips the
+    walk over the log when no batch died.
     """
-    log.clean_temp_files()
     crashed = ledger.crashed_batches()
+    if clean_always or crashed:
+        log.clean_temp_files()
     for batch_id in crashed:
         folder = quarantine_dir / f"batch={batch_id}"
         if folder.exists():

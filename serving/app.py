@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -33,6 +34,9 @@ from serving.routes import (
     score,
 )
 from serving.state import AppState, ModelHolder, ScorerLoader
+
+if TYPE_CHECKING:
+    from features.ingest import RecordIngest
 
 log = logging.getLogger("coopscore.serving")
 
@@ -126,6 +130,29 @@ class RequestMetrics:
             children[1].observe(time.perf_counter() - started)
 
 
+def _record_ingest(settings: Settings) -> RecordIngest:
+    """POST /v1/events' ingest path, with its key index loading in the background: a CLI ingest holding
+    the writer lock, or a large log, never delays the start (the first POST waits for it instead)."""
+    from features.event_log import EventLog
+    from features.ingest import RecordIngest
+    from features.ledger import IngestLedger
+
+    events = RecordIngest(
+        EventLog(settings.events_dir, settings.tables_dir),
+        IngestLedger(settings.ledger_path),
+        settings.quarantine_dir,
+    )
+
+    def warm() -> None:
+        try:
+            events.warm()
+        except Exception:  # the first POST opens the index again and reports the problem
+            log.exception("could not load the event key index")
+
+    threading.Thread(target=warm, name="events-index-warm", daemon=True).start()
+    return events
+
+
 def _default_loader() -> ScorerLoader:
     from serving.champion import load_champion
 
@@ -155,10 +182,12 @@ def create_app(
             current = None
         if current is not None:
             service_metrics.set_model(current.scorer.name, current.scorer.version)
-        app.state.coopscore = AppState(settings, store, decision_log, holder, service_metrics)
+        events = _record_ingest(settings)
+        app.state.coopscore = AppState(settings, store, decision_log, holder, service_metrics, events=events)
         try:
             yield
         finally:
+            events.close()
             app.state.coopscore.scoring_pool.shutdown(wait=True)
             decision_log.close()
             if online_store is None:

@@ -8,12 +8,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from coopscore.settings import Settings
 from decisions.base import DecisionLogWriter
 from features.online.base import OnlineStore
 from serving.metrics import ServiceMetrics
 from serving.scoring import Scorer
+
+if TYPE_CHECKING:
+    from features.ingest import RecordIngest
 
 ScorerLoader = Callable[[Settings], Scorer | None]
 
@@ -68,3 +72,5 @@ class AppState:
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     # CPU-bound scoring runs here, off the event loop (one hop per request).
     scoring_pool: ThreadPoolExecutor = field(default_factory=_scoring_pool)
+    # POST /v1/events: the key index, DuckDB connection and ledger, kept across requests.
+    events: RecordIngest | None = None

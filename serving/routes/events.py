@@ -7,9 +7,6 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, HTTPException, status
 from starlette.concurrency import run_in_threadpool
 
-from features.event_log import EventLog
-from features.ingest import ingest_records
-from features.ledger import IngestLedger
 from features.validation import Limits
 from serving.deps import IngestKey, StateDep
 from serving.schemas import ERROR_RESPONSES, EventsRequest, EventsResponse, RowError
@@ -28,19 +25,13 @@ async def post_events(body: EventsRequest, state: StateDep, key: IngestKey) -> E
         )
     limits = Limits.from_settings(settings, datetime.now(UTC))
 
+    events = state.events
+    if events is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "event ingest is not set up in this process")
+
     def run() -> tuple[str, int, int, int, list[tuple[int, str]]]:
-        ledger = IngestLedger(settings.ledger_path)
-        try:
-            report, rejections = ingest_records(
-                body.events,
-                f"api:{key.name}",
-                EventLog(settings.events_dir, settings.tables_dir),
-                ledger,
-                settings.quarantine_dir,
-                limits,
-            )
-        finally:
-            ledger.close()
+        # The process's key index, connection and ledger (see `RecordIngest`): no per-request load.
+        report, rejections = events.ingest(body.events, f"api:{key.name}", limits)
         totals = report.totals()
         return report.batch_id, totals["accepted"], totals["duplicates"], totals["quarantined"], rejections
 
