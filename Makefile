@@ -46,6 +46,7 @@ lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy coopscore features simulator decisions models training serving monitoring benchmarks
+	$(RUN) lint-imports
 
 bench: install
 	$(RUN) python benchmarks/ingest.py

@@ -13,6 +13,7 @@ Input a person can fix raises `AuditInputError` with a message naming the option
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +53,10 @@ class AuditInputs:
     approved_col: str | None = None
     label_col: str = "defaulted"
     score_col: str | None = "score"
+
+
+# (model, settings, protected attributes) -> the out-of-time inputs; see `audit_inputs`.
+OotInputs = Callable[["CreditModel", "Settings", list[str]], AuditInputs]
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -134,29 +139,6 @@ def stored_profiles(settings: Settings) -> pd.DataFrame:
         )
     profiles: pd.DataFrame = log.read_table("member_profiles").to_pandas()
     return profiles
-
-
-def oot_inputs(model: CreditModel, settings: Settings, protected: list[str]) -> AuditInputs:
-    """The event log's labelled out-of-time applications, scored by `model`."""
-    from features.offline import read_applications
-    from training.config import TrainingConfig
-    from training.datasets import THIN_FILE_FEATURE
-    from training.job import EventLogSource
-    from training.splits import time_split
-
-    training_set = EventLogSource(settings.events_dir, settings.tables_dir, settings.ledger_path).load()
-    split = time_split(training_set.applied_at, training_set.horizon, TrainingConfig().splits)
-    oot = split.masks["oot"]
-    features = training_set.features.loc[oot].reset_index(drop=True)
-    frame = scored(model, features)
-    frame["defaulted"] = training_set.label[oot]
-    applications = read_applications(settings.tables_dir).drop_duplicates("application_id", keep="last")
-    rows = applications.set_index("application_id").reindex(training_set.ids[oot]).reset_index()
-    if THIN_FILE_FEATURE in features:
-        rows["has_prior_loan"] = features[THIN_FILE_FEATURE].to_numpy()
-    groups = profile_groups(rows, stored_profiles(settings), protected)
-    first, last = training_set.applied_at[oot].min(), training_set.applied_at[oot].max()
-    return AuditInputs(frame, groups, features, f"oot: {int(oot.sum()):,} applications {first} to {last}")
 
 
 def decision_log_inputs(
@@ -251,12 +233,19 @@ def audit_inputs(
     protected: list[str],
     profiles: Path | None = None,
     columns: DecisionColumns | None = None,
+    oot: OotInputs | None = None,
 ) -> AuditInputs:
-    """The inputs for `data`: "oot", "decision-log" or the path of a table file."""
+    """The inputs for `data`: "oot", "decision-log" or the path of a table file.
+
+    The out-of-time rows are rebuilt with the training splits, which sit a layer above monitoring:
+    the caller passes that loader (`training.audit_oot.oot_inputs`) as `oot`.
+    """
     if data == "oot":
         if model is None:
             raise AuditInputError("--data oot needs --model (champion, challenger or a version)")
-        return oot_inputs(model, settings, protected)
+        if oot is None:
+            raise AuditInputError("--data oot is not available here: no out-of-time loader was given")
+        return oot(model, settings, protected)
     if data == "decision-log":
         return decision_log_inputs(model_ref, model, settings, protected)
     return file_inputs(Path(data), model, protected, profiles, columns or DecisionColumns())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monitoring.audit_inputs import AuditInputError, DecisionColumns, audit_inputs
+from monitoring.audit_inputs import AuditInputError, DecisionColumns, OotInputs, audit_inputs
 
 if TYPE_CHECKING:
     from coopscore.settings import Settings
@@ -53,6 +53,7 @@ def run_fairness_audit(
     n_boot: int,
     seed: int,
     data_dir: Path | None = None,
+    oot: OotInputs | None = None,
 ) -> FairnessAuditRun:
     """Audit decisions by protected group and store the audit under `<data_dir>/audits/<stamp>/`.
 
@@ -74,6 +75,7 @@ def run_fairness_audit(
         protected=protected,
         profiles=profiles,
         columns=columns,
+        oot=oot,
     )
     audit = audit_fairness(
         inputs.frame,

@@ -141,6 +141,7 @@ def fairness(
     from monitoring.audit_inputs import AuditInputError, DecisionColumns
     from monitoring.audit_job import run_fairness_audit
     from monitoring.fairness import FairnessThresholds
+    from training.audit_oot import oot_inputs
 
     try:
         run = run_fairness_audit(
@@ -156,6 +157,7 @@ def fairness(
             min_group_size=min_group_size,
             n_boot=n_boot,
             seed=seed,
+            oot=oot_inputs,
             data_dir=data_dir,
         )
     except AuditInputError as error:

@@ -33,3 +33,19 @@ def test_a_split_out_package_imports_no_upper_layer(
     assert not tops & set(UPPER), sorted(tops & set(UPPER))
     features = {name for name in loaded if name == "features" or name.startswith("features.")}
     assert features <= allowed_features, sorted(features - allowed_features)
+
+
+def test_the_layering_contract_holds() -> None:
+    """`lint-imports` checks the contracts in pyproject.toml: arrows point down the layers only."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "0 broken" in result.stdout
