@@ -15,7 +15,7 @@ from features.contracts import PROTECTED_ATTRIBUTES
 from serving.champion import load_champion
 from serving.schemas import BatchScoreResponse, ScoreResponse
 from serving.scoring import applicant_vector
-from tests.api.conftest import Keys, fill_online_store, make_settings
+from tests.utils.api import Keys, fill_online_store, make_settings
 
 ClientFactory = Callable[..., TestClient]
 APPLICATION = {"amount_cny": 8000, "term_months": 12, "purpose": "livestock"}

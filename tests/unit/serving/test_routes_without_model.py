@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from features.contracts import LOAN_PURPOSES
 from serving.schemas import Purpose
-from tests.api.conftest import Keys, fill_online_store
+from tests.utils.api import Keys, fill_online_store
 from tests.utils.feeds import event_row
 
 ClientFactory = Callable[..., TestClient]
@@ -155,7 +155,7 @@ def test_events_cap(client_factory: ClientFactory, keys: Keys) -> None:
 
 
 def test_member_features_from_the_online_store(client_factory: ClientFactory, keys: Keys, tmp_path) -> None:
-    from tests.api.conftest import make_settings
+    from tests.utils.api import make_settings
 
     fill_online_store(
         make_settings(tmp_path, keys), ("savings_balance", "tenure_months"), {"m1": [120.0, float("nan")]}

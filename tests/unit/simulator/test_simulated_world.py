@@ -429,7 +429,7 @@ def test_truth_columns_appear_only_under_truth(world: World) -> None:
 def test_no_serving_or_feature_code_reads_truth() -> None:
     """Only the simulator writes `truth/`; feature, model and serving code must never read it
     (training's oracle evaluation may)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     pattern = re.compile(r"""/\s*["']truth["']|["']truth/|truth/\w+\.(parquet|json)|\btrue_pd\b""")
     offenders = []
     for package in ("features", "models", "serving", "coopscore"):

@@ -18,7 +18,7 @@ from monitoring.drift_job import (
     performance_rows,
     run_drift_job,
 )
-from tests.unit.test_drift import feature_rows
+from tests.utils.drift import feature_rows
 
 
 def _settings(tmp_path: Path) -> Settings:

@@ -1,23 +1,18 @@
-"""API test fixtures: real settings in a temp data dir, real keys (hashed), the configured online store
-(SQLite by default)."""
+"""Shared helpers for tests of the HTTP API: real keys per scope, settings in a temp data dir, and a
+committed online-store generation written through the configured backend."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pytest
-from fastapi.testclient import TestClient
 
 from coopscore.settings import ApiKeyEntry, Settings
 from features.online.base import FeatureBatch
 from features.online.factory import online_store
-from serving.app import create_app
-from serving.auth import hash_key, new_key
-from serving.state import ScorerLoader
+from serving.auth import hash_key
 
 SCOPES = ("score", "ingest", "read", "admin")
 
@@ -31,11 +26,6 @@ class Keys:
 
     def header(self, scope: str | None = None) -> dict[str, str]:
         return {"X-API-Key": self.all_scopes if scope is None else self.by_scope[scope]}
-
-
-@pytest.fixture
-def keys() -> Keys:
-    return Keys({s: new_key() for s in SCOPES}, new_key())
 
 
 def make_settings(tmp_path: Path, keys: Keys, **overrides: object) -> Settings:
@@ -63,45 +53,6 @@ def fill_online_store(settings: Settings, names: tuple[str, ...], rows: dict[str
     )
     store.commit_refresh(refresh)
     store.close()
-
-
-@pytest.fixture
-def client_factory(tmp_path: Path, keys: Keys) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def build(loader: ScorerLoader | None = None, **overrides: object) -> TestClient:
-        settings = make_settings(tmp_path, keys, **overrides)
-        client = TestClient(create_app(settings, scorer_loader=loader), raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield build
-    for client in clients:
-        client.__exit__(None, None, None)
-
-
-@pytest.fixture(scope="session")
-def champion_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, float]]]:
-    """A real champion trained on synthetic applicants and registered in a temp MLflow store."""
-    from tests.utils.model_fixtures import SyntheticSource, fast_config, golden_applicant
-    from training.job import retrain
-
-    root = tmp_path_factory.mktemp("mlflow")
-    source = SyntheticSource(n=12_000, seed=1)
-    summary = retrain(
-        source,
-        config=fast_config(),
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifact_root=root / "artifacts",
-    )
-    assert summary.status == "promoted", summary.message
-    training_set = source.load()
-    members = {
-        "strong": golden_applicant(training_set, strong=True),
-        "weak": golden_applicant(training_set, strong=False),
-    }
-    return root, members
 
 
 def champion_settings(root: Path) -> dict[str, object]:

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from monitoring.fairness import audit_fairness
 from monitoring.fairness_report import audits_root, write_fairness_audit
 from serving.schemas import FairnessAuditResponse
-from tests.api.conftest import Keys
+from tests.utils.api import Keys
 
 ClientFactory = Callable[..., TestClient]
 URL = "/v1/audits/fairness"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import coopscore.cli.monitor as cli_monitor
 from coopscore.settings import get_settings
-from tests.unit.test_drift import feature_rows
+from tests.utils.drift import feature_rows
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from features.catalog import (
 from features.contracts import EVENT_TYPES
 from features.offline import compile_feature_sql
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 REGISTRY = default_registry()
 
 # Functions and keywords that DuckDB and Spark SQL both accept with the same meaning.

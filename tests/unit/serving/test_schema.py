@@ -13,7 +13,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from serving.app import create_app
 from serving.champion import load_champion
-from tests.api.conftest import Keys, champion_settings, fill_online_store, make_settings
+from tests.utils.api import Keys, champion_settings, fill_online_store, make_settings
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from serving.auth import hash_key, new_key
-from tests.api.conftest import champion_settings, fill_online_store, make_settings
+from tests.utils.api import champion_settings, fill_online_store, make_settings
 
 pytestmark = pytest.mark.integration
 
