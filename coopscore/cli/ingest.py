@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from features.ingest import IngestReport
 
 EXIT_INGEST_FILES_FAILED = 4
+# Months listed one by one in `events stats` (the earlier ones are summed in one row).
+MONTHS_SHOWN = 24
 
 app = typer.Typer()
 events_app = typer.Typer(help="Inspect the event log.", no_args_is_help=True)
@@ -140,7 +142,9 @@ def _print_ingest_report(report: IngestReport, quarantine_dir: Path) -> None:
             f"quarantined rows and their reasons: `coopscore events stats`, or the Parquet files under "
             f"{quarantine_dir}/batch={report.batch_id}/"
             + (
-                f" ({totals['quarantined_before']:,} were in quarantine already and were not written again)"
+                f" ({totals['quarantined_before']:,} "
+                + ("was" if totals["quarantined_before"] == 1 else "were")
+                + " in quarantine already, not written again)"
                 if totals["quarantined_before"]
                 else ""
             )
@@ -192,7 +196,13 @@ def events_stats(as_json: JsonOption = False) -> None:
         table = Table(title=title)
         table.add_column(key.removeprefix("by_"))
         table.add_column("events", justify="right")
-        for name, count in stats[key].items():
+        rows = list(stats[key].items())
+        if key == "by_month" and len(rows) > MONTHS_SHOWN:
+            # Join dates reach back years; the table shows the recent months, --json has them all.
+            earlier = rows[:-MONTHS_SHOWN]
+            table.add_row(f"before {rows[-MONTHS_SHOWN][0]}", f"{sum(c for _, c in earlier):,}")
+            rows = rows[-MONTHS_SHOWN:]
+        for name, count in rows:
             table.add_row(str(name), f"{count:,}")
         out.print(table)
     quarantine = Table(title=f"quarantine: {stats['quarantine']['rows']:,} rows")

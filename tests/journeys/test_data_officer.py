@@ -12,6 +12,7 @@ cut-short file, run it again, and check `coopscore events stats`. Only the CLI i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class Officer:
     after_fix: tuple[int, dict[str, Any]]
     stats_after_fix: dict[str, Any]
     all_fixed: tuple[int, dict[str, Any]]
+    stats_text: str  # `coopscore events stats` as a person reads it
 
     def source(self, report: dict[str, Any], name: str) -> dict[str, Any]:
         """The report's entry for the file at `name` inside the exports folder."""
@@ -161,7 +163,10 @@ def officer(journey_world: JourneyWorld, tmp_path_factory: pytest.TempPathFactor
     # And the HTML page saved as .parquet is deleted: nothing of the month's exports is left failing.
     (exports / "events" / "inbox" / "garbage.parquet").unlink()
     all_fixed = cli.json("ingest", str(exports), expect=(0, 4))
-    yield Officer(exports, good, special, first, stats_first, after_fix, stats_after_fix, all_fixed)
+    stats_text = cli.run("events", "stats").stdout
+    yield Officer(
+        exports, good, special, first, stats_first, after_fix, stats_after_fix, all_fixed, stats_text
+    )
 
 
 def test_the_run_says_partly_failed_and_names_each_bad_file(officer: Officer) -> None:
@@ -255,3 +260,13 @@ def test_a_byte_order_mark_costs_nothing(officer: Officer) -> None:
 def test_once_every_file_is_fixed_the_run_exits_0(officer: Officer) -> None:
     code, report = officer.all_fixed
     assert (code, report["files"]["failed"]) == (0, 0)
+
+
+def test_events_stats_lists_recent_months_and_sums_the_earlier_ones(officer: Officer) -> None:
+    """Join dates reach back years: the table shows 24 months and one row for everything before."""
+    months = officer.stats_after_fix["by_month"]
+    assert len(months) > 24
+    shown = [line for line in officer.stats_text.splitlines() if re.search(r"\b\d{4}-\d{2}\b", line)]
+    earlier = sum(list(months.values())[:-24])
+    assert f"before {list(months)[-24]}" in shown[0] and f"{earlier:,}" in shown[0]
+    assert len(shown) == 25
