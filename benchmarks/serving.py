@@ -121,7 +121,9 @@ def main() -> None:
     # The store the server will open: the configured backend under the server's data_dir.
     store = online_store(Settings(data_dir=work / "data"))
     as_of = datetime.now(UTC)
-    refresh = store.begin_refresh(feature_names=names, feature_set_version="bench", as_of=as_of)
+    # Vectors of the feature set the champion was trained on: the server refuses to mix versions.
+    version = source.load().spec.feature_set_version
+    refresh = store.begin_refresh(feature_names=names, feature_set_version=version, as_of=as_of)
     store.online_write_batch(
         refresh, FeatureBatch(["m1"], as_of, names, np.array([[member[n] for n in names]], dtype=np.float64))
     )

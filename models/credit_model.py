@@ -131,6 +131,12 @@ class CreditModel:
         """Feature-set version the model was trained on (empty for table-trained models)."""
         return self.spec.feature_set_version
 
+    @property
+    def catalog_feature_set(self) -> str:
+        """The feature-catalog version whose online vectors this model scores; empty for a model
+        trained on a table (its `feature_set_version` is the table's checksum, not a catalog's)."""
+        return self.spec.feature_set_version if self.spec.source == "feature_views" else ""
+
     # ---- inputs ----
 
     def vector(self, row: FeatureRow, *, strict: bool = True) -> FloatArray:

@@ -174,7 +174,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = online_store or online_factory.online_store(settings)
         decision_log = decision_log_writer(settings)
-        holder = ModelHolder(scorer_loader or _default_loader(), settings)
+        holder = ModelHolder(scorer_loader or _default_loader(), settings, store)
         try:
             _, current = holder.reload()
         except Exception:  # start anyway: /readyz says why, /v1/score answers 503

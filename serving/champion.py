@@ -25,6 +25,8 @@ class CreditModelScorer:
         self.metadata = metadata
         self.model_card = model_card
         self.feature_names = tuple(model.feature_names)
+        # Empty (exempt from the feature-set check) for a table-trained model.
+        self.feature_set_version = model.catalog_feature_set
 
     def score_one(self, features: Mapping[str, float], *, force_review: str | None = None) -> Scored:
         """PD, score, grade, decision and top-4 reasons from one booster call."""

@@ -40,6 +40,8 @@ class Scorer(Protocol):
     metadata: dict[str, Any]
     model_card: str | None
     feature_names: tuple[str, ...]
+    # The catalog feature-set version of the vectors it can score; empty when exempt (table-trained).
+    feature_set_version: str
 
     def score_one(self, features: Mapping[str, float], *, force_review: str | None = None) -> Scored:
         """Score one feature vector; `force_review` sends it to review with that note."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from coopscore.settings import Settings
 from decisions.base import DecisionLogWriter
 from features.online.base import OnlineStore
+from serving.featureset import FeatureSetMismatchError, feature_set_problem
 from serving.metrics import ServiceMetrics
 from serving.scoring import Scorer
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from features.ingest import RecordIngest
 
 ScorerLoader = Callable[[Settings], Scorer | None]
+log = logging.getLogger("coopscore.serving")
 
 
 @dataclass
@@ -31,17 +34,29 @@ class ServedModel:
 
 
 class ModelHolder:
-    """The champion in service; `reload` loads and verifies a new one before swapping it in."""
+    """The champion in service; `reload` loads and verifies a new one before swapping it in.
 
-    def __init__(self, loader: ScorerLoader, settings: Settings) -> None:
+    With an online store, a champion trained on another feature-set version than the store's live
+    vectors never replaces one that can score them (`FeatureSetMismatchError`, the old one stays).
+    """
+
+    def __init__(
+        self, loader: ScorerLoader, settings: Settings, online_store: OnlineStore | None = None
+    ) -> None:
         self._loader = loader
         self._settings = settings
+        self._online_store = online_store
         self._lock = threading.Lock()
         self.current: ServedModel | None = None
         self.last_error: str | None = None
 
     def reload(self) -> tuple[ServedModel | None, ServedModel | None]:
-        """Load the current champion; returns (previous, now serving). Failures keep the old one."""
+        """Load the current champion; returns (previous, now serving). Failures keep the old one.
+
+        Raises:
+            FeatureSetMismatchError: the new champion cannot score the live vectors and the old one
+                can (the old one stays).
+        """
         with self._lock:
             previous = self.current
             try:
@@ -50,9 +65,33 @@ class ModelHolder:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 raise
             if scorer is not None:
+                vectors = self._live_feature_set()
+                problem = served_problem(scorer, vectors)
+                if problem is not None:
+                    log.warning(
+                        "champion v%s was trained on feature set %s, the online store holds %s: %s",
+                        scorer.version,
+                        scorer.feature_set_version,
+                        vectors,
+                        problem,
+                    )
+                    if previous is not None and served_problem(previous.scorer, vectors) is None:
+                        self.last_error = problem
+                        raise FeatureSetMismatchError(problem)
                 self.current = ServedModel(scorer, datetime.now(UTC))
                 self.last_error = None
             return previous, self.current
+
+    def _live_feature_set(self) -> str | None:
+        if self._online_store is None:
+            return None
+        live = self._online_store.live_generation()
+        return live.feature_set_version if live is not None else None
+
+
+def served_problem(scorer: Scorer, vectors_feature_set: str | None) -> str | None:
+    """Why `scorer` must not score vectors of `vectors_feature_set` (None: it may)."""
+    return feature_set_problem(scorer.version, scorer.feature_set_version, vectors_feature_set)
 
 
 def _scoring_pool() -> ThreadPoolExecutor:

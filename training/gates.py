@@ -27,16 +27,32 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class GateResult:
-    """Whether one gate passed, why, and the numbers behind it."""
+    """Whether one gate passed, why, and the numbers behind it.
+
+    A `skipped` gate had nothing it could honestly judge; it does not block (`passed` is True) and its
+    reason says why it was skipped, so the record shows what decided instead.
+    """
 
     gate: str
     passed: bool
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """`pass`, `FAIL` or `skipped`."""
+        return "skipped" if self.skipped else ("pass" if self.passed else "FAIL")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"gate": self.gate, "passed": self.passed, "reason": self.reason, "details": self.details}
+        return {
+            "gate": self.gate,
+            "passed": self.passed,
+            "skipped": self.skipped,
+            "reason": self.reason,
+            "details": self.details,
+        }
 
 
 @dataclass
@@ -47,6 +63,20 @@ class GateContext:
     oot: pd.DataFrame
     champion: CreditModel | None = None
     champion_error: str | None = None  # why a champion exists but could not be loaded
+
+    def feature_set_change(self) -> tuple[str, str] | None:
+        """(champion's, challenger's) feature-catalog versions when they differ, else None.
+
+        Features of another version mean something else (a `months_since_*` redefined, say): the
+        champion re-scored on the challenger's rows would be judged on inputs it was never trained
+        on. Table-trained models carry no catalog version and are compared as before.
+        """
+        if self.champion is None:
+            return None
+        champion, challenger = self.champion.catalog_feature_set, self.challenger.catalog_feature_set
+        if champion and challenger and champion != challenger:
+            return champion, challenger
+        return None
 
     @property
     def label(self) -> npt.NDArray[np.int64]:
@@ -102,6 +132,21 @@ class AucGate:
                     self.name, False, f"champion not loadable: {context.champion_error}", details
                 )
             return GateResult(self.name, True, "no champion yet", details)
+        change = context.feature_set_change()
+        if change is not None:
+            # Not like-for-like: the champion would be scored on features it was not trained on.
+            # The absolute gates (calibration, directions, fairness) decide; the baselines in the
+            # out-of-time table are the like-for-like comparison on the challenger's own features.
+            details.update(champion_feature_set=change[0], challenger_feature_set=change[1])
+            return GateResult(
+                self.name,
+                True,
+                f"not compared: the champion was trained on feature set {change[0]}, the challenger on "
+                f"{change[1]}, so the champion's AUC on these rows is not like-for-like; the absolute "
+                "gates decide",
+                details,
+                skipped=True,
+            )
         missing = context.champion_missing_features()
         if missing:
             return GateResult(

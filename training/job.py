@@ -384,14 +384,19 @@ def _promote(
         summary.seconds.get("promotion gates", 0.0) + time.perf_counter() - started, 3
     )
     summary.promotion = outcome.to_dict()
+    # A gate that judged nothing (the champion comparison across feature sets) says so in the message.
+    skipped = "".join(f"; {r}" for r in outcome.reasons if ": skipped - " in r)
     if outcome.promoted:
         summary.status, summary.exit_code = "promoted", ExitCode.PROMOTED
-        summary.message = f"version {registered.version} is the champion"
+        summary.message = f"version {registered.version} is the champion{skipped}"
     else:
         summary.status, summary.exit_code = "kept", ExitCode.KEPT
         kept = outcome.champion_before or "none"
         failed = "; ".join(r for r in outcome.reasons if ": FAIL" in r)
-        summary.message = f"champion stays {kept}; version {registered.version} failed: {failed}"
+        summary.message = f"champion stays {kept}; version {registered.version} failed: {failed}{skipped}"
+        stale = outcome.kept_champion_cannot_serve
+        if stale is not None:
+            summary.message += f"; but {stale}"
     return outcome
 
 

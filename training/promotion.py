@@ -37,6 +37,9 @@ class PromotionResult:
     gates: list[GateResult] = field(default_factory=list)
     forced_by: str | None = None
     force_reason: str | None = None
+    # Feature-catalog versions the two were trained on ("" for a table-trained model, None if absent).
+    challenger_feature_set: str | None = None
+    champion_feature_set: str | None = None
 
     @property
     def promoted(self) -> bool:
@@ -45,8 +48,24 @@ class PromotionResult:
 
     @property
     def reasons(self) -> list[str]:
-        """One line per gate: name, pass/fail, reason."""
-        return [f"{g.gate}: {'pass' if g.passed else 'FAIL'} - {g.reason}" for g in self.gates]
+        """One line per gate: name, pass/FAIL/skipped, reason."""
+        return [f"{g.gate}: {g.verdict} - {g.reason}" for g in self.gates]
+
+    @property
+    def kept_champion_cannot_serve(self) -> str | None:
+        """When the champion was kept but cannot score the challenger's (the current) features: why,
+        and what to do. Serving refuses to score with it (503) rather than answer with wrong PDs."""
+        if self.promoted or not self.champion_feature_set or not self.challenger_feature_set:
+            return None
+        if self.champion_feature_set == self.challenger_feature_set:
+            return None
+        return (
+            f"champion v{self.champion_after} was trained on feature set {self.champion_feature_set}, "
+            f"not on the current {self.challenger_feature_set}: the API will not score with it "
+            f"(503) until a version trained on the current features is champion (fix what failed and "
+            f"run `coopscore retrain`, or sign v{self.challenger_version} off with `coopscore promote "
+            f"--version {self.challenger_version} --force --by NAME --reason TEXT`)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -60,6 +79,11 @@ class PromotionResult:
             "gates": [g.to_dict() for g in self.gates],
             "forced_by": self.forced_by,
             "force_reason": self.force_reason,
+            "feature_sets": {
+                "challenger": self.challenger_feature_set,
+                "champion": self.champion_feature_set,
+            },
+            "kept_champion_cannot_serve": self.kept_champion_cannot_serve,
         }
 
 
@@ -74,6 +98,8 @@ def _gate_tags(results: list[GateResult]) -> dict[str, str]:
     tags = {}
     for result in results:
         tags[f"gate.{result.gate}.passed"] = str(result.passed).lower()
+        if result.skipped:
+            tags[f"gate.{result.gate}.skipped"] = "true"
         tags[f"gate.{result.gate}.reason"] = result.reason[:4000]
         tags[f"gate.{result.gate}.details"] = json.dumps(result.details, default=str)[:4000]
     return tags
@@ -116,11 +142,14 @@ def promote(
     passed = all(r.passed for r in results)
     status: PromotionStatus = "promoted" if passed else ("forced" if force else "kept")
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    champion_set = context.champion.catalog_feature_set if context.champion is not None else None
     tags = {
         **_gate_tags(results),
         "promotion.status": status,
         "promotion.decided_at": now,
         "promotion.champion_before": champion_before or "",
+        "promotion.challenger_feature_set": challenger.catalog_feature_set,
+        "promotion.champion_feature_set": champion_set or "",
     }
     if status == "forced":
         tags.update({"promotion.forced_by": str(forced_by), "promotion.force_reason": str(force_reason)})
@@ -147,4 +176,6 @@ def promote(
         gates=results,
         forced_by=forced_by if status == "forced" else None,
         force_reason=force_reason if status == "forced" else None,
+        challenger_feature_set=challenger.catalog_feature_set,
+        champion_feature_set=champion_set,
     )

@@ -171,7 +171,9 @@ def _print_gates(promotion: dict[str, Any]) -> None:
     for column in ("gate", "result", "reason"):
         table.add_column(column)
     for gate in promotion["gates"]:
-        mark = "[green]pass" if gate["passed"] else "[red]FAIL"
+        mark = (
+            "[yellow]skipped" if gate.get("skipped") else ("[green]pass" if gate["passed"] else "[red]FAIL")
+        )
         table.add_row(gate["gate"], mark, gate["reason"])
     console.print(table)
 
@@ -396,6 +398,8 @@ def promote_command(
             f"{result.status}: champion is now {result.champion_after or '(none)'}"
             + (f" (forced by {result.forced_by}: {result.force_reason})" if result.forced_by else "")
         )
+        if result.kept_champion_cannot_serve:
+            console.print(f"[yellow]warning[/yellow]: {result.kept_champion_cannot_serve}")
     raise typer.Exit(int(code))
 
 

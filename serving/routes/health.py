@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from serving.deps import NO_MODEL, StateDep
 from serving.schemas import HealthResponse, ReadyResponse
+from serving.state import served_problem
 
 router = APIRouter(tags=["health"])
 
@@ -19,14 +20,22 @@ def healthz() -> HealthResponse:
 
 @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
 def readyz(state: StateDep) -> ReadyResponse | JSONResponse:
-    """Ready when a verified champion is loaded and the online store holds vectors."""
+    """Ready when a verified champion is loaded and the online store holds vectors it can score
+    (of the feature-set version it was trained on)."""
     current = state.models.current
     live = state.online_store.live_generation()
-    ready = current is not None and live is not None
+    problem = (
+        served_problem(current.scorer, live.feature_set_version)
+        if current is not None and live is not None
+        else None
+    )
+    ready = current is not None and live is not None and problem is None
     if current is None:
         detail = state.models.last_error or NO_MODEL
     elif live is None:
         detail = "the online store is empty: run `coopscore features materialize`"
+    elif problem is not None:
+        detail = problem
     else:
         detail = (
             f"serving {current.scorer.name} v{current.scorer.version}; {live.member_count} members online"

@@ -37,7 +37,7 @@ from serving.schemas import (
     ScoreResponse,
 )
 from serving.scoring import Scored, Scorer, applicant_vector, applicant_vectors, json_safe
-from serving.state import AppState, ServedModel
+from serving.state import AppState, ServedModel, served_problem
 
 # Auth runs before anything else, so an unauthenticated caller learns nothing about service state.
 router = APIRouter(
@@ -74,6 +74,18 @@ def _unknown_member(member_id: str) -> HTTPException:
         f"member {member_id!r} has no feature vector in the online store; check the id, "
         "or send allow_new_member=true to score on peer signals alone (the decision is then review)",
     )
+
+
+def _check_feature_set(scorer: Scorer, vectors: Sequence[MemberVector | None]) -> None:
+    """503 when a vector read is of another feature-set version than the model's (a string compare
+    per vector: the store may have switched generations since the model was loaded or checked)."""
+    expected = scorer.feature_set_version
+    if not expected:  # exempt (table-trained)
+        return
+    for vector in vectors:
+        if vector is not None and vector.feature_set_version != expected:
+            problem = served_problem(scorer, vector.feature_set_version)
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, problem)
 
 
 def _member_row(scorer: Scorer, vector: MemberVector | None) -> dict[str, float]:
@@ -173,6 +185,7 @@ def _decide(
         if stored is not None:
             return _replay(stored.body_sha256, body_sha, stored.response)
     [vector] = state.online_store.online_read([body.member_id])
+    _check_feature_set(served.scorer, [vector])
     if vector is None and not body.allow_new_member:
         raise _unknown_member(body.member_id)
     features = applicant_vector(
@@ -234,6 +247,7 @@ def _decide_batch(
 ) -> tuple[list[str], list[DecisionRecord], list[Future[StoredResponse | None]]]:
     """Score every item with one online-store read and one model call; queue all rows together."""
     vectors = state.online_store.online_read([item.member_id for item in items])
+    _check_feature_set(served.scorer, vectors)  # before anything is logged: the batch fails whole
     for item, vector in zip(items, vectors, strict=True):
         if vector is None and not item.allow_new_member:
             raise _unknown_member(item.member_id)  # before anything is logged: the batch fails whole

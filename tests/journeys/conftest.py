@@ -53,12 +53,14 @@ class Cli:
     env: dict[str, str]
     cwd: Path
     history: list[tuple[list[str], int, float]] = field(default_factory=list)
+    # The program to run; default the installed `coopscore` (a journey may run another release's).
+    command: list[str] = field(default_factory=lambda: _coopscore_command())
 
     def run(
         self, *args: str, timeout: float = 900, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run one command; return the finished process (exit code, stdout, stderr as text)."""
-        command = [*_coopscore_command(), *args]
+        command = [*self.command, *args]
         started = time.monotonic()
         done = subprocess.run(
             command,
@@ -223,8 +225,9 @@ class JourneyServer:
         return self.log_path.read_text(errors="replace")[-3000:]
 
 
-def start_server(world: JourneyWorld, *, workers: int = 1) -> JourneyServer:
-    """Create keys with `coopscore keys create` and start `coopscore serve` on a free port."""
+def start_server(world: JourneyWorld, *, workers: int = 1, until: str = "/readyz") -> JourneyServer:
+    """Create keys with `coopscore keys create` and start `coopscore serve` on a free port; return once
+    `until` answers 200 (`/healthz` for a server that is expected not to be ready)."""
     keys: dict[str, str] = {}
     entries: list[dict[str, Any]] = []
     for scope in (*SCOPES, "all"):
@@ -261,13 +264,13 @@ def start_server(world: JourneyWorld, *, workers: int = 1) -> JourneyServer:
         if process.poll() is not None:
             raise RuntimeError(f"coopscore serve exited {process.returncode}:\n{server.log_tail()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}{until}", timeout=2).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
     stop_server(server)
-    raise RuntimeError(f"coopscore serve was not ready within 120 s:\n{server.log_tail()}")
+    raise RuntimeError(f"coopscore serve: {until} not 200 within 120 s:\n{server.log_tail()}")
 
 
 def stop_server(server: JourneyServer) -> None:

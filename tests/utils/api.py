@@ -43,11 +43,21 @@ def make_settings(tmp_path: Path, keys: Keys, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 
 
-def fill_online_store(settings: Settings, names: tuple[str, ...], rows: dict[str, list[float]]) -> None:
-    """Write a committed generation of member vectors, as `features materialize` would."""
+def fill_online_store(
+    settings: Settings,
+    names: tuple[str, ...],
+    rows: dict[str, list[float]],
+    *,
+    feature_set_version: str | None = None,
+) -> None:
+    """Write a committed generation of member vectors, as `features materialize` would (of this code's
+    feature-set version unless told otherwise: the version the test champion is trained on)."""
+    from features.catalog import default_registry
+
     store = online_store(settings)
     as_of = datetime(2026, 3, 1, tzinfo=UTC)
-    refresh = store.begin_refresh(feature_names=names, feature_set_version="test-v1", as_of=as_of)
+    version = feature_set_version or default_registry().version
+    refresh = store.begin_refresh(feature_names=names, feature_set_version=version, as_of=as_of)
     store.online_write_batch(
         refresh, FeatureBatch(list(rows), as_of, names, np.array(list(rows.values()), dtype=np.float64))
     )

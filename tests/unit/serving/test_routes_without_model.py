@@ -158,7 +158,10 @@ def test_member_features_from_the_online_store(client_factory: ClientFactory, ke
     from tests.utils.api import make_settings
 
     fill_online_store(
-        make_settings(tmp_path, keys), ("savings_balance", "tenure_months"), {"m1": [120.0, float("nan")]}
+        make_settings(tmp_path, keys),
+        ("savings_balance", "tenure_months"),
+        {"m1": [120.0, float("nan")]},
+        feature_set_version="test-v1",
     )
     client = client_factory(no_champion)
     found = client.get("/v1/members/m1/features", headers=keys.header("read"))
