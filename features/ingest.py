@@ -37,7 +37,7 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -116,6 +116,11 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 ProgressCallback = Callable[[int, int], None]
+# What a validation plan depends on: table kind, input schema, clean and matching columns, and the
+# limits with their clock left out (a cached plan is moved to each batch's clock).
+PlanKey = tuple[str, pa.Schema, frozenset[str], frozenset[str], Limits]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_PLANS = 256
 
 
 @dataclass
@@ -405,6 +410,7 @@ class Ingestor:
         inline_store: bool = False,
         index: KeyIndex | None = None,
         con: duckdb.DuckDBPyConnection | None = None,
+        plans: dict[PlanKey, ValidationPlan] | None = None,
     ) -> None:
         self.log = log
         self.quarantine_dir = quarantine_dir
@@ -423,7 +429,9 @@ class Ingestor:
         self.index = index if index is not None else KeyIndex(log.events_dir.parent, log)
         self.chunk_rows = chunk_rows
         self._part = 0
-        self._plans: dict[tuple[str, pa.Schema, frozenset[str], frozenset[str]], ValidationPlan] = {}
+        # Plans by input shape; a long-lived caller lends its cache (`plans`), whose plans are moved to
+        # this batch's clock (`ValidationPlan.at`) rather than generated again.
+        self._plans = plans if plans is not None else {}
         self._sources: list[SourceCounts] = []
         self._buffers: dict[str, _Buffer] = {}
         # Part files are written (and fsynced) by two threads while the next chunk is validated; at most
@@ -534,13 +542,16 @@ class Ingestor:
         contract = contract_for(table_kind)
         clean = clean_text_columns(records, contract)
         matching = matching_id_columns(records, contract)
-        key = (table_kind, records.schema, clean, matching)
+        limits = replace(self.limits, now=_EPOCH)  # any clock: see `ValidationPlan.at`
+        key = (table_kind, records.schema, clean, matching, limits)
         plan = self._plans.get(key)
         if plan is None:
+            if len(self._plans) >= _MAX_PLANS:  # clients sending ever new shapes: start over
+                self._plans.clear()
             plan = self._plans[key] = validation_plan(
                 table_kind, records.schema, self.limits, clean, matching
             )
-        return plan
+        return plan.at(self.limits)
 
     def _query(self, sql: str, records: pa.Table, seq: np.ndarray) -> pa.Table:
         """Run a validation query over `records` (as relation `chunk_in`, with `seq` as `_seq`); the
@@ -1006,23 +1017,30 @@ def ingest_records(
     index: KeyIndex | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
     writer: ThreadPoolExecutor | None = None,
+    plans: dict[PlanKey, ValidationPlan] | None = None,
 ) -> tuple[IngestReport, list[tuple[int, str]]]:
     """Ingest events pushed as records (the API's path) with the same validation, dedupe and ledger.
 
-    `index`, `con` and `writer` (the pool that writes the parts) are a long-lived caller's (see
-    `RecordIngest`): the index is refreshed with what other writers added, not loaded again. Returns
+    `index`, `con`, `writer` (the pool that writes the parts) and `plans` (validation plans by input
+    shape) are a long-lived caller's (see `RecordIngest`): the index is refreshed with what other
+    writers added, not loaded again. Returns
     the report and, per quarantined row, its index in `rows` and its reasons.
     """
     started = time.perf_counter()
     batch_id = _new_batch_id()
     report = IngestReport(batch_id=batch_id)
-    columns: dict[str, list[str | None]] = {}
-    for position, row in enumerate(rows):
-        for name in row.keys() - columns.keys():
-            columns[name] = [None] * position
-        for name, values in columns.items():
-            values.append(json_scalar(row.get(name)))
-    records = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+    # Every field any row has, in first-seen order, as text (a row without it: NULL). Text and missing
+    # cells, nearly all of them, skip the call that converts other JSON values.
+    names = dict.fromkeys(name for row in rows for name in row)
+    records = pa.table(
+        {
+            name: pa.array(
+                [v if v is None or type(v) is str else json_scalar(v) for v in (r.get(name) for r in rows)],
+                pa.string(),
+            )
+            for name in names
+        }
+    )
     canonical = json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str).encode()
     counts = SourceCounts(source, hashlib.sha256(canonical).hexdigest(), EVENTS)
     report.sources.append(counts)
@@ -1048,6 +1066,7 @@ def ingest_records(
             write_threads=len(EVENT_TYPES) + 1,
             writer=writer,
             inline_store=True,
+            plans=plans,
         )
         try:
             ingestor.add(EVENTS, FileChunk(records, [], 0), counts)
@@ -1077,6 +1096,8 @@ class RecordIngest:
         # One thread per event type and one for the index segment: a call's files are fsynced together.
         self._writer = ThreadPoolExecutor(max_workers=len(EVENT_TYPES) + 1, thread_name_prefix="events-write")
         self._lock = threading.Lock()
+        # Validation plans by input shape, kept across requests (see `ValidationPlan.at`).
+        self._plans: dict[PlanKey, ValidationPlan] = {}
 
     def warm(self) -> None:
         """Load the events key index now (at server start) rather than in the first request."""
@@ -1100,6 +1121,7 @@ class RecordIngest:
                     index=self.index,
                     con=self._con,
                     writer=self._writer,
+                    plans=self._plans,
                 )
             except BaseException:
                 self.index.forget()

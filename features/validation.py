@@ -10,7 +10,7 @@ Nothing runs row by row in Python. This is ingestion-only SQL; feature definitio
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING
@@ -330,11 +330,8 @@ def _rules(
         for spec in contract.fields:
             rules += columns[spec.name].rules("TRUE", "", _cap(spec.name, limits))
     # Time rules: nothing from the future beyond clock skew; a record cannot predate its event.
-    now = _literal(limits.now.isoformat())
-    horizon = f"TIMESTAMPTZ {now} + INTERVAL {limits.clock_skew_seconds} SECOND"
-    # The same instant for Arrow: a naive `now` is read in the session's time zone, UTC.
-    aware = limits.now if limits.now.tzinfo is not None else limits.now.replace(tzinfo=UTC)
-    latest = aware + timedelta(seconds=limits.clock_skew_seconds)
+    horizon = f"{_now_sql(limits)} + INTERVAL {limits.clock_skew_seconds} SECOND"
+    latest = _latest(limits)
     for name in _TIME_FIELDS[table_kind]:
         broken = f"{columns[name].alias} > {horizon}"
         check = Check("gt", columns[name].alias_name, latest)
@@ -344,6 +341,18 @@ def _rules(
         check = Check("before", columns["recorded_at"].alias_name, columns["event_time"].alias_name)
         rules.append(Rule("TRUE", broken, "'recorded_at: before event_time'", broken, check))
     return list(columns.values()), rules
+
+
+def _now_sql(limits: Limits) -> str:
+    """The clock of the time rules as a SQL literal."""
+    return "TIMESTAMPTZ " + _literal(limits.now.isoformat())
+
+
+def _latest(limits: Limits) -> datetime:
+    """The latest instant a time may hold (now plus the skew allowance), for Arrow: a naive `now` is
+    read in the session's time zone, UTC, as DuckDB reads the literal."""
+    aware = limits.now if limits.now.tzinfo is not None else limits.now.replace(tzinfo=UTC)
+    return aware + timedelta(seconds=limits.clock_skew_seconds)
 
 
 @dataclass(frozen=True)
@@ -369,6 +378,31 @@ class ValidationPlan:
     # `_bad`, plus every parsed value and the type flags (see `light_sql`).
     light: str = ""
     checks: tuple[tuple[int | None, Check], ...] = ()
+    # The clock the time rules were written for: the SQL literal and the limits (see `at`).
+    now_sql: str = ""
+    limits: Limits | None = None
+
+    def at(self, limits: Limits) -> ValidationPlan:
+        """This plan for other limits that differ only by their clock (`now`): the time rules are
+        rewritten, the rest kept, so a long-lived caller plans a schema once, not once per request."""
+        if self.limits is None or limits == self.limits:
+            return self
+        if replace(limits, now=self.limits.now) != self.limits:
+            raise ValueError("a plan can only be moved to another clock, not to other caps or skew")
+        now_sql = _now_sql(limits)
+        latest = _latest(limits)
+        checks = tuple(
+            (code, replace(check, arg=latest) if isinstance(check.arg, datetime) else check)
+            for code, check in self.checks
+        )
+        return replace(
+            self,
+            main=self.main.replace(self.now_sql, now_sql),
+            detail=self.detail.replace(self.now_sql, now_sql),
+            checks=checks,
+            now_sql=now_sql,
+            limits=limits,
+        )
 
     def sql(self, source: str) -> str:
         """The per-record query over relation `source`, which must carry a `_seq` column."""
@@ -508,6 +542,8 @@ def validation_plan(
         f"SELECT {', '.join(details)} FROM ({checked})",
         f"SELECT {', '.join(light)} FROM ({light_source})",
         checks,
+        _now_sql(limits),
+        limits,
     )
 
 

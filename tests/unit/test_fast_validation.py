@@ -319,3 +319,14 @@ def test_a_naive_clock_is_read_as_utc() -> None:
         validation_plan(EVENTS, records.schema, naive).checks
         == validation_plan(EVENTS, records.schema, aware).checks
     )
+
+
+@pytest.mark.parametrize("shift", [timedelta(0), timedelta(days=400, microseconds=3), -timedelta(hours=5)])
+def test_a_plan_moved_to_another_clock_is_the_plan_made_for_it(shift: timedelta) -> None:
+    records = _records([_base_row(i, t) for i, t in enumerate(EVENT_TYPES)], "text")
+    first = LIMIT_CHOICES[0]
+    later = Limits(first.max_amount_cny, first.max_quantity_kg, first.now + shift, first.clock_skew_seconds)
+    moved = validation_plan(EVENTS, records.schema, first).at(later)
+    assert moved == validation_plan(EVENTS, records.schema, later)
+    with pytest.raises(ValueError, match="only be moved to another clock"):
+        moved.at(Limits(1.0, first.max_quantity_kg, first.now, first.clock_skew_seconds))
