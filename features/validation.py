@@ -519,7 +519,7 @@ def validation_plan(
     key_column = by_name[key]
     hashed = key_column.alias if key_column.output != PASSTHROUGH else key_column.raw
     light = ["_seq", f"{fix} AS _fix", f"hash({hashed}) AS _h", *(c.alias for c in retyped)]
-    light_source = "{source}"
+    light_source = "SELECT * FROM {source}"
     if retyped:
         light_source = f"SELECT *, {', '.join(c.parsed_item() for c in retyped)} FROM {{source}}"
     checks = tuple((r.code, r.check) for r in rules if r.fast is not None and r.check is not None)

@@ -115,6 +115,12 @@ EDGE_VALUES = (
     "Membership",
 )
 COLUMNS = tuple(WIDE_EVENT_CONTRACT.names)
+_SQL_TYPES = {
+    "double": "DOUBLE",
+    "int32": "INTEGER",
+    "bool": "BOOLEAN",
+    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+}
 COMMON = tuple(f.name for f in COMMON_FIELDS)
 LIMIT_CHOICES = (
     Limits(5_000_000, 1_000_000, NOW, 300),
@@ -215,16 +221,24 @@ def _records(rows: list[dict[str, str | None]], layout: str) -> pa.Table:
     if layout == "dictionary":
         for name in ("event_type", "coop_id", "product", "quality_grade", "member_id"):
             columns[name] = columns[name].dictionary_encode()
-    elif layout == "typed":
+    elif layout in ("typed", "all typed"):
         con = duckdb.connect()
         typed = {"amount_cny": "DOUBLE", "days_late": "INTEGER", "verified": "BOOLEAN"}
+        if layout == "all typed":  # every column as its contract types it: nothing left to type
+            typed = {
+                f.name: _SQL_TYPES[str(f.type)]
+                for f in WIDE_EVENT_CONTRACT.fields
+                if str(f.type) in _SQL_TYPES
+            }
         con.register("text_in", pa.table({name: columns[name] for name in typed}))
         cast = con.sql(
             "SELECT " + ", ".join(f"TRY_CAST({n} AS {t}) AS {n}" for n, t in typed.items()) + " FROM text_in"
         ).to_arrow_table()
         con.close()
         for name in typed:
-            columns[name] = cast.column(name).combine_chunks()
+            columns[name] = (
+                cast.column(name).combine_chunks().cast(WIDE_EVENT_CONTRACT.arrow_schema().field(name).type)
+            )
     return _conform(pa.table(columns), contract_for(EVENTS))
 
 
@@ -266,7 +280,7 @@ def con() -> duckdb.DuckDBPyConnection:
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=batches(),
-    layout=st.sampled_from(("text", "blank-as-null", "dictionary", "typed")),
+    layout=st.sampled_from(("text", "blank-as-null", "dictionary", "typed", "all typed")),
     limits=st.sampled_from(LIMIT_CHOICES),
 )
 def test_fast_check_matches_the_main_query_on_events(
@@ -330,3 +344,13 @@ def test_a_plan_moved_to_another_clock_is_the_plan_made_for_it(shift: timedelta)
     assert moved == validation_plan(EVENTS, records.schema, later)
     with pytest.raises(ValueError, match="only be moved to another clock"):
         moved.at(Limits(1.0, first.max_quantity_kg, first.now, first.clock_skew_seconds))
+
+
+def test_a_chunk_with_nothing_to_type_is_checked_too(con: duckdb.DuckDBPyConnection) -> None:
+    """Typed columns and clean text: the light query has no column to parse (it once had no FROM)."""
+    records = _records([_base_row(i, t) for i, t in enumerate(EVENT_TYPES)], "all typed")
+    plan = validation_plan(
+        EVENTS, records.schema, LIMIT_CHOICES[0], clean_text_columns(records, contract_for(EVENTS))
+    )
+    assert all(output == "passthrough" for output in plan.outputs.values())
+    _assert_same(records, EVENTS, LIMIT_CHOICES[0], con)
