@@ -13,8 +13,10 @@ file, the records it handed on before the failure are kept (stored or quarantine
 of a killed run): the fixed file's re-run counts them as duplicates and stores only the rest.
 
 How it stays fast: each chunk is validated by one generated DuckDB query (see `validation`) that returns
-flags, key hashes and the few columns that needed typing; columns that arrive typed (or as clean text)
-are stored as read, repetitive text stays dictionary-encoded, and reasons are only built for bad rows.
+flags, key hashes and the few columns that needed typing (a small chunk, such as an API call's, by a
+light query that only types and hashes, its rules checked by Arrow: the same answers, property-tested);
+columns that arrive typed (or as clean text) are stored as read, repetitive text stays
+dictionary-encoded, and reasons are only built for bad rows.
 Dedupe holds 64-bit key hashes in sorted runs behind a Bloom filter (`KeySet`) and confirms every hash
 match on the key text; the stored keys come from the persistent key index (`key_index`), not from the
 log, and each chunk's fresh keys are added to it beside its parts. Validation is the only step on the

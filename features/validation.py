@@ -5,6 +5,12 @@ per record, whether it is bad, a 64-bit hash of its key, the typed value of ever
 typing and, for bad records only, every broken rule as `field: problem` joined by '; ' plus the record
 as JSON. Columns that arrive already typed are neither cast nor returned: they are stored as read.
 Nothing runs row by row in Python. This is ingestion-only SQL; feature definitions never use it.
+
+For a small chunk the main query's wide rule expression costs DuckDB more to set up than to run, so a
+light query (`ValidationPlan.light_sql`) only types the cells and hashes the keys, and the same rules,
+kept beside their SQL as `Check`s, are tested with Arrow kernels (`ValidationPlan.fast_check`). Both give
+the same flags, hashes and typed values (a property test holds them to it); reasons always come from the
+one detail query.
 """
 
 from __future__ import annotations
@@ -530,7 +536,8 @@ def validation_plan(
         if c.type_flag in flags and (item := c.type_flag_item()) is not None
     ]
     if len(checks) != sum(r.fast is not None for r in rules):
-        raise AssertionError("every rule's fast test needs its Arrow check")
+        # A rule given a SQL test but no Check would be skipped by the fast path: refuse to plan.
+        raise RuntimeError("a validation rule has no Arrow check (see `Check`): add one beside its SQL")
     details = ["_seq", *(item for c in columns if (item := c.patch_item()) is not None)]
     details.append(f"CASE WHEN _bad THEN {reasons} END AS _reasons")
     details.append(f"CASE WHEN _bad THEN {raw_json_sql(input_schema)} END AS _raw")
