@@ -13,8 +13,10 @@ file, the records it handed on before the failure are kept (stored or quarantine
 of a killed run): the fixed file's re-run counts them as duplicates and stores only the rest.
 
 How it stays fast: each chunk is validated by one generated DuckDB query (see `validation`) that returns
-flags, key hashes and the few columns that needed typing; columns that arrive typed (or as clean text)
-are stored as read, repetitive text stays dictionary-encoded, and reasons are only built for bad rows.
+flags, key hashes and the few columns that needed typing (a small chunk, such as an API call's, by a
+light query that only types and hashes, its rules checked by Arrow: the same answers, property-tested);
+columns that arrive typed (or as clean text) are stored as read, repetitive text stays
+dictionary-encoded, and reasons are only built for bad rows.
 Dedupe holds 64-bit key hashes in sorted runs behind a Bloom filter (`KeySet`) and confirms every hash
 match on the key text; the stored keys come from the persistent key index (`key_index`), not from the
 log, and each chunk's fresh keys are added to it beside its parts. Validation is the only step on the
@@ -37,7 +39,7 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -116,6 +118,11 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 ProgressCallback = Callable[[int, int], None]
+# What a validation plan depends on: table kind, input schema, clean and matching columns, and the
+# limits with their clock left out (a cached plan is moved to each batch's clock).
+PlanKey = tuple[str, pa.Schema, frozenset[str], frozenset[str], Limits]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_PLANS = 256
 
 
 @dataclass
@@ -318,6 +325,10 @@ def _new_batch_id() -> str:
 # validation query, most of a small POST's time. For small inputs the DB-API path (planned once) is
 # used instead; its extra copy of a few rows costs nothing, so its warning about that is silenced here.
 _SMALL_QUERY_ROWS = 10_000
+# Up to this many records a chunk's bad flags are computed by Arrow from a light query's parsed values
+# (`ValidationPlan.light_sql`, `fast_bad`) instead of by the main query, whose wide rule expression costs
+# DuckDB ~8 ms to set up however few the rows. Beyond it the main query is as cheap per row, and one pass.
+FAST_CHECK_ROWS = 1_000
 
 
 def _silence_copy_warning() -> None:
@@ -401,6 +412,7 @@ class Ingestor:
         inline_store: bool = False,
         index: KeyIndex | None = None,
         con: duckdb.DuckDBPyConnection | None = None,
+        plans: dict[PlanKey, ValidationPlan] | None = None,
     ) -> None:
         self.log = log
         self.quarantine_dir = quarantine_dir
@@ -419,7 +431,9 @@ class Ingestor:
         self.index = index if index is not None else KeyIndex(log.events_dir.parent, log)
         self.chunk_rows = chunk_rows
         self._part = 0
-        self._plans: dict[tuple[str, pa.Schema, frozenset[str], frozenset[str]], ValidationPlan] = {}
+        # Plans by input shape; a long-lived caller lends its cache (`plans`), whose plans are moved to
+        # this batch's clock (`ValidationPlan.at`) rather than generated again.
+        self._plans = plans if plans is not None else {}
         self._sources: list[SourceCounts] = []
         self._buffers: dict[str, _Buffer] = {}
         # Part files are written (and fsynced) by two threads while the next chunk is validated; at most
@@ -530,13 +544,16 @@ class Ingestor:
         contract = contract_for(table_kind)
         clean = clean_text_columns(records, contract)
         matching = matching_id_columns(records, contract)
-        key = (table_kind, records.schema, clean, matching)
+        limits = replace(self.limits, now=_EPOCH)  # any clock: see `ValidationPlan.at`
+        key = (table_kind, records.schema, clean, matching, limits)
         plan = self._plans.get(key)
         if plan is None:
+            if len(self._plans) >= _MAX_PLANS:  # clients sending ever new shapes: start over
+                self._plans.clear()
             plan = self._plans[key] = validation_plan(
                 table_kind, records.schema, self.limits, clean, matching
             )
-        return plan
+        return plan.at(self.limits)
 
     def _query(self, sql: str, records: pa.Table, seq: np.ndarray) -> pa.Table:
         """Run a validation query over `records` (as relation `chunk_in`, with `seq` as `_seq`); the
@@ -560,8 +577,12 @@ class Ingestor:
         n = records.num_rows
         plan = self._plan(table_kind, records)
         seq = np.arange(n, dtype=np.int64)
-        checked = self._query(plan.sql("chunk_in"), records, seq)
-        bad = checked.column("_bad").to_numpy(zero_copy_only=False)
+        if n <= FAST_CHECK_ROWS:
+            checked = plan.fast_check(records, self._query(plan.light_sql("chunk_in"), records, seq))
+            bad = checked.column("_bad").to_numpy(zero_copy_only=False)
+        else:
+            checked = self._query(plan.sql("chunk_in"), records, seq)
+            bad = checked.column("_bad").to_numpy(zero_copy_only=False)
         fix = checked.column("_fix").to_numpy(zero_copy_only=False)
         # The few records that are bad or need a text cell blanked or trimmed get a second, detailed look.
         flagged = np.flatnonzero(bad | fix)
@@ -631,8 +652,17 @@ class Ingestor:
                     if bounds[i + 1] > bounds[i]:
                         names = EVENT_CONTRACTS[etype].names
                         rows = by_type[bounds[i] : bounds[i + 1]]
-                        writes.append(partial(self._append_events, etype, columns, names, rows, part_name))
-                        parts.append(self.log.event_part_path(etype, part_name))
+                        path = self.log.event_part_path(etype, part_name)
+                        if self._inline_store:
+                            # A small call's parts are encoded here, one after the other, and only
+                            # written and fsynced side by side: a dozen threads each encoding a few
+                            # rows would mostly wait for one another's turn at the interpreter.
+                            data = self.log.encode_events(etype, _take(columns, names, rows))
+                            writes.append(partial(self.log.write_part, data, path))
+                        else:
+                            append = partial(self._append_events, etype, columns, names, rows, part_name)
+                            writes.append(append)
+                        parts.append(path)
             elif fresh_rows.size:
                 names = contract.names
                 writes.append(partial(self._append_table, table_kind, columns, names, fresh_rows, part_name))
@@ -989,23 +1019,30 @@ def ingest_records(
     index: KeyIndex | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
     writer: ThreadPoolExecutor | None = None,
+    plans: dict[PlanKey, ValidationPlan] | None = None,
 ) -> tuple[IngestReport, list[tuple[int, str]]]:
     """Ingest events pushed as records (the API's path) with the same validation, dedupe and ledger.
 
-    `index`, `con` and `writer` (the pool that writes the parts) are a long-lived caller's (see
-    `RecordIngest`): the index is refreshed with what other writers added, not loaded again. Returns
+    `index`, `con`, `writer` (the pool that writes the parts) and `plans` (validation plans by input
+    shape) are a long-lived caller's (see `RecordIngest`): the index is refreshed with what other
+    writers added, not loaded again. Returns
     the report and, per quarantined row, its index in `rows` and its reasons.
     """
     started = time.perf_counter()
     batch_id = _new_batch_id()
     report = IngestReport(batch_id=batch_id)
-    columns: dict[str, list[str | None]] = {}
-    for position, row in enumerate(rows):
-        for name in row.keys() - columns.keys():
-            columns[name] = [None] * position
-        for name, values in columns.items():
-            values.append(json_scalar(row.get(name)))
-    records = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+    # Every field any row has, in first-seen order, as text (a row without it: NULL). Text and missing
+    # cells, nearly all of them, skip the call that converts other JSON values.
+    names = dict.fromkeys(name for row in rows for name in row)
+    records = pa.table(
+        {
+            name: pa.array(
+                [v if v is None or type(v) is str else json_scalar(v) for v in (r.get(name) for r in rows)],
+                pa.string(),
+            )
+            for name in names
+        }
+    )
     canonical = json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str).encode()
     counts = SourceCounts(source, hashlib.sha256(canonical).hexdigest(), EVENTS)
     report.sources.append(counts)
@@ -1031,6 +1068,7 @@ def ingest_records(
             write_threads=len(EVENT_TYPES) + 1,
             writer=writer,
             inline_store=True,
+            plans=plans,
         )
         try:
             ingestor.add(EVENTS, FileChunk(records, [], 0), counts)
@@ -1060,6 +1098,8 @@ class RecordIngest:
         # One thread per event type and one for the index segment: a call's files are fsynced together.
         self._writer = ThreadPoolExecutor(max_workers=len(EVENT_TYPES) + 1, thread_name_prefix="events-write")
         self._lock = threading.Lock()
+        # Validation plans by input shape, kept across requests (see `ValidationPlan.at`).
+        self._plans: dict[PlanKey, ValidationPlan] = {}
 
     def warm(self) -> None:
         """Load the events key index now (at server start) rather than in the first request."""
@@ -1083,6 +1123,7 @@ class RecordIngest:
                     index=self.index,
                     con=self._con,
                     writer=self._writer,
+                    plans=self._plans,
                 )
             except BaseException:
                 self.index.forget()
