@@ -131,6 +131,10 @@ class TableSource:
     id_column: str | None = None
     protected: tuple[str, ...] = ()
     monotone: dict[str, int] = field(default_factory=dict)
+    time_format: str | None = None
+    bad_value: str | None = None
+    good_values: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
     _loaded: TrainingSet | None = field(default=None, init=False, repr=False)
 
     def load(self) -> TrainingSet:
@@ -143,6 +147,10 @@ class TableSource:
                 id_column=self.id_column,
                 protected=self.protected,
                 monotone=self.monotone,
+                time_format=self.time_format,
+                bad_value=self.bad_value,
+                good_values=self.good_values,
+                keep=self.keep,
             )
         return self._loaded
 
