@@ -409,6 +409,45 @@ def table_training_set(
     )
 
 
+@dataclass
+class TableSource:
+    """Training data from a lender's own table (a `training.job.TrainingSource`). It lives here, not
+    beside the event-log source, so checking a table imports no model-fitting library."""
+
+    path: Path
+    label: str
+    time: str
+    id_column: str | None = None
+    protected: tuple[str, ...] = ()
+    monotone: dict[str, int] = field(default_factory=dict)
+    time_format: str | None = None
+    bad_value: str | None = None
+    good_values: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    _loaded: TrainingSet | None = field(default=None, init=False, repr=False)
+
+    def load(self) -> TrainingSet:
+        """The table as a training set (read once)."""
+        if self._loaded is None:
+            self._loaded = table_training_set(
+                self.path,
+                label=self.label,
+                time=self.time,
+                id_column=self.id_column,
+                protected=self.protected,
+                monotone=self.monotone,
+                time_format=self.time_format,
+                bad_value=self.bad_value,
+                good_values=self.good_values,
+                keep=self.keep,
+            )
+        return self._loaded
+
+    def fingerprint(self) -> DataFingerprint:
+        """File SHA-256 + latest time + column set."""
+        return self.load().fingerprint
+
+
 def describe(training_set: TrainingSet) -> dict[str, Any]:
     """Headline counts of a training set."""
     return {

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from coopscore.settings import Settings
     from models.mlflow_io import VersionRecord
     from training.config import TrainingConfig
+    from training.datasets import TableSource
     from training.gates import Gate
-    from training.job import TableSource, TrainingSource
+    from training.job import TrainingSource
 
 
 def training_config(
@@ -65,7 +66,7 @@ def table_source(
 ) -> TableSource:
     """Training data from a lender's own table (CSV / Parquet); see `training.table_inputs` for
     what is checked and left out."""
-    from training.job import TableSource
+    from training.datasets import TableSource
 
     return TableSource(
         table,

@@ -118,6 +118,24 @@ def require_columns(columns: Iterable[object], wanted: dict[str, Sequence[str]],
         )
 
 
+def _to_times(column: pd.Series, name: str, time_format: str | None) -> pd.Series:
+    """UTC timestamps, NaT where a value does not parse: by the format, else as ISO 8601 (any
+    precision), else by pandas' guess from the first value (whose failures are then reported)."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return pd.to_datetime(column, utc=True)
+    try:
+        with warnings.catch_warnings():  # pandas warns when it guesses a format: we decide after
+            warnings.simplefilter("ignore", UserWarning)
+            if time_format is not None:
+                return pd.to_datetime(column, utc=True, errors="coerce", format=time_format)
+            iso = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
+            if int(iso.notna().sum()) == int(column.notna().sum()):
+                return iso
+            return pd.to_datetime(column, utc=True, errors="coerce")
+    except (ValueError, TypeError) as error:
+        raise TableInputError(f"time column {name!r}: {error}") from error
+
+
 def parse_times(column: pd.Series, name: str, time_format: str | None) -> pd.Series:
     """The time column as UTC timestamps (NaT where empty); unparseable or ambiguous values stop.
 
@@ -126,12 +144,7 @@ def parse_times(column: pd.Series, name: str, time_format: str | None) -> pd.Ser
     refused rather than guessed (pandas would read it month-first).
     """
     present = column.notna() & (column.astype("string").str.strip() != "")
-    try:
-        with warnings.catch_warnings():  # pandas warns when it guesses a format: we decide below
-            warnings.simplefilter("ignore", UserWarning)
-            times = pd.to_datetime(column.where(present), utc=True, errors="coerce", format=time_format)
-    except (ValueError, TypeError) as error:
-        raise TableInputError(f"time column {name!r}: {error}") from error
+    times = _to_times(column.where(present), name, time_format)
     failed = present & times.isna()
     if failed.any():
         examples = ", ".join(repr(str(v)) for v in column[failed].drop_duplicates().head(EXAMPLES))

@@ -287,7 +287,6 @@ def train_command(
     time, constant columns, id-like text, and columns that alone separate the label (AUC >= 0.99).
     Exit codes: 0 registered, 12 insufficient data, 2 bad usage or bad table input, 1 error.
     """
-    from training.job import train
     from training.job_setup import table_source, training_config
     from training.table_inputs import TableInputError
 
@@ -338,6 +337,8 @@ def train_command(
         settings = _settings()
     else:
         settings, source = _event_log_source(config, as_of, truth)
+    from training.job import train  # imported after the table's checks: it loads the model libraries
+
     try:
         with stdout_kept_for_json(as_json), stages(not as_json) as progress:
             summary, _ = train(
