@@ -24,6 +24,16 @@ import pandas as pd
 
 from models.spec import ModelSpec, spec_for_table, spec_from_registry
 from training.labels import LabelReport, data_as_of, label_applications, label_horizon, utc
+from training.table_inputs import (
+    Exclusion,
+    InputReport,
+    TableInputError,
+    binary_label,
+    missing_values,
+    parse_times,
+    require_columns,
+    screen_columns,
+)
 
 if TYPE_CHECKING:
     from features.catalog import FeatureRegistry
@@ -100,6 +110,8 @@ class TrainingSet:
     # The latest applications (labelled or not) before the as-of time, with the same point-in-time
     # features: what the model meets once deployed, hence the drift monitor's reference sample.
     recent: RecentApplications | None = None
+    # A lender's table: rows and columns left out and why, missing values per input.
+    inputs: InputReport | None = None
 
     def __len__(self) -> int:
         return len(self.label)
@@ -264,9 +276,6 @@ def event_log_training_set(
 # From a lender's own table
 # --------------------------------------------------------------------------------------------------
 
-_TRUE: Final = frozenset({"1", "true", "t", "yes", "y", "default", "bad"})
-_FALSE: Final = frozenset({"0", "false", "f", "no", "n", "good"})
-
 
 def _read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
@@ -276,27 +285,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, low_memory=False)
     if suffix in (".jsonl", ".ndjson"):
         return pd.read_json(path, lines=True)
-    raise ValueError(f"{path}: expected .csv, .parquet or .jsonl")
-
-
-def _binary_label(column: pd.Series, name: str) -> pd.Series:
-    """A 0/1 label from bools, numbers 0/1 or yes/no-like text; NaN where missing."""
-    if column.dtype == bool:
-        return column.astype(np.float64)
-    if pd.api.types.is_numeric_dtype(column):
-        values = column.astype(np.float64)
-    else:
-        text = column.astype("string").str.strip().str.lower()
-        values = pd.Series(np.nan, index=column.index)
-        values[text.isin(_TRUE)] = 1.0
-        values[text.isin(_FALSE)] = 0.0
-        unknown = text.notna() & ~text.isin(_TRUE | _FALSE)
-        if unknown.any():
-            raise ValueError(f"label column {name!r} has values that are not 0/1: {text[unknown].iloc[0]!r}")
-    bad = values.notna() & ~values.isin([0.0, 1.0])
-    if bad.any():
-        raise ValueError(f"label column {name!r} must be 0/1, found {values[bad].iloc[0]!r}")
-    return values
+    raise TableInputError(f"{path}: expected .csv, .parquet or .jsonl")
 
 
 def _segment_labels(column: pd.Series) -> pd.Series:
@@ -316,23 +305,70 @@ def table_training_set(
     protected: Sequence[str] = (),
     monotone: Mapping[str, int] | None = None,
     drop: Sequence[str] = (),
+    time_format: str | None = None,
+    bad_value: str | None = None,
+    good_values: Sequence[str] = (),
+    keep: Sequence[str] = (),
 ) -> TrainingSet:
-    """A training set from a lender's table: every other column is a feature (text -> categorical)."""
+    """A training set from a lender's table: every other column is a feature (text -> categorical),
+    unless it is constant, names rows, or leaks the label (see `training.table_inputs`; `keep`
+    overrides). Rows without a label or a time are left out; every exclusion is in `inputs`.
+
+    Raises `TableInputError` (one actionable line) for a missing column, unparseable or ambiguous
+    dates, or a label whose bad value is not stated.
+    """
     table = _read_table(path)
-    needed = [label, time, *([id_column] if id_column else []), *protected, *drop]
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        raise KeyError(f"{path}: no column(s) {missing}; columns are {list(table.columns)}")
-    y = _binary_label(table[label], label)
-    times = pd.to_datetime(table[time], utc=True, errors="coerce")
+    require_columns(
+        table.columns,
+        {
+            "--label": [label],
+            "--time": [time],
+            "--id": [id_column] if id_column else [],
+            "--protected": list(protected),
+            "--monotone": list(monotone or {}),
+            "--keep": list(keep),
+            "drop": list(drop),
+        },
+        path.name,
+    )
+    report = InputReport(rows_read=len(table), time_format=time_format)
+    y, report.label_values, label_excluded = binary_label(
+        table[label], label, bad_value=bad_value, good_values=good_values
+    )
+    times = parse_times(table[time], time, time_format)
+    report.rows_excluded += label_excluded
+    # Rows without a time cannot be placed in an out-of-time split; counted, not guessed.
+    no_time = y.notna() & times.isna()
+    if no_time.any():
+        report.rows_excluded.append(Exclusion("time missing", int(no_time.sum()), time))
     usable = y.notna() & times.notna()
     table, y, times = table.loc[usable], y[usable], times[usable]
     order = np.argsort(times.to_numpy(), kind="stable")
     table, y, times = table.iloc[order], y.iloc[order], times.iloc[order]
+    report.rows_used = len(table)
+    report.roles = {
+        "label": [label],
+        "time": [time],
+        "id": [id_column] if id_column else [],
+        "protected (audits only)": list(protected),
+        "dropped": list(drop),
+    }
     excluded = {label, time, *protected, *drop, *([id_column] if id_column else [])}
-    feature_columns = [c for c in table.columns if c not in excluded]
+    candidates = [c for c in table.columns if c not in excluded]
+    feature_columns, report.columns_excluded = screen_columns(
+        table, y.to_numpy(dtype=np.int64), candidates, keep
+    )
+    report.kept = [c for c in keep if c in feature_columns]
+    unused = [c for c in (monotone or {}) if c not in feature_columns]
+    if unused:
+        raise TableInputError(
+            f"--monotone {', '.join(unused)}: not a model input (excluded above or a label/time/id/"
+            "protected column); drop the option or --keep the column"
+        )
     if not feature_columns:
-        raise ValueError(f"{path}: no feature columns left after excluding {sorted(excluded)}")
+        reasons = "; ".join(f"{e.column}: {e.reason}" for e in report.columns_excluded)
+        raise TableInputError(f"{path.name}: no input columns left ({reasons or 'none but roles'})")
+    report.missing = missing_values(table, feature_columns)
     features = pd.DataFrame(index=range(len(table)))
     categories: dict[str, list[str]] = {}
     for name in feature_columns:
@@ -369,7 +405,47 @@ def table_training_set(
         bureau_features=[],
         truth_pd=None,
         thin_segment=None,
+        inputs=report,
     )
+
+
+@dataclass
+class TableSource:
+    """Training data from a lender's own table (a `training.job.TrainingSource`). It lives here, not
+    beside the event-log source, so checking a table imports no model-fitting library."""
+
+    path: Path
+    label: str
+    time: str
+    id_column: str | None = None
+    protected: tuple[str, ...] = ()
+    monotone: dict[str, int] = field(default_factory=dict)
+    time_format: str | None = None
+    bad_value: str | None = None
+    good_values: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    _loaded: TrainingSet | None = field(default=None, init=False, repr=False)
+
+    def load(self) -> TrainingSet:
+        """The table as a training set (read once)."""
+        if self._loaded is None:
+            self._loaded = table_training_set(
+                self.path,
+                label=self.label,
+                time=self.time,
+                id_column=self.id_column,
+                protected=self.protected,
+                monotone=self.monotone,
+                time_format=self.time_format,
+                bad_value=self.bad_value,
+                good_values=self.good_values,
+                keep=self.keep,
+            )
+        return self._loaded
+
+    def fingerprint(self) -> DataFingerprint:
+        """File SHA-256 + latest time + column set."""
+        return self.load().fingerprint
 
 
 def describe(training_set: TrainingSet) -> dict[str, Any]:
@@ -382,4 +458,5 @@ def describe(training_set: TrainingSet) -> dict[str, Any]:
         "first_application": training_set.applied_at.min().isoformat() if len(training_set) else None,
         "last_application": training_set.applied_at.max().isoformat() if len(training_set) else None,
         **({"labels": training_set.labels.to_dict()} if training_set.labels else {}),
+        **({"inputs": training_set.inputs.to_dict()} if training_set.inputs else {}),
     }

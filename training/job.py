@@ -30,12 +30,12 @@ from models.registry import MODEL_NAME
 from training.config import TrainingConfig
 from training.datasets import (
     DataFingerprint,
+    TableSource,
     TrainingSet,
     describe,
     event_log_training_set,
     files_checksum,
     ledger_checksum,
-    table_training_set,
 )
 from training.fairness_gates import FairnessGate
 from training.fairness_mitigation import (
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 Mitigation = Literal["none", "drop-proxies"]
+__all__ = ["EventLogSource", "ExitCode", "JobSummary", "TableSource", "TrainingSource", "retrain", "train"]
 
 
 class ExitCode(IntEnum):
@@ -119,36 +120,6 @@ class EventLogSource:
             engine=self.engine,
             truth_dir=self.truth_dir,
         )
-
-
-@dataclass
-class TableSource:
-    """Training data from a lender's own table."""
-
-    path: Path
-    label: str
-    time: str
-    id_column: str | None = None
-    protected: tuple[str, ...] = ()
-    monotone: dict[str, int] = field(default_factory=dict)
-    _loaded: TrainingSet | None = field(default=None, init=False, repr=False)
-
-    def load(self) -> TrainingSet:
-        """The table as a training set (read once)."""
-        if self._loaded is None:
-            self._loaded = table_training_set(
-                self.path,
-                label=self.label,
-                time=self.time,
-                id_column=self.id_column,
-                protected=self.protected,
-                monotone=self.monotone,
-            )
-        return self._loaded
-
-    def fingerprint(self) -> DataFingerprint:
-        """File SHA-256 + latest time + column set."""
-        return self.load().fingerprint
 
 
 @dataclass

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from coopscore.settings import Settings
     from models.mlflow_io import VersionRecord
     from training.config import TrainingConfig
+    from training.datasets import TableSource
     from training.gates import Gate
     from training.job import TrainingSource
 
@@ -58,9 +59,14 @@ def table_source(
     id_column: str | None = None,
     protected: tuple[str, ...] = (),
     monotone: Mapping[str, int] | None = None,
-) -> TrainingSource:
-    """Training data from a lender's own table (CSV / Parquet)."""
-    from training.job import TableSource
+    time_format: str | None = None,
+    bad_value: str | None = None,
+    good_values: tuple[str, ...] = (),
+    keep: tuple[str, ...] = (),
+) -> TableSource:
+    """Training data from a lender's own table (CSV / Parquet); see `training.table_inputs` for
+    what is checked and left out."""
+    from training.datasets import TableSource
 
     return TableSource(
         table,
@@ -69,6 +75,10 @@ def table_source(
         id_column=id_column,
         protected=protected,
         monotone=dict(monotone or {}),
+        time_format=time_format,
+        bad_value=bad_value,
+        good_values=good_values,
+        keep=keep,
     )
 
 

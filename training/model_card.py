@@ -53,6 +53,9 @@ def render_model_card(result: TrainingResult, *, model_name: str, version: str, 
             f"- not yet labelled: {ts.labels.window_open:,} applications whose 12-month window is open, "
             f"{ts.labels.closed_without_outcome:,} closed without a recorded outcome"
         )
+    if ts.inputs is not None:
+        lines += ["", "What the table lost before training (nothing is dropped silently):", ""]
+        lines += [f"- {line}" for line in ts.inputs.lines()]
     lines += ["", "Out-of-time splits (by application time, never at random):", ""]
     lines += ["| slice | from | to | applications |", "|---|---|---|---|"]
     for name, window in result.split.describe().items():

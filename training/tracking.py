@@ -116,6 +116,11 @@ def run_parameters(result: TrainingResult) -> dict[str, Any]:
     params["features.bureau"] = len(result.training_set.bureau_features)
     params["calibration.slope"] = result.model.calibration.slope
     params["calibration.intercept"] = result.model.calibration.intercept
+    inputs = result.training_set.inputs
+    if inputs is not None:  # a lender's table: what was left out (details in data/inputs.json)
+        params["inputs.rows_read"] = inputs.rows_read
+        params["inputs.rows_excluded"] = sum(e.count for e in inputs.rows_excluded)
+        params["inputs.columns_excluded"] = ",".join(str(e.column) for e in inputs.columns_excluded)[:500]
     return params
 
 
@@ -148,6 +153,9 @@ def log_and_register(
         with tempfile.TemporaryDirectory(prefix="coopscore-run-") as tmp:
             root = Path(tmp)
             _log_evaluation(result, root, tracking_uri, run_id)
+            if result.training_set.inputs is not None:
+                _write_json(root / "data" / "inputs.json", result.training_set.inputs.to_dict())
+                mlflow_io.log_artifacts(tracking_uri, run_id, root / "data", "data")
             artifacts = write_artifacts(result.model, root / "model", result.reference_sample)
             code = _code_file()
             sha256 = {**artifacts.sha256, CODE_FILE: sha256_file(code)}

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coopscore.cli.output import JsonOption, console, emit, fail, progress_bar
+from coopscore.cli.output import JsonOption, console, debug_enabled, emit, fail, progress_bar
 
 if TYPE_CHECKING:
     from features.ingest import IngestReport
@@ -79,7 +79,7 @@ def ingest(
     except FileNotFoundError as exc:
         fail(str(exc))
     except Exception as exc:
-        if debug:
+        if debug or debug_enabled():
             raise
         message = f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
         if as_json:

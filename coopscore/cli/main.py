@@ -8,16 +8,39 @@ imports its implementation inside the commands, so `coopscore --help` stays fast
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
 
 from coopscore.cli import audit, features, ingest, keys, monitor, serve, simulate, train
+from coopscore.cli.output import console, debug_enabled, internal_error, set_debug
 
 app = typer.Typer(
     name="coopscore",
-    help="Credit scoring for thin-file rural borrowers from cooperative activity feeds.",
+    help="Credit scoring for thin-file rural borrowers from cooperative activity feeds.\n\n"
+    "Exit codes shared by every command: 0 success, 1 internal error (one line; the traceback only "
+    "with --debug), 2 bad usage or bad input (one line saying what to change). Commands document "
+    "their own codes in their --help.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def root(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show the full traceback of an internal error (before the command: "
+            "`coopscore --debug train ...`). Without it, errors are one line.",
+        ),
+    ] = False,
+) -> None:
+    """Options for every command."""
+    set_debug(debug)
+
 
 # Top-level commands, in the order `coopscore --help` lists them.
 app.add_typer(simulate.app)
@@ -34,5 +57,13 @@ app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:
-    """Entry point for `coopscore` and `python -m coopscore`."""
-    app()
+    """Entry point for `coopscore` and `python -m coopscore`: an unexpected error is one line and
+    exit 1, its traceback only with `coopscore --debug`."""
+    try:
+        app()
+    except Exception as error:
+        if debug_enabled():
+            raise
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), "COMMAND")
+        console.print(f"[red]error[/red]: {internal_error(error, command)}", soft_wrap=True)
+        sys.exit(1)

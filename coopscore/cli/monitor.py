@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coopscore.cli.output import EXIT_ERROR, JsonOption, emit, fail
+from coopscore.cli.output import EXIT_ERROR, JsonOption, debug_enabled, emit, fail
 from monitoring.drift_job import EXIT_TOO_FEW_ROWS
 
 RETRAIN_COMMAND = ("-m", "coopscore", "retrain")
@@ -164,7 +164,7 @@ def drift(
     except DriftJobError as error:
         _stop(str(error), error.exit_code, error.details, as_json)
     except Exception as error:
-        if debug:
+        if debug or debug_enabled():
             raise
         _stop(
             f"drift check failed: {type(error).__name__}: {error} (run with --debug for the traceback)",

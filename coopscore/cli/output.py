@@ -23,6 +23,29 @@ EXIT_BAD_INPUT = 2
 
 console = Console(stderr=True)
 
+
+class _Debug:
+    """Whether `coopscore --debug` asked for tracebacks (set once, by the root callback)."""
+
+    enabled = False
+
+
+def set_debug(enabled: bool) -> None:
+    """Record the root `--debug` flag for every command of this process."""
+    _Debug.enabled = enabled
+
+
+def debug_enabled() -> bool:
+    """True under `coopscore --debug ...`: internal errors show their traceback."""
+    return _Debug.enabled
+
+
+def internal_error(error: BaseException, command: str = "COMMAND") -> str:
+    """The one line shown for an unexpected error without --debug."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text} (run `coopscore --debug {command} ...` for the traceback)"
+
+
 # One `--json` flag; the help texts differ by command group and are kept as they were shown before.
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object.")]
 JsonOnStdoutOption = Annotated[

@@ -74,3 +74,24 @@ def simulate(
         else:
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
+
+
+@app.command("simulate-table")
+def simulate_table(
+    out: Annotated[Path, typer.Option(help="CSV (or .parquet) file to write.", dir_okay=False)],
+    rows: Annotated[int, typer.Option(min=100, help="Number of applications.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same table.")] = 11,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a lender's awkward application table to try `coopscore train --table` on: dd/mm/yyyy
+    dates, a text id, a constant column, a text label with a third value, a leaking column, gaps."""
+    from simulator.lender_table import write_lender_table
+
+    if out.exists() and not overwrite:
+        fail(f"{out} exists; pass --overwrite to replace it")
+    write_lender_table(out, rows, seed=seed)
+    if as_json:
+        emit({"path": str(out), "rows": rows, "seed": seed})
+        return
+    console.print(f"wrote {rows:,} applications to {out}")

@@ -10,8 +10,11 @@ Exit codes (a scheduler can act on them):
     11  no new data: `retrain` found this data, feature set and config already trained
     12  insufficient data: too few labelled applications or defaults to train honestly
     13  nothing to promote: no challenger
-    1   error (message on stderr, and in the JSON object with --json)
-    2   bad usage (Typer)
+    1   error (one line on stderr, and in the JSON object with --json; the traceback only with
+        `coopscore --debug`)
+    2   bad usage, or a table that cannot be trained on as asked: a missing column (with the closest
+        names), unparseable or ambiguous dates (with examples; use --time-format), a label that is not
+        0/1 without --bad-value, or more than two label values without --good-value
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.table import Table
 
-from coopscore.cli.output import JsonOnStdoutOption, console, emit, fail, stages, stdout_kept_for_json
+from coopscore.cli.output import (
+    EXIT_BAD_INPUT,
+    JsonOnStdoutOption,
+    console,
+    debug_enabled,
+    emit,
+    fail,
+    internal_error,
+    stages,
+    stdout_kept_for_json,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,12 +143,32 @@ def _print_summary(summary: JobSummary) -> None:
                 _number(row["approval_rate"], 2),
             )
         console.print(table)
+    if summary.data.get("inputs"):
+        _print_inputs(summary.data["inputs"])
     if summary.mitigation:
         _print_mitigation(summary.mitigation)
     if summary.promotion:
         _print_gates(summary.promotion)
     colour = {0: "green", 10: "yellow", 11: "cyan"}.get(summary.exit_code, "red")
     console.print(f"[{colour}]{summary.status}[/{colour}]: {summary.message}")
+
+
+def _print_inputs(inputs: dict[str, Any]) -> None:
+    """Every row and column the table lost, and why; missing values per input."""
+    console.print(f"rows: {inputs['rows_used']:,} used of {inputs['rows_read']:,} read")
+    for item in inputs["rows_excluded"]:
+        detail = f": {item['detail']}" if item["detail"] else ""
+        console.print(
+            f"  [yellow]rows excluded[/yellow]: {item['count']:,} ({item['reason']}{detail})", soft_wrap=True
+        )
+    for item in inputs["columns_excluded"]:
+        console.print(
+            f"  [yellow]column excluded[/yellow]: {item['column']} ({item['reason']}: {item['detail']})",
+            soft_wrap=True,
+        )
+    for name, missing in inputs["missing"].items():
+        if missing["count"]:
+            console.print(f"  missing values: {name} {missing['count']:,} ({missing['share']:.1%})")
 
 
 def _print_mitigation(report: dict[str, Any]) -> None:
@@ -205,6 +238,38 @@ def train_command(
         list[str] | None,
         typer.Option("--monotone", help="Table: COLUMN=+1 (raises risk) or COLUMN=-1. Repeatable."),
     ] = None,
+    time_format: Annotated[
+        str | None,
+        typer.Option(
+            "--time-format",
+            help="Table: strftime format of the time column, e.g. %d/%m/%Y; every value must match. "
+            "Without it, ISO-like times are parsed and anything else (or day/month-ambiguous) is exit 2.",
+        ),
+    ] = None,
+    bad_value: Annotated[
+        str | None,
+        typer.Option(
+            "--bad-value",
+            help="Table: the label value that means default (e.g. 1, yes, default). Needed unless the "
+            "label is 0/1.",
+        ),
+    ] = None,
+    good_value: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--good-value",
+            help="Table: a label value that means repaid; needed when the label has more than two "
+            "values (rows with other values are excluded and counted). Repeatable.",
+        ),
+    ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep",
+            help="Table: use this column as an input even if it looks constant, id-like or leaky. "
+            "Repeatable.",
+        ),
+    ] = None,
     truth: TruthOption = None,
     as_of: AsOfOption = None,
     config_path: ConfigOption = None,
@@ -215,14 +280,34 @@ def train_command(
     model_name: ModelNameOption = None,
     as_json: JsonOnStdoutOption = False,
 ) -> None:
-    """Train, evaluate against the baselines, and register a challenger (no promotion)."""
-    from training.job import train
+    """Train, evaluate against the baselines, and register a challenger (no promotion).
+
+    With --table, every row and column left out is listed with its reason (console, --json
+    `data.inputs`, the model card and the MLflow run's `data/inputs.json`): rows without a label or
+    time, constant columns, id-like text, and columns that alone separate the label (AUC >= 0.99).
+    Exit codes: 0 registered, 12 insufficient data, 2 bad usage or bad table input, 1 error.
+    """
     from training.job_setup import table_source, training_config
+    from training.table_inputs import TableInputError
 
     if table is not None and (label is None or time_column is None):
         raise typer.BadParameter("--table needs --label and --time", param_hint="--table")
-    if table is None and (label or time_column or id_column or protected or monotone):
-        raise typer.BadParameter("--label/--time/--id/--protected/--monotone need --table")
+    table_only = (
+        label,
+        time_column,
+        id_column,
+        protected,
+        monotone,
+        time_format,
+        bad_value,
+        good_value,
+        keep,
+    )
+    if table is None and any(table_only):
+        raise typer.BadParameter(
+            "--label/--time/--id/--protected/--monotone/--time-format/--bad-value/--good-value/--keep "
+            "need --table"
+        )
     config = training_config(
         config_path,
         oot_months=oot_months,
@@ -232,17 +317,28 @@ def train_command(
     )
     if table is not None:
         assert label is not None and time_column is not None  # checked above
-        source = table_source(
+        table_input = table_source(
             table,
             label=label,
             time_column=time_column,
             id_column=id_column,
             protected=tuple(protected or ()),
             monotone=_monotone(monotone),
+            time_format=time_format,
+            bad_value=bad_value,
+            good_values=tuple(good_value or ()),
+            keep=tuple(keep or ()),
         )
+        try:
+            table_input.load()  # check the table before anything is set up: bad input is exit 2, at once
+        except TableInputError as error:
+            _fail(as_json, EXIT_BAD_INPUT, "bad_input", str(error))
+        source: TrainingSource = table_input
         settings = _settings()
     else:
         settings, source = _event_log_source(config, as_of, truth)
+    from training.job import train  # imported after the table's checks: it loads the model libraries
+
     try:
         with stdout_kept_for_json(as_json), stages(not as_json) as progress:
             summary, _ = train(
@@ -453,19 +549,23 @@ def _event_log_source(
 
 def _fail(as_json: bool, code: int, status: str, message: str, **extra: Any) -> NoReturn:
     payload = {"status": status, "exit_code": code, "message": message, **extra} if as_json else None
-    fail(message, code, label=status, payload=payload)
+    fail(message, code, label=status, payload=payload, soft_wrap=True)  # one line, however long
 
 
 def _handle(error: Exception, as_json: bool) -> NoReturn:
     from training.datasets import InsufficientDataError
     from training.job import ExitCode
+    from training.table_inputs import TableInputError
 
     if isinstance(error, typer.Exit):
         raise error
     if isinstance(error, InsufficientDataError):
         _fail(as_json, ExitCode.INSUFFICIENT_DATA, "insufficient_data", str(error))
-    console.print_exception(max_frames=8)  # stderr: the JSON on stdout stays one object
-    _fail(as_json, ExitCode.ERROR, "error", f"{type(error).__name__}: {error}")
+    if isinstance(error, TableInputError):
+        _fail(as_json, EXIT_BAD_INPUT, "bad_input", str(error))
+    if debug_enabled():
+        console.print_exception(max_frames=8)  # stderr: the JSON on stdout stays one object
+    _fail(as_json, ExitCode.ERROR, "error", internal_error(error))
 
 
 def _finish(summary: JobSummary, as_json: bool) -> NoReturn:

@@ -1,0 +1,79 @@
+"""Journey: a lender trains on their own awkward table and nothing is dropped or guessed silently.
+
+The table (from `coopscore simulate-table`) has dd/mm/yyyy dates with blanks, a per-row text id, a
+constant column, a text label with a third value, a column written after default, and missing
+incomes. Each awkward case stops with exit 2 and one line saying what to change; with the right flags
+the model trains and `--json` lists every excluded row and column with its count and reason.
+Needs no session world: its own data folder and MLflow store under tmp_path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.journeys.conftest import Cli, journey_env
+
+
+def _one_line_refusal(cli: Cli, *args: str) -> str:
+    """Run without --json: exit 2, one line on stderr, no traceback; return that line."""
+    done = cli.run("train", *args)
+    assert done.returncode == 2, f"exit {done.returncode}\n{done.stderr[-2000:]}"
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+def test_training_on_an_awkward_table_of_my_own(tmp_path: Path) -> None:
+    cli = Cli(journey_env(tmp_path), tmp_path)
+    table = tmp_path / "applications.csv"
+    _, made = cli.json("simulate-table", "--rows", "1500", "--out", str(table))
+    assert made["rows"] == 1500 and table.exists()
+    base = ("--table", str(table), "--time", "applied_on", "--protected", "gender")
+
+    line = _one_line_refusal(cli, *base, "--label", "outcom")
+    assert "no such column: --label 'outcom' (did you mean 'outcome'" in line
+
+    line = _one_line_refusal(cli, *base, "--label", "outcome")
+    assert "is not 0/1 (values seen: 'default', 'pending', 'repaid')" in line and "--bad-value" in line
+
+    line = _one_line_refusal(cli, *base, "--label", "outcome", "--bad-value", "default")
+    assert "3 distinct values" in line and "--good-value" in line
+
+    label = ("--label", "outcome", "--bad-value", "default", "--good-value", "repaid")
+    line = _one_line_refusal(cli, *base, *label)
+    assert "values could not be parsed (e.g. '13/" in line and "--time-format" in line
+    _, refused = cli.json("train", *base, *label, expect=2)
+    assert refused["status"] == "bad_input" and refused["exit_code"] == 2
+
+    line = _one_line_refusal(cli, *base, *label, "--time-format", "%d/%m/%Y", "--monotone", "late_paymnts=+1")
+    assert "--monotone 'late_paymnts' (did you mean 'late_payments'" in line
+
+    _, summary = cli.json(
+        "train",
+        *base,
+        *label,
+        "--time-format",
+        "%d/%m/%Y",
+        "--monotone",
+        "late_payments=+1",
+        "--oot-months",
+        "4",
+    )
+    assert summary["status"] == "registered"
+    inputs = summary["data"]["inputs"]
+    rows = {item["reason"]: item["count"] for item in inputs["rows_excluded"]}
+    assert rows.keys() == {"label value neither --bad-value nor --good-value", "time missing"}
+    assert all(count > 0 for count in rows.values())
+    assert inputs["rows_used"] == summary["data"]["rows"] == inputs["rows_read"] - sum(rows.values())
+    columns = {item["column"]: item["reason"] for item in inputs["columns_excluded"]}
+    assert columns == {
+        "application_id": "id-like text",
+        "branch": "constant",
+        "collections_stage": "leakage suspect",
+    }
+    assert (
+        inputs["missing"]["monthly_income"]["count"] > 0
+        and 0 < inputs["missing"]["monthly_income"]["share"] < 0.3
+    )
+    assert inputs["roles"]["protected (audits only)"] == ["gender"]
+    assert summary["data"]["features"] == 6  # age, income, land, late payments, amount, crop
