@@ -47,6 +47,7 @@ from training.gates import Gate
 from training.labels import data_as_of
 from training.pipeline import TrainingResult, summary_metrics, train_and_evaluate
 from training.promotion import PromotionResult, promote
+from training.report_html import REPORT_FILE
 from training.reports import AnalystReport, analyst_report
 from training.tracking import REPORT_ARTIFACT, RegisteredRun, find_version_by_training_key, log_and_register
 
@@ -246,6 +247,8 @@ def _train(
     if skip_if_trained:
         existing = find_version_by_training_key(tracking_uri, model_name, key)
         if existing is not None:
+            stored = reports_dir(data_dir)
+            page = None if stored is None else stored / model_name / f"v{existing}" / REPORT_FILE
             return (
                 JobSummary(
                     status="no_new_data",
@@ -256,6 +259,10 @@ def _train(
                     training_key=key,
                     data=fingerprint.to_dict(),
                     seconds=seconds,
+                    # The trained version's report, when this data folder holds it.
+                    report=None
+                    if page is None or not page.exists()
+                    else {"path": str(page.resolve()), "mlflow_artifact": None, "tables": None},
                 ),
                 None,
                 None,

@@ -163,12 +163,15 @@ def auc_interval(
 
 
 def candidate_cutoffs(score: npt.ArrayLike, grade_cuts: Sequence[float], steps: int = 10) -> list[float]:
-    """The finite grade cut-offs and the whole-point score quantiles at 10%, 20%, ... 90%, highest first."""
+    """The finite grade cut-offs and the whole-point score quantiles at 10%, 20%, ... 90%, highest first.
+
+    A quantile within 2 points of a grade cut-off adds nothing to read and is left out.
+    """
     scores = np.asarray(score, dtype=np.float64)
-    cuts = {float(c) for c in grade_cuts if math.isfinite(c)}
-    if len(scores):
-        cuts |= {float(round(q)) for q in np.quantile(scores, np.arange(1, steps) / steps)}
-    return sorted(cuts, reverse=True)
+    grade = {float(c) for c in grade_cuts if math.isfinite(c)}
+    quantiles = np.quantile(scores, np.arange(1, steps) / steps) if len(scores) else []
+    near = {float(round(q)) for q in quantiles if not any(abs(round(q) - c) <= 2 for c in grade)}
+    return sorted(grade | near, reverse=True)
 
 
 def cutoff_table(
@@ -273,13 +276,14 @@ def woe_tables(scorecard: WoeScorecard, *, factor: float, offset: float) -> dict
     for name in names:
         table = process.get_binned_variable(name).binning_table.build()
         coefficient = float(coefficients[name])
-        iv = 0.0
+        iv, occupied = 0.0, 0
         for index, row in table.iterrows():
             if index == "Totals":
                 continue
             count = int(row["Count"])
             woe = float(row["WoE"]) if count else 0.0
             iv += float(row["IV"])
+            occupied += count > 0
             bins.append(
                 {
                     "feature": name,
@@ -294,7 +298,7 @@ def woe_tables(scorecard: WoeScorecard, *, factor: float, offset: float) -> dict
                     "points": -factor * coefficient * woe,
                 }
             )
-        values.append({"feature": name, "iv": iv, "bins": int(len(table) - 1), "coefficient": coefficient})
+        values.append({"feature": name, "iv": iv, "bins": occupied, "coefficient": coefficient})
     values.sort(key=lambda r: -r["iv"])
     return {"base_points": offset - factor * intercept, "iv": values, "bins": bins}
 

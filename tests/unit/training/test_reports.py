@@ -147,6 +147,8 @@ def test_woe_points_rebuild_the_scorecard_score() -> None:
     assert iv["signal"] > 0.3 > iv["noise"]
     assert iv["signal"] == pytest.approx(sum(b["iv"] for b in tables["bins"] if b["feature"] == "signal"))
     assert sum(b["count"] for b in tables["bins"] if b["feature"] == "signal") == n
+    signal = next(r for r in tables["iv"] if r["feature"] == "signal")
+    assert signal["bins"] == sum(1 for b in tables["bins"] if b["feature"] == "signal" and b["count"])
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +191,8 @@ def test_the_report_page_is_self_contained_and_lists_every_section(
     assert links and not [link for link in links if not link.startswith(("#", "data:image/png;base64,"))]
     assert "http://" not in text and "https://" not in text and "<script" not in text
     assert text.count("data:image/png;base64,") >= 3  # gains, grades, cutoffs
+
+
+def test_candidate_cutoffs_skip_a_quantile_next_to_a_grade_cut() -> None:
+    cuts = candidate_cutoffs(np.full(50, 621.0), [620.0, float("-inf")])
+    assert cuts == [620.0]
