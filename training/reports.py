@@ -169,7 +169,7 @@ def candidate_cutoffs(score: npt.ArrayLike, grade_cuts: Sequence[float], steps: 
     """
     scores = np.asarray(score, dtype=np.float64)
     grade = {float(c) for c in grade_cuts if math.isfinite(c)}
-    quantiles = np.quantile(scores, np.arange(1, steps) / steps) if len(scores) else []
+    quantiles: list[float] = np.quantile(scores, np.arange(1, steps) / steps).tolist() if len(scores) else []
     near = {float(round(q)) for q in quantiles if not any(abs(round(q) - c) <= 2 for c in grade)}
     return sorted(grade | near, reverse=True)
 
