@@ -44,8 +44,11 @@ def render_top_features_png(top_features: Sequence[Mapping[str, Any]], path: Pat
     return path
 
 
-def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+def html_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None
+) -> str:
+    """An HTML table of `rows` (one cell per column; `headers` relabel the columns)."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in (headers or columns))
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_cell(row.get(c)))}</td>" for c in columns) + "</tr>"
         for row in rows
@@ -59,6 +62,11 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def png_data_uri(path: Path) -> str:
+    """A PNG as a `data:` URI, so a page shows it with no file beside it and no network."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
 def summary_section(summary: Mapping[str, Any], chart_png: Path | None = None) -> str:
@@ -80,14 +88,13 @@ def summary_section(summary: Mapping[str, Any], chart_png: Path | None = None) -
         items = "".join(f"<li>{html.escape(str(r))}</li>" for r in reasons[:50])
         parts.append(f"<h2>Why</h2><ul>{items}</ul>")
     if chart_png is not None and chart_png.exists():
-        encoded = base64.b64encode(chart_png.read_bytes()).decode()
-        parts.append(f'<img alt="top shifted features" src="data:image/png;base64,{encoded}"/>')
+        parts.append(f'<img alt="top shifted features" src="{png_data_uri(chart_png)}"/>')
     parts.append("<h2>Top shifted features</h2>")
-    parts.append(_table(summary.get("top_features", []), ["name", "psi", "band", "alarm"]))
+    parts.append(html_table(summary.get("top_features", []), ["name", "psi", "band", "alarm"]))
     scores = list(summary.get("scores", {}).values())
     if scores:
         parts.append("<h2>Score and PD</h2>")
-        parts.append(_table(scores, ["name", "psi", "band", "supported", "alarm"]))
+        parts.append(html_table(scores, ["name", "psi", "band", "supported", "alarm"]))
     segments = [s for s in summary.get("segments", []) if s.get("status") != "stable" or s.get("new")]
     if segments:
         rows = [
@@ -95,12 +102,14 @@ def summary_section(summary: Mapping[str, Any], chart_png: Path | None = None) -
             for s in segments
         ]
         parts.append("<h2>Segments</h2>")
-        parts.append(_table(rows, ["column", "value", "n_reference", "n_current", "status", "new", "top"]))
+        parts.append(
+            html_table(rows, ["column", "value", "n_reference", "n_current", "status", "new", "top"])
+        )
     performance = summary.get("performance") or []
     if performance:
         parts.append("<h2>Performance by monthly application cohort</h2>")
         parts.append(
-            _table(
+            html_table(
                 performance,
                 [
                     "cohort",

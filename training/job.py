@@ -47,7 +47,9 @@ from training.gates import Gate
 from training.labels import data_as_of
 from training.pipeline import TrainingResult, summary_metrics, train_and_evaluate
 from training.promotion import PromotionResult, promote
-from training.tracking import RegisteredRun, find_version_by_training_key, log_and_register
+from training.report_html import REPORT_FILE
+from training.reports import AnalystReport, analyst_report
+from training.tracking import REPORT_ARTIFACT, RegisteredRun, find_version_by_training_key, log_and_register
 
 if TYPE_CHECKING:
     from features.offline import DuckDBEngine
@@ -139,6 +141,7 @@ class JobSummary:
     promotion: dict[str, Any] | None = None
     mitigation: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    report: dict[str, Any] | None = None  # the model report: where it is, and its tables
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -156,6 +159,7 @@ class JobSummary:
             "promotion": self.promotion,
             "mitigation": self.mitigation,
             "seconds": self.seconds,
+            "report": self.report,
         }
 
 
@@ -173,11 +177,13 @@ def train(
     model_name: str = MODEL_NAME,
     progress: Progress | None = None,
     skip_if_trained: bool = False,
+    data_dir: Path | None = None,
 ) -> tuple[JobSummary, RegisteredRun | None]:
     """Train, evaluate, log and register a challenger (no promotion).
 
     With `skip_if_trained`, data already trained with this feature set and config registers
-    nothing and returns status `no_new_data`. `InsufficientDataError` propagates.
+    nothing and returns status `no_new_data`. `InsufficientDataError` propagates. The model report
+    is logged to MLflow and, with `data_dir`, copied under `data_dir/reports/`.
     """
     summary, registered, _ = _train(
         source,
@@ -187,6 +193,7 @@ def train(
         model_name=model_name,
         progress=progress,
         skip_if_trained=skip_if_trained,
+        data_dir=data_dir,
     )
     return summary, registered
 
@@ -200,6 +207,7 @@ def _train(
     model_name: str,
     progress: Progress | None,
     skip_if_trained: bool,
+    data_dir: Path | None = None,
 ) -> tuple[JobSummary, RegisteredRun | None, TrainingResult | None]:
     began = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -210,6 +218,8 @@ def _train(
     if skip_if_trained:
         existing = find_version_by_training_key(tracking_uri, model_name, key)
         if existing is not None:
+            stored = reports_dir(data_dir)
+            page = None if stored is None else stored / model_name / f"v{existing}" / REPORT_FILE
             return (
                 JobSummary(
                     status="no_new_data",
@@ -220,6 +230,10 @@ def _train(
                     training_key=key,
                     data=fingerprint.to_dict(),
                     seconds=seconds,
+                    # The trained version's report, when this data folder holds it.
+                    report=None
+                    if page is None or not page.exists()
+                    else {"path": str(page.resolve()), "mlflow_artifact": None, "tables": None},
                 ),
                 None,
                 None,
@@ -230,6 +244,10 @@ def _train(
     seconds["training set"] = round(time.perf_counter() - started, 3)
     result = train_and_evaluate(training_set, config, progress=progress)
     seconds.update(result.seconds)
+    _stage(progress, "analyst report")
+    started = time.perf_counter()
+    tables = analyst_report(result)
+    seconds["analyst report"] = round(time.perf_counter() - started, 3)
     _stage(progress, "log to MLflow")
     started = time.perf_counter()
     registered = log_and_register(
@@ -238,6 +256,8 @@ def _train(
         artifact_root=artifact_root,
         model_name=model_name,
         training_key=key,
+        report=tables,
+        report_dir=reports_dir(data_dir),
     )
     seconds["log to MLflow"] = round(time.perf_counter() - started, 3)
     seconds["total"] = round(time.perf_counter() - began, 3)
@@ -253,6 +273,7 @@ def _train(
         metrics=summary_metrics(result),
         comparison=result.evaluation.headline(),
         seconds=seconds,
+        report=report_summary(registered, tables),
     )
     return summary, registered, result
 
@@ -284,6 +305,7 @@ def retrain(
         model_name=model_name,
         progress=progress,
         skip_if_trained=True,
+        data_dir=data_dir,
     )
     if registered is None or result is None:
         return summary
@@ -306,11 +328,14 @@ def retrain(
     if refit.result is None:
         summary.message += "; mitigation found no proxy feature to drop"
         return summary
+    mitigated_tables = analyst_report(refit.result)
     mitigated = log_and_register(
         refit.result,
         tracking_uri=tracking_uri,
         artifact_root=artifact_root,
         model_name=model_name,
+        report=mitigated_tables,
+        report_dir=reports_dir(data_dir),
         training_key=_mitigated_key(registered.training_key, refit.dropped),
         extra_tags={
             "coopscore.mitigation": mitigation,
@@ -325,7 +350,24 @@ def retrain(
     report.update(version=mitigated.version, promotion=summary.promotion, first_promotion=first)
     summary.version, summary.run_id = mitigated.version, mitigated.run_id
     summary.metrics = {**summary.metrics, "mitigated": summary_metrics(refit.result)}
+    summary.report = report_summary(mitigated, mitigated_tables)
     return summary
+
+
+def reports_dir(data_dir: Path | None) -> Path | None:
+    """Where model reports are kept locally: `<data_dir>/reports/<model name>/v<version>/`."""
+    return None if data_dir is None else data_dir / "reports"
+
+
+def report_summary(registered: RegisteredRun, tables: AnalystReport) -> dict[str, Any]:
+    """The summary's `report`: the local HTML path (None without a data folder), the MLflow
+    artifact, and the tables themselves."""
+    path = registered.report_path
+    return {
+        "path": None if path is None else str(path.resolve()),
+        "mlflow_artifact": f"runs:/{registered.run_id}/{REPORT_ARTIFACT}",
+        "tables": tables.to_dict(),
+    }
 
 
 def _mitigated_key(training_key: str, dropped: list[str]) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from models.artifacts import REFERENCE_APPLIED_AT, REFERENCE_PD, REFERENCE_SCORE
 from models.credit_model import CreditModel
-from training.baselines import feature_ceiling_pd, fit_bureau_model, fit_scorecard
+from training.baselines import WoeScorecard, feature_ceiling_pd, fit_bureau_model, fit_scorecard
 from training.config import TrainingConfig
 from training.datasets import InsufficientDataError, TrainingSet
 from training.evaluation import EvaluationReport, evaluate
@@ -54,6 +54,7 @@ class TrainingResult:
     oot_pds: dict[str, FloatArray]
     bureau_fit: FitReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    scorecard: WoeScorecard | None = None  # the WOE baseline, for the analyst's WOE/IV table
 
     @property
     def oot_label(self) -> npt.NDArray[np.int64]:
@@ -177,6 +178,7 @@ def train_and_evaluate(
         oot_pds=pds,
         bureau_fit=bureau_fit,
         seconds=seconds,
+        scorecard=scorecard,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,13 @@ from models.artifacts import sha256_file, write_artifacts
 from models.registry import CHALLENGER, CODE_FILE, checksum_tags
 from training.model_card import render_model_card
 from training.pipeline import TrainingResult, summary_metrics
+from training.report_html import REPORT_FILE, TABLES_FILE, render_report
+from training.reports import AnalystReport
 
 EXPERIMENT: Final = "coopscore"
 OOT_ARTIFACT: Final = "evaluation/oot.parquet"
 TRAINING_KEY_TAG: Final = "coopscore.training_key"
+REPORT_ARTIFACT: Final = f"report/{REPORT_FILE}"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class RegisteredRun:
     version: str
     model_uri: str
     training_key: str
+    report_path: Path | None = None  # the model report's local copy, when a report folder was given
 
     def to_dict(self) -> dict[str, str]:
         """JSON-ready form."""
@@ -132,8 +137,14 @@ def log_and_register(
     model_name: str,
     training_key: str,
     extra_tags: dict[str, str] | None = None,
+    report: AnalystReport | None = None,
+    report_dir: Path | None = None,
 ) -> RegisteredRun:
-    """Log the run, register the model version and point `challenger` at it."""
+    """Log the run, register the model version and point `challenger` at it.
+
+    With `report`, the model report (HTML, its PNGs and the tables as JSON) is logged under
+    `report/`, and copied to `report_dir/<model name>/v<version>/` when that is given.
+    """
     experiment_id = ensure_experiment(tracking_uri, artifact_root)
     fingerprint = result.training_set.fingerprint
     tags = {
@@ -190,9 +201,29 @@ def log_and_register(
                 encoding="utf-8",
             )
             mlflow_io.log_artifacts(tracking_uri, run_id, card.parent)
+            report_path = None
+            if report is not None:
+                stored = _write_report(report, root, model_name=model_name, version=version, run_id=run_id)
+                mlflow_io.log_artifacts(tracking_uri, run_id, stored, "report")
+                if report_dir is not None:
+                    target = report_dir / model_name / f"v{version}"
+                    shutil.copytree(stored, target, dirs_exist_ok=True)
+                    report_path = target / REPORT_FILE
         mlflow_io.set_alias(tracking_uri, model_name, CHALLENGER, version)
         mlflow_io.set_run_tags(tracking_uri, run_id, {"coopscore.model_version": version})
-    return RegisteredRun(run_id, model_name, version, model_uri, training_key)
+    return RegisteredRun(run_id, model_name, version, model_uri, training_key, report_path)
+
+
+def _write_report(report: AnalystReport, root: Path, *, model_name: str, version: str, run_id: str) -> Path:
+    """The model report and its tables in `root/report` (the run's plots, written before, inlined)."""
+    directory = root / "report"
+    plots = {
+        name: root / "plots" / f"{name}.png" for name in ("roc", "ks", "calibration", "score_distribution")
+    }
+    context = {"model": model_name, "version": version, "MLflow run": run_id, "slice": "out-of-time"}
+    render_report(report, directory, title=f"{model_name} v{version}", context=context, run_plots=plots)
+    _write_json(directory / TABLES_FILE, {**context, **report.to_dict()})
+    return directory
 
 
 def _log_evaluation(result: TrainingResult, root: Path, tracking_uri: str, run_id: str) -> None:

@@ -151,6 +151,8 @@ def _print_summary(summary: JobSummary) -> None:
         _print_gates(summary.promotion)
     colour = {0: "green", 10: "yellow", 11: "cyan"}.get(summary.exit_code, "red")
     console.print(f"[{colour}]{summary.status}[/{colour}]: {summary.message}")
+    if summary.report:
+        console.print(f"model report: {summary.report['path'] or summary.report['mlflow_artifact']}")
 
 
 def _print_inputs(inputs: dict[str, Any]) -> None:
@@ -348,6 +350,7 @@ def train_command(
                 artifact_root=settings.artifact_root,
                 model_name=model_name or settings.model_name,
                 progress=progress,
+                data_dir=settings.data_dir,
             )
     except Exception as error:
         _handle(error, as_json)

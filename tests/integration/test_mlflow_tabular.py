@@ -78,6 +78,10 @@ def test_train_on_a_lenders_table_then_promote(cli, tmp_path: Path) -> None:
     assert summary["data"]["source"] == "table"
     contenders = {row["contender"] for row in summary["comparison"]}
     assert contenders == {"model", "scorecard"}  # no bureau view, no oracle for a lender's table
+    # The analyst report of a table model: beside the data, with the categorical input's WOE bins.
+    page = Path(summary["report"]["path"])
+    assert page.is_file() and page.is_relative_to((tmp_path / "data").resolve())
+    assert "crop" in {b["feature"] for b in summary["report"]["tables"]["woe"]["bins"]}
     model = load_model(CHALLENGER, uri, model_name=MODEL)
     assert "gender" not in model.feature_names
     assert model.spec.by_name["crop"].kind == "categorical"

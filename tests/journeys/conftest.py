@@ -127,6 +127,7 @@ class JourneyWorld:
     drift_onset: datetime
     champion_version: str
     build_seconds: dict[str, float]
+    retrain_summary: dict[str, Any] = field(default_factory=dict)  # what `retrain --json` printed
 
     def member_ids(self, count: int, *, offset: int = 0) -> list[str]:
         """Member ids from the world's own member export, as a lender's list of applicants would be."""
@@ -197,6 +198,7 @@ def _build_world(root: Path) -> JourneyWorld:
         drift_onset=onset,
         champion_version=version,
         build_seconds=seconds,
+        retrain_summary=retrain,
     )
 
 

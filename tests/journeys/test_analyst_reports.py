@@ -1,0 +1,52 @@
+"""A credit analyst reads the champion's model report: the path `retrain` printed, the page, its tables.
+
+Uses the session world's `retrain --json` output (no retraining here).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.journeys.conftest import JourneyWorld
+from training.report_html import SECTIONS
+
+
+def test_retrain_points_to_a_model_report_with_every_table(journey_world: JourneyWorld) -> None:
+    summary = journey_world.retrain_summary
+    report = summary["report"]
+    assert report is not None, f"retrain printed no report: {sorted(summary)}"
+    page = Path(report["path"])
+    assert page.is_file() and page.is_relative_to(journey_world.data_dir.resolve())
+    assert f"v{summary['version']}" in page.parts
+    assert report["mlflow_artifact"] == f"runs:/{summary['run_id']}/report/model_report.html"
+
+    tables = report["tables"]
+    oot = summary["metrics"]
+    assert tables["rows"] == oot["oot_rows"] and tables["bads"] == oot["oot_defaults"]
+    assert len(tables["deciles"]) == 10 and tables["deciles"][-1]["capture"] == 1.0
+    assert sum(row["bads"] for row in tables["deciles"]) == tables["bads"]
+    assert [row["grade"] for row in tables["grades"]] == ["A", "B", "C", "D", "E"]
+    assert tables["grade_order_breaks"] == [r["grade"] for r in tables["grades"] if r["breaks_order"]]
+    auc = tables["auc"]
+    assert auc["low"] < auc["auc"] < auc["high"] and auc["resamples"] == 500
+    assert abs(auc["auc"] - oot["oot_auc"]) < 1e-9
+    assert tables["cutoffs"] and all(0 <= row["approval_rate"] <= 1 for row in tables["cutoffs"])
+    assert sum(row["n"] for row in tables["decisions"]) == tables["rows"]
+    assert tables["woe"]["iv"] and tables["woe"]["bins"]
+    features = {row["feature"] for row in tables["importance"]}
+    assert features and features == {row["feature"] for row in tables["psi"]}
+
+    text = page.read_text(encoding="utf-8")
+    for anchor, english, chinese in SECTIONS:
+        assert f'id="{anchor}"' in text and english in text and chinese in text
+    links = re.findall(r'(?:src|href)="([^"]*)"', text)
+    assert all(link.startswith(("#", "data:image/png;base64,")) for link in links)
+    assert "http://" not in text and "https://" not in text
+    assert f"{tables['ks']:.3f}" in text and tables["importance"][0]["feature"] in text
+
+    # The same page is in the MLflow run's artifacts.
+    logged = list(
+        (journey_world.root / "mlruns").rglob(f"{summary['run_id']}/artifacts/report/model_report.html")
+    )
+    assert logged, "the model report is not among the MLflow run's artifacts"
