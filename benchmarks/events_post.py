@@ -31,31 +31,10 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.feeds import write_feed
+from tests.utils.feeds import VALID_PAYLOADS
 
 # The events a client would push: one of each type in turn, only the fields of its type.
-_PAYLOADS: dict[str, dict[str, str]] = {
-    "membership": {"action": "join", "role": "member", "village_id": "v01"},
-    "produce_delivery": {
-        "product": "玉米",
-        "quantity_kg": "120.5",
-        "amount_cny": "301.2",
-        "quality_grade": "A",
-    },
-    "input_purchase": {"category": "fertilizer", "amount_cny": "88", "on_credit": "true"},
-    "savings_deposit": {"amount_cny": "50"},
-    "savings_withdrawal": {"amount_cny": "20"},
-    "loan_disbursement": {"loan_id": "L1", "amount_cny": "3000", "due_date": "2025-09-01T00:00:00Z"},
-    "loan_repayment": {
-        "loan_id": "L1",
-        "amount_cny": "500",
-        "due_date": "2025-09-01T00:00:00Z",
-        "days_late": "3",
-    },
-    "meeting_attendance": {},
-    "training_completed": {"topic": "bookkeeping"},
-    "mobile_payment": {"direction": "in", "amount_cny": "42.5"},
-    "green_practice": {"practice": "drip_irrigation", "verified": "false"},
-}
+_PAYLOADS = VALID_PAYLOADS
 
 OLD_PATH = """
 import json, sys, time, statistics

@@ -26,9 +26,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(figure: Any, path: Path) -> Path:
+def _save(figure: Any, path: Path, *, dpi: int = 110) -> Path:
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=dpi)
     _pyplot().close(figure)
     return path
 

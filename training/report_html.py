@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from monitoring.render import html_table, png_data_uri
+from training.plots import _pyplot
+from training.plots import _save as save_figure
 from training.reports import AnalystReport
 
 REPORT_FILE: Final = "model_report.html"
@@ -53,20 +55,9 @@ def _formatted(rows: Sequence[Mapping[str, Any]], formats: Mapping[str, Any]) ->
     return [{k: formats[k](v) if k in formats else v for k, v in row.items()} for row in rows]
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(figure: Any, path: Path) -> Path:
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    _pyplot().close(figure)
-    return path
+    """The run's plot writer (training.plots), at the report's resolution."""
+    return save_figure(figure, path, dpi=100)
 
 
 def gains_plot(report: AnalystReport, path: Path) -> Path:
