@@ -39,8 +39,13 @@ def protected_sentence(inputs: InputReport | None) -> str:
         )
     if audit_only:
         parts.append(
-            f"{', '.join(audit_only)} {'is' if len(audit_only) == 1 else 'are'} protected and not a model "
-            "input (audit groups only)"
+            f"{', '.join(audit_only)} "
+            + (
+                "is protected and not a model input"
+                if len(audit_only) == 1
+                else "are protected and not model inputs"
+            )
+            + " (audit groups only)"
         )
     if not inputs.protected:
         parts.append(
