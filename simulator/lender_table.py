@@ -62,7 +62,7 @@ def lender_table(rows: int = 2000, *, seed: int = 11, gender_proxy: bool = False
             extra.poisson(14, rows) * (extra.random(rows) < 0.9),
             extra.poisson(2, rows) * (extra.random(rows) < 0.1),
         )
-        table.insert(table.columns.get_loc("gender") + 1, "childcare_leave_days", days)
+        table.insert(list(table.columns).index("gender") + 1, "childcare_leave_days", days)
     return table
 
 
