@@ -3,7 +3,8 @@
 A protected column (`--protected`, audit only; `--protected-input`, also a model input) becomes an
 audit segment. Numbers are banded (`--band COL:c1,c2,...`, left-closed: `<25`, `25-39`, `40-59`,
 `60+`), because one group per distinct age is a group per row, too small to judge. Age-like columns
-get `DEFAULT_AGE_CUTS` without a `--band`; a birth-year column is banded by the age at application.
+get `DEFAULT_AGE_CUTS` without a `--band` (a birth-year column by the age at application; a `--band`
+always cuts the column's own values).
 Any other numeric protected column with more than `MAX_UNBANDED_VALUES` values must be given its cuts.
 
 At training time each model input is scanned against each protected group (one against the rest):
