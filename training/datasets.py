@@ -412,8 +412,15 @@ def table_training_set(
     report.protected = all_protected
     report.protected_inputs = [c for c in protected_inputs if c in feature_columns]
     report.proxy_warnings = proxy_warnings(table, feature_columns, segments)
+    # What scoring checks an applicant's inline values against (serving.inline): ranges and missingness.
+    finite = {n: features[n][np.isfinite(features[n])] for n in feature_columns if n not in categories}
     spec = spec_for_table(
-        feature_columns, categories=categories, directions=monotone, table_version=digest[:16]
+        feature_columns,
+        categories=categories,
+        directions=monotone,
+        table_version=digest[:16],
+        ranges={n: (float(v.min()), float(v.max())) for n, v in finite.items() if len(v)},
+        with_missing=[n for n in feature_columns if features[n].isna().any()],
     )
     spec = replace(
         spec,

@@ -144,8 +144,16 @@ def tag_float(text: str | None) -> float | None:
         return None
 
 
-def version_summary(version: VersionRecord) -> dict[str, Any]:
-    """One registered version: aliases, data date, OOT metrics and promotion status."""
+def version_summary(version: VersionRecord, data_dir: Path | None = None) -> dict[str, Any]:
+    """One registered version: aliases, data date, OOT metrics, promotion status, and where its model
+    report is (the local copy under `data_dir` when it exists, and the MLflow artifact)."""
+    from training.report_html import REPORT_FILE
+
+    page = (
+        None
+        if data_dir is None
+        else data_dir / "reports" / version.name / f"v{version.version}" / REPORT_FILE
+    )
     return {
         "version": version.version,
         "aliases": list(version.aliases),
@@ -156,4 +164,8 @@ def version_summary(version: VersionRecord) -> dict[str, Any]:
         "oot_ece": tag_float(version.tags.get("metric.oot_ece")),
         "oot_thin_auc": tag_float(version.tags.get("metric.oot_thin_auc")),
         "promotion": version.tags.get("promotion.status"),
+        "report": {
+            "path": str(page.resolve()) if page is not None and page.is_file() else None,
+            "mlflow_artifact": f"runs:/{version.run_id}/report/{REPORT_FILE}",
+        },
     }

@@ -574,6 +574,7 @@ def promote_command(
 @models_app.command("list")
 def list_command(model_name: ModelNameOption = None, as_json: JsonOnStdoutOption = False) -> None:
     """Registered versions with aliases, OOT metrics and promotion status."""
+    from coopscore.names import CHALLENGER, CHAMPION
     from models import mlflow_io
     from training.job_setup import tag_float, version_summary
 
@@ -581,7 +582,9 @@ def list_command(model_name: ModelNameOption = None, as_json: JsonOnStdoutOption
     model_name = model_name or settings.model_name
     versions = mlflow_io.list_versions(settings.tracking_uri, model_name)
     if as_json:
-        emit({"model_name": model_name, "versions": [version_summary(v) for v in versions]})
+        emit(
+            {"model_name": model_name, "versions": [version_summary(v, settings.data_dir) for v in versions]}
+        )
         return
     table = Table(title=f"{model_name}: {len(versions)} version(s)")
     for column in ("version", "aliases", "data as of", "OOT AUC", "thin AUC", "ECE", "promotion"):
@@ -597,6 +600,12 @@ def list_command(model_name: ModelNameOption = None, as_json: JsonOnStdoutOption
             v.tags.get("promotion.status", ""),
         )
     console.print(table)
+    for v in versions:
+        if CHAMPION in v.aliases or CHALLENGER in v.aliases:
+            report = version_summary(v, settings.data_dir)["report"]
+            console.print(
+                f"v{v.version} model report: {report['path'] or report['mlflow_artifact']}", soft_wrap=True
+            )
 
 
 def _settings() -> Settings:
