@@ -14,7 +14,6 @@ encodes the attribute; it is a warning (console, `--json`, model card, MLflow), 
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -24,50 +23,14 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from monitoring.bands import DEFAULT_AGE_CUTS, UNKNOWN, apply_bands, band_labels, fmt_number, is_age_like
 from monitoring.proxies import is_numeric, single_column_proxy
 from training.table_inputs import TableInputError
 
-DEFAULT_AGE_CUTS: Final = (25.0, 40.0, 60.0)
 MAX_UNBANDED_VALUES: Final = 12  # more distinct numbers than this: one group per value is too thin
 PROXY_WARNING_STRENGTH: Final = 0.80  # an input alone naming a protected group this well encodes it
 PROXY_MIN_GROUP: Final = 30  # groups (and their rest) smaller than this are too noisy to scan
-UNKNOWN: Final = "unknown"
-_AGE_LIKE: Final = re.compile(r"age|birth", re.IGNORECASE)
 _BIRTH: Final = re.compile(r"birth", re.IGNORECASE)
-
-
-def is_age_like(name: str) -> bool:
-    """A column named like an age or a birth date/year (it gets default age bands)."""
-    return bool(_AGE_LIKE.search(name))
-
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def band_labels(cuts: Sequence[float], whole: bool) -> list[str]:
-    """Left-closed band labels: `<25`, `25-39`, `40-59`, `60+` for whole numbers and whole cuts,
-    else `<2.5`, `2.5 to <5`, `5+`."""
-    integer = whole and all(float(c).is_integer() for c in cuts)
-    labels = [f"<{_fmt(cuts[0])}"]
-    for lo, hi in itertools.pairwise(cuts):
-        if integer:
-            top = int(hi) - 1
-            labels.append(_fmt(lo) if top == int(lo) else f"{_fmt(lo)}-{top}")
-        else:
-            labels.append(f"{_fmt(lo)} to <{_fmt(hi)}")
-    labels.append(f"{_fmt(cuts[-1])}+")
-    return labels
-
-
-def apply_bands(values: pd.Series, cuts: Sequence[float]) -> pd.Series:
-    """Each value's band label (left-closed), 'unknown' where missing."""
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-    finite = numbers[np.isfinite(numbers)]
-    labels = np.array(band_labels(cuts, bool(np.all(finite == np.round(finite)))), dtype=object)
-    index = np.searchsorted(np.asarray(cuts, dtype=np.float64), numbers, side="right")
-    out = np.where(np.isfinite(numbers), labels[np.clip(index, 0, len(cuts))], UNKNOWN)
-    return pd.Series(out, index=values.index, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -134,7 +97,7 @@ def _group_text(column: pd.Series) -> pd.Series:
     """A few-valued column as group labels: whole floats without '.0', missing as 'unknown'."""
     if is_numeric(column) and not pd.api.types.is_bool_dtype(column):
         numbers = pd.to_numeric(column, errors="coerce")
-        text = numbers.map(lambda v: UNKNOWN if pd.isna(v) else _fmt(float(v)))
+        text = numbers.map(lambda v: UNKNOWN if pd.isna(v) else fmt_number(float(v)))
         return text.astype(object)
     return column.astype("string").fillna(UNKNOWN).astype(object)
 
@@ -183,7 +146,7 @@ def protected_segments(
             raise TableInputError(
                 f"protected column {name!r} is numeric with {int(column.nunique()):,} distinct values: "
                 f"one audit group per value is too small to judge; pass --band {name}:CUTS "
-                f"(e.g. --band {name}:{','.join(_fmt(c) for c in _example_cuts(column))})"
+                f"(e.g. --band {name}:{','.join(fmt_number(c) for c in _example_cuts(column))})"
             )
         if source:
             labels = apply_bands(values, cuts)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from monitoring.bands import apply_bands, band_labels
 from monitoring.fairness import audit_fairness, model_protected_inputs
 from monitoring.fairness_report import write_fairness_audit
 from simulator.lender_table import lender_table, write_lender_table
@@ -17,13 +18,7 @@ from tests.utils.model_fixtures import fast_config
 from training.datasets import DataFingerprint, TrainingSet, table_training_set
 from training.model_card import protected_sentence, render_model_card
 from training.pipeline import OOT_SEGMENT_PREFIX, TrainingResult, train_and_evaluate
-from training.protected import (
-    MAX_UNBANDED_VALUES,
-    PROXY_WARNING_STRENGTH,
-    apply_bands,
-    band_labels,
-    proxy_warnings,
-)
+from training.protected import MAX_UNBANDED_VALUES, PROXY_WARNING_STRENGTH, proxy_warnings
 from training.table_inputs import TableInputError
 
 LABEL: dict[str, Any] = {
