@@ -76,7 +76,7 @@ def load_reference(
     from monitoring.sources import reference_from_file, reference_from_registry
 
     if reference is not None and (model is not None or model_name is not None):
-        raise DriftJobError("give --reference or --model / --model-name, not both")
+        raise DriftJobError(f"give --reference or {'--model' if model else '--model-name'}, not both")
     if reference is not None:
         return reference_from_file(reference)
     alias = model or CHAMPION

@@ -18,6 +18,9 @@ The retraining job passes it as:
 
 where `profiles` is the restricted `member_profiles` table and `applications` the applications table
 (`application_id`, `member_id`, `applied_at`). OOT rows without a profile fall in group 'unknown'.
+A model trained on a table brings its own groups: the `_segment_*` columns (its `--protected`
+columns) of its stored OOT rows, so no profile table is needed. With no protected columns at all the
+gate is reported as skipped ("no protected columns"), never silently absent.
 """
 
 from __future__ import annotations
@@ -115,19 +118,18 @@ class FairnessGate:
         """Audit the challenger's OOT decisions by protected group (its own segment columns for a
         model trained on a table, the member-profile groups otherwise)."""
         oot = context.oot
-        if not context.challenger.catalog_feature_set:  # trained on a table: its own protected columns
-            joined = stored_segments(oot)
-            attributes = [a for a in joined.columns if self.attributes is None or a in self.attributes]
-            if not attributes:
-                return self._skipped(
-                    "no protected columns: the model was trained on a table without --protected"
-                    + (f" {', '.join(self.attributes)}" if self.attributes else "")
-                )
+        table_model = not context.challenger.catalog_feature_set
+        segments = stored_segments(oot) if table_model else pd.DataFrame()
+        attributes = [a for a in segments.columns if self.attributes is None or a in self.attributes]
+        if attributes:  # trained on a table with --protected: its own protected columns
+            joined = segments
+        elif self.groups is None:
+            return self._skipped(
+                "no protected columns: the model was trained on a table without --protected"
+                if table_model
+                else "no protected columns: there is no member_profiles table to take groups from"
+            )
         else:
-            if self.groups is None:
-                return self._skipped(
-                    "no protected columns: there is no member_profiles table to take protected groups from"
-                )
             if OOT_ID not in oot.columns:
                 return GateResult(
                     self.name, False, f"OOT rows carry no {OOT_ID}: cannot join protected groups"
@@ -137,6 +139,11 @@ class FairnessGate:
             if not attributes:
                 return GateResult(self.name, False, "no protected group columns given")
             joined = keyed.reindex(oot[OOT_ID].astype(str).to_numpy())
+            if table_model and not joined[attributes].notna().any(axis=None):
+                return self._skipped(
+                    "no protected columns: the model was trained on a table without --protected and "
+                    "none of its OOT applications has a member profile"
+                )
         coverage = float(joined[attributes].notna().all(axis=1).mean()) if len(joined) else 0.0
         details: dict[str, Any] = {"coverage": coverage, "attributes": attributes, "rows": len(oot)}
         if coverage < self.min_coverage:

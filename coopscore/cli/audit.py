@@ -169,7 +169,7 @@ def fairness(
             model_name=model_name,
         )
     except AuditInputError as error:
-        fail(str(error), EXIT_BAD_INPUT)
+        fail(str(error), EXIT_BAD_INPUT, soft_wrap=True)  # one line, however long
     if as_json:
         emit(run.stored.payload)
     else:

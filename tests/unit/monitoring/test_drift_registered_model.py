@@ -205,7 +205,9 @@ def test_no_such_model_is_bad_input(store: Store, env: Path, monkeypatch: pytest
     get_settings.cache_clear()
     code, payload, stderr = drift("--last", "250")
     assert code == 2
-    assert payload["status"] == "error" and "no model no-such-model@champion" in payload["message"]
+    assert payload["status"] == "error"
+    assert "no registered model named 'no-such-model'" in payload["message"]
+    assert f"(registered: '{MODEL}')" in payload["message"]
     assert "Traceback" not in stderr
 
 
