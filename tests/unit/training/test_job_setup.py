@@ -1,5 +1,6 @@
 """Training job set-up as library calls: config file plus split overrides, the two data sources, the
-gates (the fairness gate without profile groups when there are no member profiles) and the registry summary of a version."""
+gates (the fairness gate without profile groups when there are no member profiles) and the registry
+summary of a version."""
 
 from __future__ import annotations
 
