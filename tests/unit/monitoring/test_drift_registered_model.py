@@ -208,6 +208,10 @@ def test_no_such_model_is_bad_input(store: Store, env: Path, monkeypatch: pytest
     assert payload["status"] == "error"
     assert "no registered model named 'no-such-model'" in payload["message"]
     assert f"(registered: '{MODEL}')" in payload["message"]
+    # --model-name picks the registered model whatever the settings name.
+    code, payload, stderr = drift("--last", "250", "--model-name", MODEL)
+    assert code in (0, 3), stderr
+    assert payload["model_name"] == MODEL and payload["model_version"] == "1"
     assert "Traceback" not in stderr
 
 
