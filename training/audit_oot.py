@@ -77,7 +77,7 @@ def _table_groups(model: CreditModel, frame: pd.DataFrame, protected: list[str])
     segments = stored_segments(frame)
     identity = model.identity
     name = f"{identity.name} v{identity.version}" if identity else "the model"
-    if segments.empty or not len(segments.columns):
+    if not len(segments.columns):
         raise AuditInputError(
             f"{name} was trained on a table without --protected: its OOT split has no protected "
             "columns; retrain with --protected COL, or audit a FILE with --protected COL"
