@@ -59,7 +59,7 @@ def test_fairness_gate_without_member_profiles_has_no_profile_groups(tmp_path: P
     assert isinstance(fairness, FairnessGate) and fairness.groups is None  # judges table groups only
 
 
-def test_version_summary_reads_numeric_tags() -> None:
+def test_version_summary_reads_numeric_tags(tmp_path: Path) -> None:
     version = VersionRecord(
         name="coopscore-pd",
         version="3",
@@ -79,5 +79,10 @@ def test_version_summary_reads_numeric_tags() -> None:
         "oot_ece": None,
         "oot_thin_auc": None,
         "promotion": "promoted",
+        "report": {"path": None, "mlflow_artifact": "runs:/r/report/model_report.html"},
     }
+    page = tmp_path / "reports" / "coopscore-pd" / "v3" / "model_report.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<html></html>", encoding="utf-8")
+    assert version_summary(version, tmp_path)["report"]["path"] == str(page.resolve())
     assert tag_float(None) is None and tag_float("1e-3") == 0.001
