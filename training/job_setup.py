@@ -1,5 +1,5 @@
 """What a training job is set up from: its config (file plus split overrides), its data source (the
-event log or a lender's table), the fairness gate built from the member profiles, and a readable
+event log or a lender's table), the gates (with the fairness gate), and a readable
 summary of each registered version.
 
 The `coopscore train / retrain / promote / models list` commands call these, so the same set-up
@@ -106,24 +106,24 @@ def event_log_source(
     )
 
 
-def fairness_gates(settings: Settings, config: TrainingConfig) -> list[Gate] | None:
-    """The default gates plus the fairness gate, built from the restricted member-profile table
-    (None without one). Protected attributes never enter training; only this gate reads them."""
+def fairness_gates(settings: Settings, config: TrainingConfig) -> list[Gate]:
+    """The default gates plus the fairness gate. Its groups: a table-trained model's own protected
+    (`_segment_*`) columns, else the restricted member-profile table; with neither, the gate reports
+    itself skipped ("no protected columns"). Protected attributes never enter training."""
     from features.event_log import EventLog
     from features.offline import read_applications
-    from monitoring.fairness import FairnessThresholds
+    from monitoring.fairness import FairnessThresholds, protected_groups
     from training.fairness_gates import FairnessGate
     from training.gates import default_gates
 
     log = EventLog(settings.events_dir, settings.tables_dir)
-    if not log.table_files("member_profiles"):
-        return None
-    profiles = log.read_table("member_profiles").to_pandas()
-    applications = read_applications(settings.tables_dir)
+    groups = None
+    if log.table_files("member_profiles"):
+        profiles = log.read_table("member_profiles").to_pandas()
+        groups = protected_groups(profiles, read_applications(settings.tables_dir))
     fair = config.gates.fairness
-    gate = FairnessGate.from_profiles(
-        profiles,
-        applications,
+    gate = FairnessGate(
+        groups,
         thresholds=FairnessThresholds(
             fair.min_approval_ratio,
             fair.max_equal_opportunity_difference,

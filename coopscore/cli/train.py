@@ -7,15 +7,17 @@ exactly one JSON object on stdout; progress and tables go to stderr.
 Exit codes (a scheduler can act on them):
     0   success: `train` registered a challenger; `retrain` / `promote` promoted it to champion
     10  kept: the challenger failed a gate and the champion stays
-    11  no new data: `retrain` found this data, feature set and config already trained
+    11  no new data: `train` / `retrain` found this data, feature set and config already trained
+        (nothing registered; the JSON names the existing version)
     12  insufficient data: too few labelled applications or defaults to train honestly
     13  nothing to promote: no challenger
     1   error (one line on stderr, and in the JSON object with --json; the traceback only with
         `coopscore --debug`)
-    2   bad usage, or a table that cannot be trained on as asked: a missing column (with the closest
-        names), unparseable or ambiguous dates (with examples; use --time-format), a label that is not
-        0/1 without --bad-value, more than two label values without --good-value, a numeric
-        protected column with many values and no --band, or a --band on a column not protected
+    2   bad usage (e.g. a --model-name that is not registered), or a table that cannot be trained
+        on as asked: a missing column (with the closest names), unparseable or ambiguous dates
+        (with examples; use --time-format), a label that is not 0/1 without --bad-value, more
+        than two label values without --good-value, a numeric protected column with many values
+        and no --band, or a --band on a column not protected
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ FairnessOption = Annotated[
     bool,
     typer.Option(
         "--fairness/--no-fairness",
-        help="Add the fairness gate (needs the member_profiles table; skipped without it).",
+        help="Add the fairness gate (groups: a table model's --protected columns, else the "
+        "member_profiles table; reported as skipped when there are none).",
     ),
 ]
 
@@ -352,7 +355,10 @@ def train_command(
     time, constant columns, id-like text, and columns that alone separate the label (AUC >= 0.99).
     Protected columns (--protected, --protected-input) become audit groups (numbers in bands); an
     input that alone predicts a protected group (strength max(AUC, 1-AUC) >= 0.80) is warned about.
-    Exit codes: 0 registered, 12 insufficient data, 2 bad usage or bad table input, 1 error.
+    Data already trained with this feature set and config (the same training key: the table's
+    fingerprint covers its options) registers nothing: exit 11 `no_new_data`, naming that version.
+    Exit codes: 0 registered, 11 no new data, 12 insufficient data, 2 bad usage or bad table input,
+    1 error.
     """
     from training.job_setup import table_source, training_config
     from training.table_inputs import TableInputError
@@ -419,6 +425,7 @@ def train_command(
                 artifact_root=settings.artifact_root,
                 model_name=model_name or settings.model_name,
                 progress=progress,
+                skip_if_trained=True,
                 data_dir=settings.data_dir,
             )
     except Exception as error:
@@ -514,12 +521,28 @@ def promote_command(
     min_group_size: Annotated[
         int, typer.Option("--min-group-size", min=1, help="Fairness: smaller groups are not judged.")
     ] = 100,
+    scorecard_margin: Annotated[
+        float,
+        typer.Option(
+            "--scorecard-margin",
+            min=0,
+            help="Scorecard gate: fail when the upper 95% bound of AUC(model) - AUC(WOE scorecard) "
+            "is below minus this (0: only a significantly worse model fails).",
+        ),
+    ] = 0.0,
+    scorecard_replicates: Annotated[
+        int, typer.Option("--scorecard-replicates", min=100, help="Scorecard gate: bootstrap replicates.")
+    ] = 1000,
     model_name: ModelNameOption = None,
     as_json: JsonOnStdoutOption = False,
 ) -> None:
     """Run the promotion gates on the challenger; make it champion if they all pass.
 
-    Exit codes: 0 promoted (or forced), 10 kept champion, 13 no challenger, 1 error.
+    Gates: OOT AUC vs the champion, calibration, declared directions, not worse than the WOE
+    scorecard (paired bootstrap of the AUC difference), and fairness (skipped, saying why, when the
+    model has no protected columns).
+    Exit codes: 0 promoted (or forced), 10 kept champion, 13 no challenger, 2 unknown --model-name,
+    1 error.
     """
     from training.config import FairnessGateConfig, GateConfig, TrainingConfig
     from training.job import ExitCode
@@ -532,6 +555,8 @@ def promote_command(
     gate_config = GateConfig(
         max_auc_drop=max_auc_drop,
         max_ece=max_ece,
+        scorecard_margin=scorecard_margin,
+        scorecard_replicates=scorecard_replicates,
         fairness=FairnessGateConfig(
             min_approval_ratio=min_approval_ratio,
             max_equal_opportunity_difference=max_eo_difference,
@@ -539,6 +564,7 @@ def promote_command(
             min_group_size=min_group_size,
         ),
     )
+    _check_model_name(settings, model_name, as_json)
     gates = fairness_gates(settings, TrainingConfig(gates=gate_config)) if fairness else None
     try:
         with stdout_kept_for_json(as_json):
@@ -579,6 +605,8 @@ def list_command(model_name: ModelNameOption = None, as_json: JsonOnStdoutOption
     from training.job_setup import tag_float, version_summary
 
     settings = _settings()
+    if model_name is not None:  # the default name may simply have nothing registered yet
+        _check_model_name(settings, model_name, as_json)
     model_name = model_name or settings.model_name
     versions = mlflow_io.list_versions(settings.tracking_uri, model_name)
     if as_json:
@@ -616,6 +644,16 @@ def _settings() -> Settings:
     settings = get_settings()
     mlflow_io.prepare_store(settings.tracking_uri)
     return settings
+
+
+def _check_model_name(settings: Settings, model_name: str | None, as_json: bool) -> None:
+    """Exit 2 with one line when the model name is not registered."""
+    from models.registry import UnknownModelError, check_model_name
+
+    try:
+        check_model_name(settings.tracking_uri, model_name or settings.model_name)
+    except UnknownModelError as error:
+        _fail(as_json, EXIT_BAD_INPUT, "bad_input", str(error))
 
 
 def _event_log_source(

@@ -79,6 +79,85 @@ def test_training_on_an_awkward_table_of_my_own(tmp_path: Path) -> None:
     assert summary["data"]["features"] == 6  # age, income, land, late payments, amount, crop
 
 
+def test_audits_and_gates_of_my_table_model(tmp_path: Path) -> None:
+    """The table model is audited on its own stored OOT split with its own protected column, the
+    promotion shows the fairness and scorecard gates, and training the same table again registers
+    nothing (exit 11). Model names of its own, so nothing else in the store is disturbed."""
+    cli = Cli(journey_env(tmp_path), tmp_path)
+    table = tmp_path / "applications.csv"
+    cli.json("simulate-table", "--rows", "3000", "--out", str(table))
+    name = "own-table-audit"
+    train_args = (
+        "train",
+        "--table",
+        str(table),
+        "--time",
+        "applied_on",
+        "--time-format",
+        "%d/%m/%Y",
+        "--label",
+        "outcome",
+        "--bad-value",
+        "default",
+        "--good-value",
+        "repaid",
+        "--oot-months",
+        "4",
+    )
+    _, summary = cli.json(*train_args, "--protected", "gender", "--model-name", name)
+    assert summary["status"] == "registered" and summary["version"] == "1"
+
+    code, audit = cli.json(
+        "audit",
+        "fairness",
+        "--data",
+        "oot",
+        "--model-name",
+        name,
+        "--model",
+        "challenger",
+        "--min-group-size",
+        "50",
+        expect=(0, 3),
+    )
+    assert code == (0 if audit["passed"] else 3)
+    assert audit["source"].startswith(f"oot: stored split of {name} v1, {summary['metrics']['oot_rows']:,} ")
+    assert audit["model_name"] == name and audit["model_version"] == "1"
+    assert audit["n"] == audit["n_labelled"] == summary["metrics"]["oot_rows"]
+    assert list(audit["attributes"]) == ["gender"]
+    assert {g["group"] for g in audit["attributes"]["gender"]["groups"]} == {"female", "male"}
+
+    unknown = cli.run("audit", "fairness", "--data", "oot", "--model-name", "own-tabel", "--model", "1")
+    lines = [line for line in unknown.stderr.splitlines() if line.strip()]
+    assert unknown.returncode == 2 and len(lines) == 1, unknown.stderr
+    assert "no registered model named 'own-tabel'" in lines[0] and f"'{name}'" in lines[0]
+
+    code, promoted = cli.json("promote", "--model-name", name, expect=(0, 10))
+    gates = {g["gate"]: g for g in promoted["gates"]}
+    assert gates.keys() == {"oot_auc", "calibration", "directions", "scorecard", "fairness"}
+    fairness = gates["fairness"]
+    assert not fairness["skipped"] and fairness["details"]["attributes"] == ["gender"]
+    scorecard = gates["scorecard"]
+    assert not scorecard["skipped"] and "vs scorecard" in scorecard["reason"]
+    numbers = scorecard["details"]
+    assert numbers["model_auc"] - numbers["scorecard_auc"] == numbers["difference"]
+    assert numbers["ci_low"] <= numbers["difference"] <= numbers["ci_high"]
+    assert scorecard["passed"] == (numbers["ci_high"] >= 0)  # fails only when clearly worse
+
+    _, again = cli.json(*train_args, "--protected", "gender", "--model-name", name, expect=11)
+    assert again["status"] == "no_new_data" and again["version"] == "1"
+    _, listed = cli.json("models", "list", "--model-name", name)
+    assert [v["version"] for v in listed["versions"]] == ["1"]
+
+    # Without a protected column the fairness gate is there, and says why it judged nothing.
+    other = "own-table-unprotected"
+    cli.json(*train_args, "--model-name", other)
+    shown = cli.run("promote", "--model-name", other)
+    assert shown.returncode in (0, 10), shown.stderr
+    assert "skipped" in shown.stderr and "no protected columns" in shown.stderr
+    assert "scorecard" in shown.stderr
+
+
 def _model_card(root: Path, run_id: str) -> str:
     """The model card the run stored in its MLflow artifacts (what a reviewer opens)."""
     (card,) = [p for p in (root / "mlruns" / "artifacts").rglob("model_card.md") if run_id in str(p)]
@@ -115,11 +194,12 @@ def test_protected_attributes_of_my_own_table(tmp_path: Path) -> None:
     assert "gender, age are protected and not model inputs (audit groups only)" in card
     assert "gender, age and group membership are not inputs" not in card
 
-    # Age as an input too: flagged on the console, in --json and in the model card.
-    done = cli.run("train", *base, "--protected-input", "age")
-    assert done.returncode == 0, done.stderr[-2000:]
+    # Age as an input too: flagged on the console, in --json, in the model card and in the audit.
+    done = cli.run("train", *base, "--protected-input", "age", "--band", "age:30,50")
+    assert done.returncode == 0, done.stderr[-2000:]  # other bands, other fingerprint: not exit 11
     console = " ".join(done.stdout.split() + done.stderr.split())
     assert "warning: protected AND model inputs (--protected-input): age" in console
+    assert "age banded for audits (--band): <30 " in console and " 30-49 " in console and " 50+ " in console
     assert "warning: input childcare_leave_days alone predicts gender=" in console
     _, with_age = cli.json("train", *base, "--protected-input", "age")
     inputs = with_age["data"]["inputs"]
@@ -131,3 +211,13 @@ def test_protected_attributes_of_my_own_table(tmp_path: Path) -> None:
     assert "age is protected and a model input (--protected-input)" in card
     assert "gender is protected and not a model input" in card
     assert "gender, age and group membership are not inputs" not in card
+
+    code, audit = cli.json(
+        "audit", "fairness", "--data", "oot", "--model", with_age["version"], "--n-boot", "0", expect=(0, 3)
+    )
+    assert code == (0 if audit["passed"] else 3) and audit["protected_inputs"] == ["age"]
+    assert audit["warnings"][0].startswith("age is a protected attribute AND a model input")
+    groups = {g["group"]: g["n"] for g in audit["attributes"]["age"]["groups"]}
+    assert set(groups) <= {"<25", "25-39", "40-59", "60+"} and min(groups.values()) > 1  # bands, not ages
+    shown = cli.run("audit", "fairness", "--data", "oot", "--model", with_age["version"], "--n-boot", "0")
+    assert "warning: age is a protected attribute AND a model input" in " ".join(shown.stdout.split())

@@ -16,6 +16,8 @@ from monitoring.fairness_report import write_fairness_audit
 from simulator.lender_table import lender_table, write_lender_table
 from tests.utils.model_fixtures import fast_config
 from training.datasets import DataFingerprint, TrainingSet, table_training_set
+from training.fairness_gates import FairnessGate
+from training.gates import GateContext
 from training.model_card import protected_sentence, render_model_card
 from training.pipeline import OOT_SEGMENT_PREFIX, TrainingResult, train_and_evaluate
 from training.protected import MAX_UNBANDED_VALUES, PROXY_WARNING_STRENGTH, proxy_warnings
@@ -229,3 +231,11 @@ def test_audits_of_a_model_with_a_protected_input_flag_it(trained: TrainingResul
     assert "⚠ age is a protected attribute AND a model input" in stored.report_path.read_text(
         encoding="utf-8"
     )
+
+
+def test_the_fairness_gate_of_a_table_model_flags_its_protected_input(trained: TrainingResult) -> None:
+    gate = FairnessGate(min_group_size=20)
+    result = gate(GateContext(challenger=trained.model, oot=trained.oot_frame))
+    assert not result.skipped and result.details["attributes"] == ["gender", "age"]
+    assert result.details["protected_inputs"] == ["age"]
+    assert "WARNING age: protected AND a model input" in result.reason
