@@ -156,6 +156,11 @@ class ModelSpec:
         """Column positions of categorical inputs (LightGBM `categorical_feature`)."""
         return [i for i, f in enumerate(self.features) if f.kind == "categorical"]
 
+    @property
+    def protected_inputs(self) -> list[str]:
+        """Inputs that are also protected attributes (a table's `--protected-input` columns)."""
+        return [str(n) for n in self.extra.get("protected_inputs", ()) if n in self.index]
+
     def group(self, name: str) -> ReasonGroupSpec:
         """The reason group called `name`."""
         for group in self.reason_groups:

@@ -68,7 +68,7 @@ def run_fairness_audit(
     When gaps are flagged, the inputs' feature columns are scanned for proxies (and the model, if
     given, explains the gaps by its reason-group points).
     """
-    from monitoring.fairness import audit_fairness, explain_gaps
+    from monitoring.fairness import audit_fairness, explain_gaps, model_protected_inputs
     from monitoring.fairness_report import write_fairness_audit
 
     model = None
@@ -97,6 +97,7 @@ def run_fairness_audit(
         n_boot=n_boot,
         seed=seed,
         thresholds=thresholds,
+        protected_inputs=model_protected_inputs(model, [str(c) for c in inputs.groups.columns]),
     )
     if audit.flags and inputs.features is not None:
         explain_gaps(audit, features=inputs.features, groups=inputs.groups, model=model)

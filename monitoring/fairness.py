@@ -9,7 +9,7 @@ are reported as "too small to judge": they neither pass nor fail.
 
 `explain_gaps` adds, for flagged attributes, mean reason-group points by group
 (`CreditModel.group_points`) and a proxy scan (`proxy_scan`): how well each model feature alone
-separates each protected group (single-feature AUC, ranked by |AUC - 0.5|).
+separates each protected group: strength max(AUC, 1 - AUC) with a direction, strongest first).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import numpy.typing as npt
 import pandas as pd
 from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
 from scipy.stats import rankdata
+
+from monitoring.proxies import Direction, ProxySignal, single_column_proxy
 
 if TYPE_CHECKING:
     from models.credit_model import CreditModel
@@ -160,6 +162,9 @@ class FairnessAudit:
     n_labelled: int
     n_boot: int
     explanations: dict[str, Any] = field(default_factory=dict)
+    # Protected attributes the audited model takes as inputs (a table trained with
+    # --protected-input): every report of this audit says so.
+    protected_inputs: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -185,7 +190,28 @@ class FairnessAudit:
             "too_small": [{"attribute": a, "group": g, "n": n} for a, g, n in self.too_small()],
             "attributes": {k: v.to_dict() for k, v in self.attributes.items()},
             "explanations": self.explanations,
+            "protected_inputs": list(self.protected_inputs),
+            "warnings": protected_input_warnings(self.protected_inputs),
         }
+
+
+def protected_input_warnings(names: Sequence[str]) -> list[str]:
+    """One line per protected attribute that is also a model input."""
+    return [
+        f"{name} is a protected attribute AND a model input (--protected-input): the model scores on "
+        f"it directly, so gaps by {name} are partly by design"
+        for name in names
+    ]
+
+
+def model_protected_inputs(model: CreditModel | None, attributes: Sequence[str] = ()) -> list[str]:
+    """Protected attributes `model` takes as inputs: those its spec records (`--protected-input`)
+    plus any audited attribute that is one of its input columns."""
+    if model is None:
+        return []
+    recorded = model.spec.protected_inputs
+    named = [a for a in attributes if a in model.spec.index and a not in recorded]
+    return [*recorded, *named]
 
 
 def _num(value: float) -> float | None:
@@ -525,6 +551,7 @@ def audit_fairness(
     n_boot: int = 200,
     seed: int = 0,
     thresholds: FairnessThresholds | None = None,
+    protected_inputs: Sequence[str] = (),
 ) -> FairnessAudit:
     """Audit one set of decisions by group; see the module doc.
 
@@ -540,6 +567,8 @@ def audit_fairness(
         n_boot: bootstrap replicates for the 95% intervals (0: none).
         seed: bootstrap seed.
         thresholds: flag rules (default `FairnessThresholds()`).
+        protected_inputs: protected attributes the model takes as inputs (flagged in the audit;
+            `model_protected_inputs` finds them).
     """
     thresholds = thresholds or FairnessThresholds()
     if approved_col is not None:
@@ -585,6 +614,7 @@ def audit_fairness(
         n=len(frame),
         n_labelled=int(labelled.sum()),
         n_boot=n_boot,
+        protected_inputs=list(protected_inputs),
     )
 
 
@@ -595,21 +625,28 @@ def audit_fairness(
 
 @dataclass(frozen=True)
 class Proxy:
-    """How well one feature alone separates one group from the rest of its attribute."""
+    """How well one feature alone separates one group from the rest of its attribute, and which way."""
 
     feature: str
     attribute: str
     group: str
-    auc: float
+    auc: float  # raw: 0.0 is a perfect inverse proxy, not "no signal"
+    direction: Direction = "higher"
+    category: str | None = None  # a text feature: the category where the group is most common
 
     @property
     def strength(self) -> float:
-        """|AUC - 0.5|: 0 = no information, 0.5 = perfect proxy."""
-        return abs(self.auc - 0.5)
+        """max(AUC, 1 - AUC): 0.5 = no information, 1.0 = a perfect proxy (either way)."""
+        return max(self.auc, 1.0 - self.auc)
+
+    @property
+    def describe(self) -> str:
+        """Which way it points, e.g. 'higher values → female' or "category 'tea' → female"."""
+        return ProxySignal(self.auc, self.direction, self.category).describe(self.group)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {**asdict(self), "strength": self.strength}
+        """JSON-ready form (the raw AUC kept beside strength and direction)."""
+        return {**asdict(self), "strength": self.strength, "describe": self.describe}
 
 
 def numeric_feature(series: pd.Series) -> FloatArray:
@@ -635,10 +672,10 @@ def proxy_scan(
     """Strongest single-feature proxies of protected groups, best first.
 
     For each attribute and each of its groups with enough support (one against the rest; a binary
-    attribute is scanned once), the AUC of each feature alone; 'unknown' groups are skipped.
+    attribute is scanned once), each feature alone: numbers by value, text by the group's share per
+    category (`monitoring.proxies`); ranked by max(AUC, 1 - AUC); 'unknown' groups are skipped.
     """
     columns = {str(c): groups[c] for c in groups} if isinstance(groups, pd.DataFrame) else dict(groups)
-    encoded = {name: numeric_feature(features[name]) for name in features.columns}
     found: list[Proxy] = []
     for attribute, series in columns.items():
         labels = _labels(pd.Series(np.asarray(series, dtype=object))).to_numpy()
@@ -652,10 +689,12 @@ def proxy_scan(
             levels = [min(levels, key=lambda g: int((labels == g).sum()))]
         for level in levels:
             y = (labels == level).astype(np.int64)
-            for feature, values in encoded.items():
-                auc = fast_auc(y, values)
-                if not math.isnan(auc):
-                    found.append(Proxy(feature, attribute, level, auc))
+            for feature in features.columns:
+                signal = single_column_proxy(features[feature].reset_index(drop=True), y)
+                if signal is not None:
+                    found.append(
+                        Proxy(str(feature), attribute, level, signal.auc, signal.direction, signal.category)
+                    )
     found.sort(key=lambda p: p.strength, reverse=True)
     return found[:top]
 

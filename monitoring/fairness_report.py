@@ -110,6 +110,15 @@ def _fmt(value: Any, pct: bool = True) -> str:
     return f"{value:.1%}" if pct else f"{value:.3f}"
 
 
+def proxy_text(proxy: Mapping[str, Any]) -> str:
+    """One proxy as text: 'land_mu: lower values → female (strength 0.91, AUC 0.09)'."""
+    strength = proxy.get("strength")
+    if strength is None:
+        strength = max(proxy["auc"], 1.0 - proxy["auc"])
+    direction = proxy.get("describe") or f"→ {proxy['group']}"
+    return f"{proxy['feature']}: {direction} (strength {strength:.2f}, AUC {proxy['auc']:.2f})"
+
+
 def render_html(payload: Mapping[str, Any], path: Path, chart: Path | None) -> Path:
     """A self-contained HTML report (chart embedded as base64 PNG)."""
     esc = html.escape
@@ -124,6 +133,10 @@ def render_html(payload: Mapping[str, Any], path: Path, chart: Path | None) -> P
         f"{payload['min_group_size']} are too small to judge; {payload['n_boot']} bootstrap replicates. "
         f"Created {esc(str(payload.get('created_at', '')))}.</p>",
     ]
+    if payload.get("warnings"):
+        parts.append("<h2>Protected attributes used as model inputs</h2><ul>")
+        parts += [f"<li class='fail'>⚠ {esc(w)}</li>" for w in payload["warnings"]]
+        parts.append("</ul>")
     if payload["flags"]:
         parts.append("<h2>Flags</h2><ul>")
         parts += [f"<li class='fail'>{esc(f['message'])}</li>" for f in payload["flags"]]
@@ -166,11 +179,11 @@ def render_html(payload: Mapping[str, Any], path: Path, chart: Path | None) -> P
     if payload.get("explanations"):
         parts.append("<h2>Explaining the gaps</h2>")
         for attribute, entry in payload["explanations"].items():
-            parts.append(f"<h3>{esc(attribute)}</h3><p>Top single-feature proxies (|AUC-0.5|):</p><ul>")
-            parts += [
-                f"<li>{esc(p['feature'])} → {esc(p['group'])}: AUC {p['auc']:.3f}</li>"
-                for p in entry.get("proxies", [])
-            ]
+            parts.append(
+                f"<h3>{esc(attribute)}</h3><p>Top single-feature proxies (strength = max(AUC, 1 − AUC): "
+                "0.5 no information, 1.0 a perfect proxy either way):</p><ul>"
+            )
+            parts += [f"<li>{esc(proxy_text(p))}</li>" for p in entry.get("proxies", [])]
             parts.append("</ul>")
             points = entry.get("reason_group_points")
             if points:

@@ -4,7 +4,8 @@ Two sources, one shape (`TrainingSet`):
 - the event log (`event_log_training_set`): applications and outcomes from the reference tables,
   features from the views as of each `applied_at`, fingerprinted by the ingest ledger's checksum;
 - a lender's own table (`table_training_set`): features already in columns, protected columns
-  kept out of the model and carried along for audits, fingerprinted by the file's SHA-256.
+  carried along (banded) for audits and kept out of the model unless named `--protected-input`,
+  fingerprinted by the file's SHA-256 and the digest of the options that shaped the set.
 
 Segments (thin/thick file, county, cooperative tenure band, protected columns) are for evaluation
 and audits only; county comes from the cooperatives table and never reaches the model.
@@ -13,8 +14,9 @@ and audits only; county comes from the cooperatives table and never reaches the 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -24,6 +26,7 @@ import pandas as pd
 
 from models.spec import ModelSpec, spec_for_table, spec_from_registry
 from training.labels import LabelReport, data_as_of, label_applications, label_horizon, utc
+from training.protected import check_protected_roles, protected_segments, proxy_warnings
 from training.table_inputs import (
     Exclusion,
     InputReport,
@@ -57,17 +60,22 @@ class InsufficientDataError(ValueError):
 
 @dataclass(frozen=True)
 class DataFingerprint:
-    """What the training data was: its source checksum, as-of time and feature-set version."""
+    """What the training data was: its source checksum, as-of time and feature-set version, and for
+    a table the digest of every option that shapes the training set (label, time, id, protected
+    columns and bands, monotone directions, time format, label values, kept columns)."""
 
     source: str  # "event_log" | "table"
     checksum: str
     as_of: str
     feature_set_version: str
+    options: str = ""  # a table: `options_digest` of its options ("" for the event log)
 
     def training_key(self, config_digest: str) -> str:
-        """Same data + same feature set + same config -> same key -> nothing new to train."""
-        text = "\x1f".join((self.source, self.checksum, self.as_of, self.feature_set_version, config_digest))
-        return hashlib.sha256(text.encode()).hexdigest()
+        """Same data + same feature set + same options + same config -> same key -> nothing new."""
+        parts = [self.source, self.checksum, self.as_of, self.feature_set_version, config_digest]
+        if self.options:  # appended only when set: event-log keys stay what they were
+            parts.append(self.options)
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     def to_dict(self) -> dict[str, str]:
         """JSON-ready form."""
@@ -76,7 +84,13 @@ class DataFingerprint:
             "checksum": self.checksum,
             "as_of": self.as_of,
             "feature_set_version": self.feature_set_version,
+            **({"options": self.options} if self.options else {}),
         }
+
+
+def options_digest(options: Mapping[str, Any]) -> str:
+    """SHA-256 of a table's options as canonical JSON: any option that changes the set changes it."""
+    return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -288,14 +302,6 @@ def _read_table(path: Path) -> pd.DataFrame:
     raise TableInputError(f"{path}: expected .csv, .parquet or .jsonl")
 
 
-def _segment_labels(column: pd.Series) -> pd.Series:
-    """A protected column as audit segments: as is, or quartile bands when numeric with many values."""
-    if pd.api.types.is_numeric_dtype(column) and column.nunique() > 10:
-        bands = pd.qcut(column, 4, duplicates="drop")
-        return bands.astype("string").fillna("unknown").astype(object)
-    return column.astype("string").fillna("unknown").astype(object)
-
-
 def table_training_set(
     path: Path,
     *,
@@ -309,14 +315,22 @@ def table_training_set(
     bad_value: str | None = None,
     good_values: Sequence[str] = (),
     keep: Sequence[str] = (),
+    protected_inputs: Sequence[str] = (),
+    bands: Mapping[str, Sequence[float]] | None = None,
 ) -> TrainingSet:
     """A training set from a lender's table: every other column is a feature (text -> categorical),
     unless it is constant, names rows, or leaks the label (see `training.table_inputs`; `keep`
     overrides). Rows without a label or a time are left out; every exclusion is in `inputs`.
 
+    `protected` columns are audit segments only; `protected_inputs` are segments and model inputs
+    (recorded in the spec's `extra` and the report, so the model card and audits flag them). Numeric
+    protected columns are banded (`bands`, else default age bands; see `training.protected`), and
+    inputs that alone predict a protected group are warned about in `inputs.proxy_warnings`.
+
     Raises `TableInputError` (one actionable line) for a missing column, unparseable or ambiguous
-    dates, or a label whose bad value is not stated.
+    dates, a label whose bad value is not stated, or protected columns that cannot be grouped.
     """
+    bands = dict(bands or {})
     table = _read_table(path)
     require_columns(
         table.columns,
@@ -325,11 +339,22 @@ def table_training_set(
             "--time": [time],
             "--id": [id_column] if id_column else [],
             "--protected": list(protected),
+            "--protected-input": list(protected_inputs),
+            "--band": list(bands),
             "--monotone": list(monotone or {}),
             "--keep": list(keep),
             "drop": list(drop),
         },
         path.name,
+    )
+    check_protected_roles(
+        label=label,
+        time=time,
+        id_column=id_column,
+        protected=protected,
+        protected_inputs=protected_inputs,
+        bands=bands,
+        drop=drop,
     )
     report = InputReport(rows_read=len(table), time_format=time_format)
     y, report.label_values, label_excluded = binary_label(
@@ -351,6 +376,7 @@ def table_training_set(
         "time": [time],
         "id": [id_column] if id_column else [],
         "protected (audits only)": list(protected),
+        "protected (model input)": list(protected_inputs),
         "dropped": list(drop),
     }
     excluded = {label, time, *protected, *drop, *([id_column] if id_column else [])}
@@ -381,6 +407,11 @@ def table_training_set(
             features[name] = text.astype(object)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     as_of = pd.Timestamp(times.max())
+    all_protected = [*protected, *protected_inputs]
+    segments, report.bands = protected_segments(table, all_protected, bands, times)
+    report.protected = all_protected
+    report.protected_inputs = [c for c in protected_inputs if c in feature_columns]
+    report.proxy_warnings = proxy_warnings(table, feature_columns, segments)
     # What scoring checks an applicant's inline values against (serving.inline): ranges and missingness.
     finite = {n: features[n][np.isfinite(features[n])] for n in feature_columns if n not in categories}
     spec = spec_for_table(
@@ -391,9 +422,29 @@ def table_training_set(
         ranges={n: (float(v.min()), float(v.max())) for n, v in finite.items() if len(v)},
         with_missing=[n for n in feature_columns if features[n].isna().any()],
     )
-    segments = pd.DataFrame(
-        {c: _segment_labels(table[c]).to_numpy() for c in protected}, index=features.index
+    spec = replace(
+        spec,
+        extra={
+            **spec.extra,
+            "protected_inputs": report.protected_inputs,
+            "protected_audit_only": [c for c in all_protected if c not in report.protected_inputs],
+            "bands": {name: band.to_dict() for name, band in report.bands.items()},
+        },
     )
+    options = {
+        "label": label,
+        "time": time,
+        "id": id_column,
+        "protected": list(protected),
+        "protected_inputs": list(protected_inputs),
+        "bands": {k: [float(c) for c in v] for k, v in sorted(bands.items())},
+        "monotone": dict(sorted((monotone or {}).items())),
+        "drop": list(drop),
+        "time_format": time_format,
+        "bad_value": bad_value,
+        "good_values": list(good_values),
+        "keep": list(keep),
+    }
     ids = (
         table[id_column].astype(str).to_numpy(dtype=object)
         if id_column
@@ -407,7 +458,9 @@ def table_training_set(
         segments=segments,
         spec=spec,
         horizon=as_of + pd.Timedelta(microseconds=1),
-        fingerprint=DataFingerprint("table", digest, as_of.isoformat(), spec.feature_set_version),
+        fingerprint=DataFingerprint(
+            "table", digest, as_of.isoformat(), spec.feature_set_version, options_digest(options)
+        ),
         labels=None,
         bureau_features=[],
         truth_pd=None,
@@ -431,6 +484,8 @@ class TableSource:
     bad_value: str | None = None
     good_values: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
+    protected_inputs: tuple[str, ...] = ()
+    bands: dict[str, tuple[float, ...]] = field(default_factory=dict)
     _loaded: TrainingSet | None = field(default=None, init=False, repr=False)
 
     def load(self) -> TrainingSet:
@@ -447,11 +502,13 @@ class TableSource:
                 bad_value=self.bad_value,
                 good_values=self.good_values,
                 keep=self.keep,
+                protected_inputs=self.protected_inputs,
+                bands=self.bands,
             )
         return self._loaded
 
     def fingerprint(self) -> DataFingerprint:
-        """File SHA-256 + latest time + column set."""
+        """File SHA-256 + latest time + feature set + the digest of every table option."""
         return self.load().fingerprint
 
 

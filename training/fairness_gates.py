@@ -41,6 +41,7 @@ from monitoring.fairness import (
     FairnessAudit,
     FairnessThresholds,
     audit_fairness,
+    model_protected_inputs,
     protected_groups,
 )
 from training.config import GateConfig, TrainingConfig
@@ -175,9 +176,11 @@ class FairnessGate:
             min_group_size=self.min_group_size,
             n_boot=self.n_boot,
             thresholds=self.thresholds,
+            protected_inputs=model_protected_inputs(context.challenger, list(attributes)),
         )
         details.update(
             {
+                "protected_inputs": audit.protected_inputs,
                 "thresholds": self.thresholds.to_dict(),
                 "min_group_size": self.min_group_size,
                 "approval_rate": float(np.mean(np.asarray(outcomes) == "approve")) if outcomes else None,
@@ -194,17 +197,22 @@ class FairnessGate:
         version = context.challenger.identity.version if context.challenger.identity else UNREGISTERED
         self.audits[version] = JudgedAudit(audit, groups)
         judged = sum(1 for a in audit.attributes.values() for g in a.groups if g.judged)
+        inputs = (
+            f"; WARNING {', '.join(audit.protected_inputs)}: protected AND a model input"
+            if audit.protected_inputs
+            else ""
+        )
         if audit.flags:
             shown = "; ".join(f.message for f in audit.flags[:5])
             more = f" (+{len(audit.flags) - 5} more)" if len(audit.flags) > 5 else ""
             return GateResult(
-                self.name, False, f"{len(audit.flags)} fairness flag(s): {shown}{more}", details
+                self.name, False, f"{len(audit.flags)} fairness flag(s): {shown}{more}{inputs}", details
             )
         return GateResult(
             self.name,
             True,
             f"{judged} protected groups judged, none breaks a threshold "
-            f"({len(audit.too_small())} too small to judge)",
+            f"({len(audit.too_small())} too small to judge){inputs}",
             details,
         )
 

@@ -63,6 +63,8 @@ def table_source(
     bad_value: str | None = None,
     good_values: tuple[str, ...] = (),
     keep: tuple[str, ...] = (),
+    protected_inputs: tuple[str, ...] = (),
+    bands: Mapping[str, tuple[float, ...]] | None = None,
 ) -> TableSource:
     """Training data from a lender's own table (CSV / Parquet); see `training.table_inputs` for
     what is checked and left out."""
@@ -79,6 +81,8 @@ def table_source(
         bad_value=bad_value,
         good_values=good_values,
         keep=keep,
+        protected_inputs=protected_inputs,
+        bands=dict(bands or {}),
     )
 
 

@@ -8,6 +8,8 @@ from typing import Any
 from training.datasets import describe
 from training.evaluation import CONTENDERS
 from training.pipeline import TrainingResult
+from training.protected import PROXY_WARNING_STRENGTH
+from training.table_inputs import InputReport
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -16,6 +18,51 @@ def _number(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def protected_sentence(inputs: InputReport | None) -> str:
+    """The limitation on protected attributes, true to the run: the event log's model never reads
+    them; a table's says which were audit only, which were inputs, and which inputs proxy them."""
+    if inputs is None:
+        return (
+            "- Counties, gender, age and group membership are not inputs, but recorded activity can "
+            "proxy for them (e.g. deliveries recorded under a husband's name): see the fairness audit."
+        )
+    audit_only = [c for c in inputs.protected if c not in inputs.protected_inputs]
+    parts = []
+    if inputs.protected_inputs:
+        parts.append(
+            f"{', '.join(inputs.protected_inputs)} {'is' if len(inputs.protected_inputs) == 1 else 'are'} "
+            "protected and a model input (--protected-input): the score depends on "
+            f"{'it' if len(inputs.protected_inputs) == 1 else 'them'} directly, and every fairness audit "
+            "flags it"
+        )
+    if audit_only:
+        parts.append(
+            f"{', '.join(audit_only)} "
+            + (
+                "is protected and not a model input"
+                if len(audit_only) == 1
+                else "are protected and not model inputs"
+            )
+            + " (audit groups only)"
+        )
+    if not inputs.protected:
+        parts.append(
+            "no protected column was named (--protected), so nothing here says which inputs may stand "
+            "in for gender, age or other protected attributes"
+        )
+    if inputs.proxy_warnings:
+        named = ", ".join(
+            f"{w.input} (→ {w.attribute}={w.group}, strength {w.strength:.2f})" for w in inputs.proxy_warnings
+        )
+        parts.append(f"inputs that alone predict a protected group: {named}")
+    elif inputs.protected:
+        parts.append(
+            f"no input alone predicts a protected group (strength < {PROXY_WARNING_STRENGTH:.2f}), "
+            "though combinations may"
+        )
+    return "- Protected attributes: " + "; ".join(parts) + ". See the fairness audit."
 
 
 def render_model_card(result: TrainingResult, *, model_name: str, version: str, run_id: str) -> str:
@@ -56,6 +103,8 @@ def render_model_card(result: TrainingResult, *, model_name: str, version: str, 
     if ts.inputs is not None:
         lines += ["", "What the table lost before training (nothing is dropped silently):", ""]
         lines += [f"- {line}" for line in ts.inputs.lines()]
+        lines += ["", "Protected attributes in this run:", ""]
+        lines += [f"- {line}" for line in ts.inputs.protected_lines()]
     lines += ["", "Out-of-time splits (by application time, never at random):", ""]
     lines += ["| slice | from | to | applications |", "|---|---|---|---|"]
     for name, window in result.split.describe().items():
@@ -109,8 +158,7 @@ def render_model_card(result: TrainingResult, *, model_name: str, version: str, 
         "- Labels exist only for applications whose 12-month window has closed: the model has not "
         "seen the most recent year of applicants' outcomes, and the OOT window is short.",
         "- Most applicants are thin files; segment AUCs on a few dozen defaults are noisy.",
-        "- Counties, gender, age and group membership are not inputs, but recorded activity can "
-        "proxy for them (e.g. deliveries recorded under a husband's name): see the fairness audit.",
+        protected_sentence(ts.inputs),
         "- Shocks that are not yet visible in the records at application time (weather, illness) "
         "are not captured; the model under-ranks applicants hit by a recent shock.",
         "- Reason codes explain this model's score, not the cause of a default.",

@@ -14,12 +14,15 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pandas as pd
 
 from training.metrics import roc_auc
+
+if TYPE_CHECKING:
+    from training.protected import Banding, ProxyWarning
 
 ID_LIKE_SHARE: Final = 0.95  # text with more distinct values than this share of rows names rows
 LEAKAGE_AUC: Final = 0.99  # one column alone separating the label this well was written after it
@@ -59,6 +62,12 @@ class InputReport:
     kept: list[str] = field(default_factory=list)
     label_values: dict[str, list[str]] = field(default_factory=dict)
     time_format: str | None = None
+    # Protected columns: which are audit only, which are also model inputs, how numbers were banded,
+    # and the inputs that alone predict a protected group (see `training.protected`).
+    protected: list[str] = field(default_factory=list)
+    protected_inputs: list[str] = field(default_factory=list)
+    bands: dict[str, Banding] = field(default_factory=dict)
+    proxy_warnings: list[ProxyWarning] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -77,6 +86,10 @@ class InputReport:
             "label_values": self.label_values,
             "time_format": self.time_format,
             "excluded_totals": totals,
+            "protected": self.protected,
+            "protected_inputs": self.protected_inputs,
+            "bands": {name: band.to_dict() for name, band in self.bands.items()},
+            "proxy_warnings": [w.to_dict() for w in self.proxy_warnings],
         }
 
     def lines(self) -> list[str]:
@@ -92,6 +105,27 @@ class InputReport:
             for name, m in self.missing.items()
             if m["count"]
         ]
+        return out
+
+    def protected_lines(self) -> list[str]:
+        """How protected attributes were handled in this run (console, model card): true to the run."""
+        out = []
+        audit_only = [c for c in self.protected if c not in self.protected_inputs]
+        if audit_only:
+            out.append(f"protected, audit only (not model inputs): {', '.join(audit_only)}")
+        if self.protected_inputs:
+            names = ", ".join(self.protected_inputs)
+            out.append(
+                f"WARNING protected AND model inputs (--protected-input): {names}; "
+                "the model scores on them directly and every audit flags it"
+            )
+        if not self.protected:
+            out.append(
+                "no protected column named (--protected): inputs were not checked against any "
+                "protected attribute and audits have no protected groups from this table"
+            )
+        out += [band.line() for band in self.bands.values()]
+        out += [f"WARNING proxy: {w.line()}" for w in self.proxy_warnings]
         return out
 
 

@@ -126,6 +126,11 @@ def run_parameters(result: TrainingResult) -> dict[str, Any]:
         params["inputs.rows_read"] = inputs.rows_read
         params["inputs.rows_excluded"] = sum(e.count for e in inputs.rows_excluded)
         params["inputs.columns_excluded"] = ",".join(str(e.column) for e in inputs.columns_excluded)[:500]
+        params["inputs.protected"] = ",".join(inputs.protected)[:500]
+        params["inputs.protected_inputs"] = ",".join(inputs.protected_inputs)[:500]
+        params["inputs.proxy_warnings"] = ",".join(
+            f"{w.input}->{w.attribute}={w.group}" for w in inputs.proxy_warnings
+        )[:500]
     return params
 
 

@@ -47,6 +47,8 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def _print_audit(payload: dict[str, Any]) -> None:
+    from monitoring.fairness_report import proxy_text
+
     out = Console(width=None if sys.stdout.isatty() else 150)
     verdict = "[bold green]PASS[/bold green]" if payload["passed"] else "[bold red]FLAGGED[/bold red]"
     out.print(
@@ -92,12 +94,12 @@ def _print_audit(payload: dict[str, Any]) -> None:
     out.print(table)
     for flag in payload["flags"][:20]:
         out.print(f"  • {flag['message']}")
+    for warning in payload.get("warnings", []):
+        out.print(f"  [bold yellow]warning[/bold yellow]: {warning}", soft_wrap=True)
     for attribute, entry in payload.get("explanations", {}).items():
-        top = ", ".join(
-            f"{p['feature']}→{p['group']} (AUC {p['auc']:.2f})" for p in entry.get("proxies", [])[:5]
-        )
+        top = "; ".join(proxy_text(p) for p in entry.get("proxies", [])[:5])
         if top:
-            out.print(f"  proxies for {attribute}: {top}")
+            out.print(f"  proxies for {attribute}: {top}", soft_wrap=True)
     out.print(f"report: {payload['outputs']['report']}")
 
 

@@ -93,15 +93,23 @@ def simulate_table(
     rows: Annotated[int, typer.Option(min=100, help="Number of applications, e.g. --rows 1000.")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same table, e.g. --seed 3.")] = 11,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+    gender_proxy: Annotated[
+        bool,
+        typer.Option(
+            "--gender-proxy",
+            help="Add childcare_leave_days, an input that encodes gender (for the proxy warning).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write a lender's awkward application table to try `coopscore train --table` on: dd/mm/yyyy
-    dates, a text id, a constant column, a text label with a third value, a leaking column, gaps."""
+    dates, a text id, a constant column, a text label with a third value, a leaking column, gaps;
+    protected columns age and gender."""
     from simulator.lender_table import write_lender_table
 
     if out.exists() and not overwrite:
         fail(f"{out} exists; pass --overwrite to replace it")
-    write_lender_table(out, rows, seed=seed)
+    write_lender_table(out, rows, seed=seed, gender_proxy=gender_proxy)
     if as_json:
         emit({"path": str(out), "rows": rows, "seed": seed})
         return

@@ -15,8 +15,9 @@ Exit codes (a scheduler can act on them):
         `coopscore --debug`)
     2   bad usage (e.g. a --model-name that is not registered), or a table that cannot be trained
         on as asked: a missing column (with the closest names), unparseable or ambiguous dates
-        (with examples; use --time-format), a label that is not 0/1 without --bad-value, or more
-        than two label values without --good-value
+        (with examples; use --time-format), a label that is not 0/1 without --bad-value, more
+        than two label values without --good-value, a numeric protected column with many values
+        and no --band, or a --band on a column not protected
 """
 
 from __future__ import annotations
@@ -118,6 +119,25 @@ def _monotone(items: list[str] | None) -> dict[str, int]:
     return out
 
 
+def _bands(items: list[str] | None) -> dict[str, tuple[float, ...]]:
+    """`--band age:25,40,60` (repeatable) as {"age": (25.0, 40.0, 60.0)}."""
+    out: dict[str, tuple[float, ...]] = {}
+    for item in items or []:
+        name, colon, text = item.partition(":")
+        try:
+            cuts = tuple(float(c) for c in text.split(",") if c.strip())
+        except ValueError:
+            cuts = ()
+        if not colon or not name or not cuts:
+            raise typer.BadParameter(
+                f"expected COLUMN:CUT,CUT,... e.g. age:25,40,60, got {item!r}", param_hint="--band"
+            )
+        if name in out:
+            raise typer.BadParameter(f"{name} is banded twice", param_hint="--band")
+        out[name] = cuts
+    return out
+
+
 def _number(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
@@ -174,6 +194,31 @@ def _print_inputs(inputs: dict[str, Any]) -> None:
     for name, missing in inputs["missing"].items():
         if missing["count"]:
             console.print(f"  missing values: {name} {missing['count']:,} ({missing['share']:.1%})")
+    _print_protected(inputs)
+
+
+def _print_protected(inputs: dict[str, Any]) -> None:
+    """Protected columns: audit only or model input, their bands, and inputs that proxy them."""
+    protected, as_inputs = inputs.get("protected", []), inputs.get("protected_inputs", [])
+    audit_only = [c for c in protected if c not in as_inputs]
+    if audit_only:
+        console.print(f"  protected, audit only: {', '.join(audit_only)}")
+    if as_inputs:
+        console.print(
+            f"  [bold yellow]warning[/bold yellow]: protected AND model inputs (--protected-input): "
+            f"{', '.join(as_inputs)}; the model card and every audit flag them",
+            soft_wrap=True,
+        )
+    for name, band in inputs.get("bands", {}).items():
+        counts = ", ".join(f"{label} {n:,}" for label, n in band["counts"].items())
+        console.print(f"  {name} banded for audits ({band['source']}): {counts}", soft_wrap=True)
+    for item in inputs.get("proxy_warnings", []):
+        console.print(
+            f"  [bold yellow]warning[/bold yellow]: input {item['input']} alone predicts "
+            f"{item['attribute']}={item['group']} (strength {item['strength']:.2f}: {item['describe']}); "
+            "it encodes a protected attribute",
+            soft_wrap=True,
+        )
 
 
 def _print_mitigation(report: dict[str, Any]) -> None:
@@ -236,7 +281,25 @@ def train_command(
         list[str] | None,
         typer.Option(
             "--protected",
-            help="Table: a protected column, excluded from the model and kept for audits. Repeatable.",
+            help="Table: a protected column, excluded from the model and kept for audits (numbers "
+            "banded, see --band). Repeatable.",
+        ),
+    ] = None,
+    protected_input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--protected-input",
+            help="Table: a protected column that is ALSO a model input (e.g. --protected-input age); "
+            "the model card and every audit flag it. Repeatable.",
+        ),
+    ] = None,
+    band: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--band",
+            help="Table: audit bands of a numeric protected column, COLUMN:CUT,CUT,... left-closed, "
+            "e.g. --band age:25,40,60 gives <25, 25-39, 40-59, 60+. Age-like columns default to "
+            "25,40,60; other numeric protected columns with more than 12 values need one. Repeatable.",
         ),
     ] = None,
     monotone: Annotated[
@@ -290,6 +353,8 @@ def train_command(
     With --table, every row and column left out is listed with its reason (console, --json
     `data.inputs`, the model card and the MLflow run's `data/inputs.json`): rows without a label or
     time, constant columns, id-like text, and columns that alone separate the label (AUC >= 0.99).
+    Protected columns (--protected, --protected-input) become audit groups (numbers in bands); an
+    input that alone predicts a protected group (strength max(AUC, 1-AUC) >= 0.80) is warned about.
     Data already trained with this feature set and config (the same training key: the table's
     fingerprint covers its options) registers nothing: exit 11 `no_new_data`, naming that version.
     Exit codes: 0 registered, 11 no new data, 12 insufficient data, 2 bad usage or bad table input,
@@ -310,11 +375,13 @@ def train_command(
         bad_value,
         good_value,
         keep,
+        protected_input,
+        band,
     )
     if table is None and any(table_only):
         raise typer.BadParameter(
-            "--label/--time/--id/--protected/--monotone/--time-format/--bad-value/--good-value/--keep "
-            "need --table"
+            "--label/--time/--id/--protected/--protected-input/--band/--monotone/--time-format/"
+            "--bad-value/--good-value/--keep need --table"
         )
     config = training_config(
         config_path,
@@ -336,6 +403,8 @@ def train_command(
             bad_value=bad_value,
             good_values=tuple(good_value or ()),
             keep=tuple(keep or ()),
+            protected_inputs=tuple(protected_input or ()),
+            bands=_bands(band),
         )
         try:
             table_input.load()  # check the table before anything is set up: bad input is exit 2, at once

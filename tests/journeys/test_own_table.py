@@ -156,3 +156,68 @@ def test_audits_and_gates_of_my_table_model(tmp_path: Path) -> None:
     assert shown.returncode in (0, 10), shown.stderr
     assert "skipped" in shown.stderr and "no protected columns" in shown.stderr
     assert "scorecard" in shown.stderr
+
+
+def _model_card(root: Path, run_id: str) -> str:
+    """The model card the run stored in its MLflow artifacts (what a reviewer opens)."""
+    (card,) = [p for p in (root / "mlruns" / "artifacts").rglob("model_card.md") if run_id in str(p)]
+    return card.read_text(encoding="utf-8")
+
+
+def test_protected_attributes_of_my_own_table(tmp_path: Path) -> None:
+    cli = Cli(journey_env(tmp_path), tmp_path)
+    table = tmp_path / "applications.csv"
+    cli.json("simulate-table", "--rows", "1500", "--gender-proxy", "--out", str(table))
+    base = ("--table", str(table), "--label", "outcome", "--time", "applied_on", "--time-format", "%d/%m/%Y")
+    base += ("--bad-value", "default", "--good-value", "repaid", "--oot-months", "4", "--protected", "gender")
+
+    # A numeric protected column with many values and no bands: one group per value is refused.
+    line = _one_line_refusal(cli, *base, "--protected", "monthly_income")
+    assert "protected column 'monthly_income' is numeric" in line and "--band monthly_income:" in line
+    line = _one_line_refusal(cli, *base, "--band", "land_mu:5,10")
+    assert "--band land_mu: not a protected column" in line
+
+    # Age, audit only: default bands, no one-row groups, not an input; the gender proxy is named.
+    _, audit_only = cli.json("train", *base, "--protected", "age")
+    inputs = audit_only["data"]["inputs"]
+    band = inputs["bands"]["age"]
+    assert band["labels"] == ["<25", "25-39", "40-59", "60+"] and band["source"] == "default age bands"
+    assert min(band["counts"].values()) >= 30 and sum(band["counts"].values()) == inputs["rows_used"]
+    assert inputs["protected"] == ["gender", "age"] and inputs["protected_inputs"] == []
+    assert audit_only["data"]["features"] == 6  # income, land, late payments, amount, crop, childcare leave
+    (warning,) = inputs["proxy_warnings"]
+    assert warning["input"] == "childcare_leave_days" and warning["attribute"] == "gender"
+    assert warning["strength"] >= 0.8 and warning["describe"].endswith(f"→ gender={warning['group']}")
+    card = _model_card(tmp_path, audit_only["run_id"])
+    assert "| age | 25-39 |" in card and "| age | 60+ |" in card  # the OOT segments are the bands
+    assert "gender, age is protected and not a model input" not in card
+    assert "gender, age are protected and not model inputs (audit groups only)" in card
+    assert "gender, age and group membership are not inputs" not in card
+
+    # Age as an input too: flagged on the console, in --json, in the model card and in the audit.
+    done = cli.run("train", *base, "--protected-input", "age", "--band", "age:30,50")
+    assert done.returncode == 0, done.stderr[-2000:]  # other bands, other fingerprint: not exit 11
+    console = " ".join(done.stdout.split() + done.stderr.split())
+    assert "warning: protected AND model inputs (--protected-input): age" in console
+    assert "age banded for audits (--band): <30 " in console and " 30-49 " in console and " 50+ " in console
+    assert "warning: input childcare_leave_days alone predicts gender=" in console
+    _, with_age = cli.json("train", *base, "--protected-input", "age")
+    inputs = with_age["data"]["inputs"]
+    assert inputs["protected_inputs"] == ["age"] and inputs["roles"]["protected (model input)"] == ["age"]
+    assert with_age["data"]["features"] == 7
+    assert with_age["training_key"] != audit_only["training_key"]  # the options are in the fingerprint
+    assert with_age["data"]["options"] != audit_only["data"]["options"]
+    card = _model_card(tmp_path, with_age["run_id"])
+    assert "age is protected and a model input (--protected-input)" in card
+    assert "gender is protected and not a model input" in card
+    assert "gender, age and group membership are not inputs" not in card
+
+    code, audit = cli.json(
+        "audit", "fairness", "--data", "oot", "--model", with_age["version"], "--n-boot", "0", expect=(0, 3)
+    )
+    assert code == (0 if audit["passed"] else 3) and audit["protected_inputs"] == ["age"]
+    assert audit["warnings"][0].startswith("age is a protected attribute AND a model input")
+    groups = {g["group"]: g["n"] for g in audit["attributes"]["age"]["groups"]}
+    assert set(groups) <= {"<25", "25-39", "40-59", "60+"} and min(groups.values()) > 1  # bands, not ages
+    shown = cli.run("audit", "fairness", "--data", "oot", "--model", with_age["version"], "--n-boot", "0")
+    assert "warning: age is a protected attribute AND a model input" in " ".join(shown.stdout.split())

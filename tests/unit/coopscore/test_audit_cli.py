@@ -82,3 +82,38 @@ def test_bad_input_exits_2_with_a_message(env: Path) -> None:
     (env / "table.xml").write_text("<x/>")
     code, _, err = _audit("--data", str(env / "table.xml"), "--protected", "group")
     assert code == 2 and "expected .parquet, .csv or .json(l)" in err
+
+
+def test_the_console_shows_proxy_strength_and_direction_and_protected_inputs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from coopscore.cli.audit import _print_audit
+
+    payload = {
+        "passed": False,
+        "n": 10,
+        "n_labelled": 10,
+        "min_group_size": 1,
+        "attributes": {},
+        "flags": [],
+        "warnings": ["age is a protected attribute AND a model input (--protected-input): ..."],
+        "explanations": {
+            "gender": {
+                "proxies": [
+                    {
+                        "feature": "leave_days",
+                        "attribute": "gender",
+                        "group": "female",
+                        "auc": 0.0,
+                        "strength": 1.0,
+                        "describe": "lower values → female",
+                    }
+                ]
+            }
+        },
+        "outputs": {"report": "r.html"},
+    }
+    _print_audit(payload)
+    out = capsys.readouterr().out
+    assert "warning: age is a protected attribute AND a model input" in out
+    assert "leave_days: lower values → female (strength 1.00, AUC 0.00)" in out

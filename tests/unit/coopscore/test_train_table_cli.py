@@ -61,6 +61,17 @@ def test_day_first_dates_text_label_and_a_third_label_value_each_stop_with_exit_
     assert code == 2 and "could not be parsed" in str(payload["message"])
 
 
+def test_protected_columns_that_cannot_be_grouped_stop_with_exit_2(table: Path) -> None:
+    label = ("--label", "outcome", "--time", "applied_on", "--time-format", "%d/%m/%Y")
+    label += ("--bad-value", "default", "--good-value", "repaid")
+    code, payload, _ = _train(table, *label, "--protected", "monthly_income")
+    assert code == 2 and "pass --band monthly_income:" in str(payload["message"])
+    code, payload, _ = _train(table, *label, "--protected", "gender", "--band", "age:25,40")
+    assert code == 2 and "--band age: not a protected column" in str(payload["message"])
+    result = CliRunner().invoke(app, ["train", "--table", str(table), *label, "--band", "age=25"])
+    assert result.exit_code == 2 and "COLUMN:CUT,CUT" in result.output
+
+
 def test_table_options_need_a_table() -> None:
     result = CliRunner().invoke(app, ["train", "--bad-value", "yes"])
     assert result.exit_code == 2 and "need --table" in result.output

@@ -171,8 +171,28 @@ def test_proxy_scan_ranks_the_planted_proxy_first() -> None:
     )
     found = proxy_scan(features, {"left_behind_woman": pd.Series(woman)}, top=3)
     assert found[0].feature == "deliveries"
-    assert found[0].strength > 0.4
-    assert all(p.strength < 0.1 for p in found[1:])
+    # Her deliveries are missing (lowest): the raw AUC is near 0, a perfect *inverse* proxy.
+    assert found[0].auc < 0.1 and found[0].strength == pytest.approx(1 - found[0].auc)
+    assert found[0].direction == "lower" and found[0].describe == "lower values → true"
+    assert all(0.5 <= p.strength < 0.6 for p in found[1:])
+    crop = next(p for p in found if p.feature == "crop")
+    assert crop.direction == "category" and crop.category in ("rice", "tea")
+    assert crop.to_dict()["describe"] == f"category {crop.category!r} → true"
+
+
+def test_proxy_strength_and_direction_are_symmetric() -> None:
+    rng = np.random.default_rng(8)
+    female = rng.random(3000) < 0.5
+    share = np.where(female, rng.normal(1.0, 0.3, 3000), rng.normal(0.0, 0.3, 3000))
+    features = pd.DataFrame({"share": share, "inverse": -share})
+    found = {p.feature: p for p in proxy_scan(features, {"gender": pd.Series(female)}, min_group_size=50)}
+    up, down = found["share"], found["inverse"]
+    assert up.auc == pytest.approx(1 - down.auc) and up.strength == pytest.approx(down.strength)
+    assert up.strength > 0.95
+    assert {up.direction, down.direction} == {"higher", "lower"}
+    low = min(up, down, key=lambda p: p.auc).to_dict()  # an AUC near 0: strong, not "no signal"
+    assert low["auc"] < 0.05 and low["strength"] > 0.95
+    assert low["describe"] == f"lower values → {low['group']}"
 
 
 def test_report_files_and_latest(tmp_path) -> None:
