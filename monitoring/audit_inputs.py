@@ -92,9 +92,11 @@ def profile_groups(data: pd.DataFrame, profiles: pd.DataFrame, protected: list[s
 
 def table_groups(data: pd.DataFrame, protected: list[str], profiles: Path | None) -> pd.DataFrame:
     """Group columns for a table: from a member-profile file, else the table's `protected` columns
-    (a `birth_year` column becomes `age_band` when the table has `applied_at`)."""
+    (a `birth_year` column becomes `age_band` when the table has `applied_at`; a numeric age column
+    gets the default age bands; another numeric column with many values is refused)."""
     import pandas as pd
 
+    from monitoring.bands import DEFAULT_AGE_CUTS, MAX_UNBANDED_VALUES, apply_bands, is_age_like
     from monitoring.fairness import age_band
 
     if profiles is not None:
@@ -109,6 +111,14 @@ def table_groups(data: pd.DataFrame, protected: list[str], profiles: Path | None
             )
         if column == "birth_year" and "applied_at" in data.columns:
             out["age_band"] = age_band(data[column], data["applied_at"])
+        elif pd.api.types.is_numeric_dtype(data[column]) and data[column].nunique() > MAX_UNBANDED_VALUES:
+            # One group per age is one group per handful of rows: too small to judge.
+            if not is_age_like(column):
+                raise AuditInputError(
+                    f"--protected column {column!r} is numeric with {data[column].nunique():,} distinct "
+                    "values: one group per value is too small to judge; write it as bands in the file first"
+                )
+            out[column] = apply_bands(data[column], DEFAULT_AGE_CUTS)
         else:
             out[column] = data[column]
     return out.reset_index(drop=True)

@@ -16,6 +16,7 @@ import pandas as pd
 
 DEFAULT_AGE_CUTS: Final = (25.0, 40.0, 60.0)
 UNKNOWN: Final = "unknown"
+MAX_UNBANDED_VALUES: Final = 12  # more distinct numbers than this: one group per value is too thin
 _AGE_LIKE: Final = re.compile(r"age|birth", re.IGNORECASE)
 
 

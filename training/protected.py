@@ -23,11 +23,18 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from monitoring.bands import DEFAULT_AGE_CUTS, UNKNOWN, apply_bands, band_labels, fmt_number, is_age_like
+from monitoring.bands import (
+    DEFAULT_AGE_CUTS,
+    MAX_UNBANDED_VALUES,
+    UNKNOWN,
+    apply_bands,
+    band_labels,
+    fmt_number,
+    is_age_like,
+)
 from monitoring.proxies import is_numeric, single_column_proxy
 from training.table_inputs import TableInputError
 
-MAX_UNBANDED_VALUES: Final = 12  # more distinct numbers than this: one group per value is too thin
 PROXY_WARNING_STRENGTH: Final = 0.80  # an input alone naming a protected group this well encodes it
 PROXY_MIN_GROUP: Final = 30  # groups (and their rest) smaller than this are too noisy to scan
 _BIRTH: Final = re.compile(r"birth", re.IGNORECASE)

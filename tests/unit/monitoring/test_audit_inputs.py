@@ -167,3 +167,15 @@ def test_run_fairness_audit_stores_the_audit(tmp_path: Path) -> None:
     assert run.passed is run.stored.payload["passed"]
     assert run.stored.payload["source"] == f"file {path}"
     assert run.stored.json_path.is_file() and run.stored.directory.parent == tmp_path / "data" / "audits"
+
+
+def test_a_numeric_age_column_is_banded_and_other_measurements_refused() -> None:
+    rng = np.random.default_rng(3)
+    data = pd.DataFrame({"age": rng.integers(18, 80, 400), "income": rng.normal(2000, 400, 400)})
+    groups = table_groups(data, ["age"], None)
+    assert set(groups["age"]) <= {"<25", "25-39", "40-59", "60+"} and groups["age"].nunique() == 4
+    assert (groups["age"] == "<25").sum() == (data["age"] < 25).sum()
+    with pytest.raises(AuditInputError, match="'income' is numeric with 400 distinct values"):
+        table_groups(data, ["income"], None)
+    small = pd.DataFrame({"household_size": rng.integers(1, 6, 50)})
+    assert table_groups(small, ["household_size"], None)["household_size"].nunique() <= 5  # kept as is
