@@ -123,13 +123,14 @@ def choose_cutoffs(
             )
         pick = int(np.flatnonzero(ok).max())
     approve = float(cutoffs[pick])
-    # Review band: the next `review_band` share of all applicants above the approve cutoff.
+    # Review band: at least the next `review_band` share of all applicants above the approve cutoff
+    # (ties of the last one reviewed stay in review); everyone riskier is declined.
     review_end = int(approved_count[pick]) + math.ceil(review_band * n)
-    above = sorted_pd[review_end:] if review_end < len(sorted_pd) else np.array([])
-    above = above[above > approve]
+    last_reviewed = sorted_pd[min(review_end, len(sorted_pd)) - 1]
+    above = sorted_pd[sorted_pd > max(last_reviewed, approve)]
     decline = float(above[0]) if len(above) else NO_DECLINE_PD
-    if decline <= approve:  # PD of 1.0 approved: nothing is left to decline
-        decline = NO_DECLINE_PD if approve < NO_DECLINE_PD else approve
+    if decline <= approve:  # a PD of 1.0 is approved: nothing is left to decline
+        decline = min(1.0, np.nextafter(approve, 2.0))
     return CutoffChoice(
         approve_max_pd=approve,
         decline_min_pd=decline,

@@ -209,11 +209,13 @@ class CalibrationGate:
         measured = f"OOT ECE {ece:.3f} (95% CI {low:.3f}-{high:.3f}) on {rows:,} rows, {defaults:,} defaults"
         if passed:
             return GateResult(self.name, True, f"{measured} <= {self.max_ece}", details)
-        if low <= self.max_ece or floor > self.max_ece:
+        if low <= max(self.max_ece, floor):
+            # The interval reaches the limit, or what a perfect model would show here: noise can
+            # explain the failure.
             details["diagnosis"] = "too_little_data"
             advice = (
-                f"the interval includes the limit (a perfectly calibrated model would show ECE "
-                f"{floor:.3f} on this many rows), so there is too little OOT data to judge: lengthen "
+                f"the interval reaches the limit or the ECE a perfectly calibrated model would show on "
+                f"this many rows ({floor:.3f}), so there is too little OOT data to judge: lengthen "
                 "--oot-months, or promote with --max-ece after reading the interval (the limit used "
                 "is recorded)"
             )
@@ -233,6 +235,11 @@ class CalibrationGate:
                 "`coopscore train --print-config`), or more recent training data if the default rate "
                 "has moved"
             )
+            if floor > self.max_ece:
+                advice += (
+                    f"; even a perfectly calibrated model would show ECE {floor:.3f} on this many "
+                    "rows, so passing needs a longer --oot-months too"
+                )
         return GateResult(self.name, False, f"{measured} > {self.max_ece}: {advice}", details)
 
 
