@@ -28,7 +28,12 @@ NO_DECLINE_PD: Final = 1.0  # decline at PD >= 1: nobody is declined automatical
 
 
 class TargetNotMetError(ValueError):
-    """No cutoff meets the lender's target on the slice; the message names the best achievable."""
+    """No cutoff meets the lender's target on the slice; the message names the best achievable,
+    and `best` holds it (None when nothing is achievable)."""
+
+    def __init__(self, message: str, best: float | None = None) -> None:
+        super().__init__(message)
+        self.best = best
 
 
 @dataclass(frozen=True)
@@ -93,16 +98,25 @@ def choose_cutoffs(
     approved_count = np.arange(1, len(sorted_pd) + 1)[last_of_tie]
     cutoffs = sorted_pd[last_of_tie]
     bad_rate = (np.cumsum(sorted_y)[last_of_tie] / approved_count) if len(sorted_pd) else np.array([])
+    if mode == "target_bad_rate":
+        # A bad rate of t is only seen on about 1/t loans: fewer, and "no defaults yet" is luck.
+        min_approved = max(min_approved, math.ceil(1.0 / target))
     enough = approved_count >= min_approved
     if mode == "target_bad_rate":
         ok = enough & (bad_rate <= target + 1e-12)
         if not ok.any():
-            best = float(bad_rate[enough].min()) if enough.any() else math.nan
+            where = f"target bad rate {target:.1%} among approved cannot be met on the {slice_name} slice"
+            if not enough.any():
+                raise TargetNotMetError(
+                    f"{where} ({n} rows): seeing a {target:.1%} bad rate takes at least {min_approved} "
+                    f"approved loans and only {len(sorted_pd)} applicants can be approved; pass a higher "
+                    "--target-bad-rate, --target-approval-rate, or a longer --calibration-months"
+                )
+            best = float(bad_rate[enough].min())
             raise TargetNotMetError(
-                f"target bad rate {target:.1%} among approved cannot be met on the {slice_name} slice "
-                f"({n} rows): the lowest achievable, approving at least {min_approved} applicants, is "
-                + (f"{best:.1%}" if not math.isnan(best) else f"undefined (only {len(sorted_pd)} judgeable)")
-                + "; pass a higher --target-bad-rate, or --target-approval-rate"
+                f"{where} ({n} rows): the lowest achievable, approving at least {min_approved} "
+                f"applicants, is {best:.1%}; pass a higher --target-bad-rate, or --target-approval-rate",
+                best=best,
             )
         pick = int(np.flatnonzero(ok).max())
     else:
@@ -143,26 +157,22 @@ def describe_selection(selection: Mapping[str, Any]) -> str:
     mode = selection.get("mode", "fixed")
     approve, decline = selection.get("approve_max_pd"), selection.get("decline_min_pd")
     bands = f"approve at PD <= {approve:.2%}, decline at PD >= {decline:.2%}" if approve is not None else ""
-    if mode == "fixed":
-        return f"fixed cutoffs: {bands}"
     target = selection.get("target")
-    goal = (
-        f"bad rate among approved <= {target:.1%}"
-        if mode == "target_bad_rate"
-        else f"approval rate {target:.1%}"
-    )
-    parts = [f"cutoffs from the target {goal} on the {selection.get('slice')} slice: {bands}"]
-    for name in ("slice", "oot"):
-        got = selection.get("achieved", {}).get(name)
-        if got:
-            label = selection.get("slice") if name == "slice" else "OOT"
-            parts.append(
-                f"{label}: approves {got['approval_rate']:.1%}, bad rate among approved "
-                + (
-                    "—"
-                    if got["bad_rate_approved"] != got["bad_rate_approved"]
-                    else f"{got['bad_rate_approved']:.1%}"
-                )
-                + f", review {got['review_rate']:.1%}, decline {got['decline_rate']:.1%}"
-            )
+    if mode == "fixed":
+        parts = [f"fixed cutoffs: {bands}"]
+    else:
+        goal = (
+            f"bad rate among approved <= {target:.1%}"
+            if mode == "target_bad_rate"
+            else f"approval rate {target:.1%}"
+        )
+        parts = [f"cutoffs from the target {goal} on the {selection.get('slice')} slice: {bands}"]
+    for name, got in (selection.get("achieved") or {}).items():
+        label = f"on the {selection.get('slice')} slice" if name == "slice" else "out of time"
+        bad = got["bad_rate_approved"]
+        parts.append(
+            f"{label} it approves {got['approval_rate']:.1%} (bad rate among approved "
+            + ("—" if bad != bad else f"{bad:.1%}")  # NaN: nobody approved
+            + f"), reviews {got['review_rate']:.1%}, declines {got['decline_rate']:.1%}"
+        )
     return "; ".join(parts)

@@ -322,23 +322,25 @@ def choose_policy(
         return DecisionPolicy(base.approve_max_pd, base.decline_min_pd, base.evidence, selection)
     target = config.target_bad_rate if mode == "target_bad_rate" else policy_config.target_approval_rate
     assert target is not None  # the config's validator ties target_approval_rate to its mode
+    kwargs: dict[str, Any] = {
+        "mode": "target_bad_rate" if mode == "target_bad_rate" else "target_approval_rate",
+        "review_band": policy_config.review_band,
+        "slice_name": slice_name,
+    }
+    shortfall = None
     try:
-        choice = choose_cutoffs(
-            pd_,
-            defaulted,
-            judgeable_rows,
-            mode="target_bad_rate" if mode == "target_bad_rate" else "target_approval_rate",
-            target=target,
-            review_band=policy_config.review_band,
-            slice_name=slice_name,
-        )
+        choice = choose_cutoffs(pd_, defaulted, judgeable_rows, target=target, **kwargs)
     except TargetNotMetError as error:
-        if config.policy.mode == "auto":
-            raise TargetNotMetError(
-                f"no policy target was given, so a lender table's cutoffs use target_bad_rate "
-                f"{target:.1%}: {error}"
-            ) from None
-        raise
+        # A target the lender gave is theirs to change (exit 2, one line). The implicit default of a
+        # table is ours: use the best achievable bad rate, and say so wherever the cutoffs are shown.
+        if config.policy.mode != "auto" or error.best is None:
+            raise
+        shortfall = (
+            f"no policy target was given and the default target_bad_rate {target:.1%} cannot be met: "
+            f"{error}; using the best achievable, {error.best:.1%}"
+        )
+        target = error.best
+        choice = choose_cutoffs(pd_, defaulted, judgeable_rows, target=target, **kwargs)
     selection = {
         "mode": mode,
         "why": why + (" (target: the top-level target_bad_rate)" if mode == "target_bad_rate" else ""),
@@ -354,7 +356,10 @@ def choose_policy(
         "approve_max_pd": choice.approve_max_pd,
         "decline_min_pd": choice.decline_min_pd,
         "achieved": {"slice": choice.outcome},
+        "target_met": shortfall is None,
     }
+    if shortfall is not None:
+        selection.update(requested_target=config.target_bad_rate, warning=shortfall)
     return DecisionPolicy(choice.approve_max_pd, choice.decline_min_pd, base.evidence, selection)
 
 

@@ -28,6 +28,8 @@ def _policy_calibration_section(result: TrainingResult) -> list[str]:
     lines = ["### Decision cutoffs and calibration", ""]
     if selection:
         lines.append(f"- cutoffs ({selection.get('why', '')}): {describe_selection(selection)}.")
+        if selection.get("warning"):
+            lines.append(f"- **warning**: {selection['warning']}.")
         if selection.get("slice_reason"):
             lines.append(f"- chosen on: {selection['slice_reason']}.")
     lines.append(

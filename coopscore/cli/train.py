@@ -213,6 +213,8 @@ def _print_policy(metrics: dict[str, Any]) -> None:
         console.print(
             f"decision cutoffs ({selection.get('why', '')}): {describe_selection(selection)}", soft_wrap=True
         )
+    if selection and selection.get("warning"):
+        console.print(f"[yellow]warning[/yellow]: {selection['warning']}", soft_wrap=True)
     calibration = metrics.get("calibration")
     if calibration:
         fitted = calibration.get("fitted_on", {})

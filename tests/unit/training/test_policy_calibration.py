@@ -103,13 +103,13 @@ def test_target_approval_rate_approves_that_share(tables: dict[int, TrainingSet]
 def test_an_unreachable_target_says_so_with_the_best_achievable(tables: dict[int, TrainingSet]) -> None:
     ts = tables[2000]
     config = TrainingConfig(
-        target_bad_rate=0.001, policy=PolicyConfig(mode="target_bad_rate"), calibration=PLATT
+        target_bad_rate=0.01, policy=PolicyConfig(mode="target_bad_rate"), calibration=PLATT
     )
     with pytest.raises(TargetNotMetError) as caught:
         _fit(ts, config)
     message = str(caught.value)
-    assert "target bad rate 0.1% among approved cannot be met on the calibration slice" in message
-    assert "the lowest achievable, approving at least 20 applicants, is " in message
+    assert "target bad rate 1.0% among approved cannot be met on the calibration slice" in message
+    assert "the lowest achievable, approving at least 100 applicants, is " in message
     assert "--target-bad-rate" in message and "\n" not in message
 
 
@@ -203,3 +203,20 @@ def test_failed_ece_gate_on_miscalibrated_pds_says_recalibrate(tables: dict[int,
     # The limit itself is unchanged: the honest model on the same rows is judged by the same rule.
     honest = CalibrationGate(max_ece=0.02)(GateContext(challenger=model, oot=result.oot_frame))
     assert honest.passed == (honest.details["ece"] <= 0.02)
+
+
+def test_an_unmet_default_target_on_a_table_uses_the_best_achievable_and_says_so(
+    tables: dict[int, TrainingSet],
+) -> None:
+    # No policy mode given (auto): the table's default target is ours, not the lender's.
+    model, _ = _fit(tables[2000], TrainingConfig(target_bad_rate=0.01, calibration=PLATT))
+    selection = model.policy.selection
+    assert selection["target_met"] is False and selection["requested_target"] == 0.01
+    assert selection["target"] > 0.01
+    assert (
+        "no policy target was given and the default target_bad_rate 1.0% cannot be met"
+        in (selection["warning"])
+    )
+    assert f"using the best achievable, {selection['target']:.1%}" in selection["warning"]
+    assert selection["achieved"]["slice"]["bad_rate_approved"] <= selection["target"] + 1e-12
+    assert selection["achieved"]["slice"]["approved"] >= 20
