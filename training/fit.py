@@ -305,7 +305,7 @@ def choose_policy(
     base = policy_config.policy()
     mode = policy_config.mode
     why = (
-        f"policy.mode auto on a {'lender table' if source != 'event_log' else 'event log'}: {mode}"
+        f"policy.mode auto on {'a lender table' if source != 'event_log' else 'the event log'}: {mode}"
         if config.policy.mode == "auto"
         else f"configured: policy.mode = {mode}"
     )

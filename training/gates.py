@@ -213,9 +213,14 @@ class CalibrationGate:
             # The interval reaches the limit, or what a perfect model would show here: noise can
             # explain the failure.
             details["diagnosis"] = "too_little_data"
+            reach = (
+                "the interval includes the limit"
+                if low <= self.max_ece
+                else f"the interval reaches {floor:.3f}, the ECE a perfectly calibrated model would show "
+                "on this many rows"
+            )
             advice = (
-                f"the interval reaches the limit or the ECE a perfectly calibrated model would show on "
-                f"this many rows ({floor:.3f}), so there is too little OOT data to judge: lengthen "
+                f"{reach}, so there is too little OOT data to judge: lengthen "
                 "--oot-months, or promote with --max-ece after reading the interval (the limit used "
                 "is recorded)"
             )
