@@ -138,10 +138,11 @@ class PolicyConfig(_Config):
         return self
 
     def resolved(self, source: str) -> PolicyConfig:
-        """`auto` made concrete for a data source: fixed for "event_log", target_bad_rate otherwise."""
+        """`auto` made concrete for a data source: target_bad_rate for a lender's "table", fixed for
+        anything else (the event log keeps the demo world's fixed bands)."""
         if self.mode != "auto":
             return self
-        return self.model_copy(update={"mode": "fixed" if source == "event_log" else "target_bad_rate"})
+        return self.model_copy(update={"mode": "target_bad_rate" if source == "table" else "fixed"})
 
     def policy(self) -> DecisionPolicy:
         """The model's `DecisionPolicy` (evidence read from the views' evidence features)."""

@@ -304,8 +304,9 @@ def choose_policy(
     policy_config = config.policy.resolved(source)
     base = policy_config.policy()
     mode = policy_config.mode
+    data = "a lender table" if source == "table" else "the " + source.replace("_", " ") + " data"
     why = (
-        f"policy.mode auto on {'a lender table' if source != 'event_log' else 'the event log'}: {mode}"
+        f"policy.mode auto on {data}: {mode}"
         if config.policy.mode == "auto"
         else f"configured: policy.mode = {mode}"
     )
