@@ -344,7 +344,7 @@ def choose_policy(
         choice = choose_cutoffs(pd_, defaulted, judgeable_rows, target=target, **kwargs)
     selection = {
         "mode": mode,
-        "why": why + (" (target: the top-level target_bad_rate)" if mode == "target_bad_rate" else ""),
+        "why": why,
         "target": target,
         "review_band": policy_config.review_band,
         "slice": slice_name,
