@@ -33,7 +33,8 @@ class DecisionRecord:
     grade: str
     decision: str
     application: dict[str, Any]
-    features: dict[str, float | None]
+    # Numbers (None when missing); a table-trained model's categorical column as its level (text).
+    features: dict[str, float | str | None]
     reasons: list[dict[str, Any]]
     response: dict[str, Any]
     latency_ms: float

@@ -229,6 +229,11 @@ def get_version(tracking_uri: str, model_name: str, alias_or_version: str | int)
         raise KeyError(f"{model_name}: no version {key!r}") from error
 
 
+def registered_model_names(tracking_uri: str) -> list[str]:
+    """Names of every registered model in the store, sorted."""
+    return sorted(str(m.name) for m in client(tracking_uri).search_registered_models())
+
+
 def list_versions(tracking_uri: str, model_name: str) -> list[VersionRecord]:
     """Every version of `model_name`, newest first (empty if the model is not registered)."""
     mlflow_client = client(tracking_uri)

@@ -26,10 +26,27 @@ __all__ = [
     "CHAMPION",
     "MODEL_NAME",
     "ArtifactIntegrityError",
+    "UnknownModelError",
+    "check_model_name",
     "checksum_tags",
     "load_model",
     "load_model_with_reference",
 ]
+
+
+class UnknownModelError(LookupError):
+    """No registered model has this name; the message names the ones that exist."""
+
+
+def check_model_name(tracking_uri: str, model_name: str) -> None:
+    """Raise `UnknownModelError` (one line, listing the registered names) unless `model_name` is
+    registered: a mistyped --model-name should say so, not "no version 'champion'"."""
+    names = mlflow_io.registered_model_names(tracking_uri)
+    if model_name not in names:
+        known = ", ".join(repr(n) for n in names) if names else "none yet"
+        raise UnknownModelError(
+            f"no registered model named {model_name!r} in {tracking_uri} (registered: {known})"
+        )
 
 
 def checksum_tags(sha256: dict[str, str]) -> dict[str, str]:

@@ -10,7 +10,8 @@ It is built from the feature views (`spec_from_registry`) or from a lender's own
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -40,6 +41,10 @@ class FeatureSpec:
     `direction` is the declared effect of a larger value on default risk (+1 raises it, -1 lowers
     it, 0 unconstrained); it becomes the LightGBM monotone constraint. `categories` lists the levels
     of a categorical input in code order (code = position).
+
+    For a table input, what training saw, so that values sent at scoring time can be checked against
+    it: `value_range` is the (min, max) of a numeric input, `missing_seen` whether any value was
+    missing. Both are None when unknown (a catalog feature, or a spec written before they existed).
     """
 
     name: str
@@ -49,12 +54,56 @@ class FeatureSpec:
     description_zh: str = ""
     description_en: str = ""
     categories: tuple[str, ...] = ()
+    value_range: tuple[float, float] | None = None
+    missing_seen: bool | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in (-1, 0, 1):
             raise ValueError(f"feature {self.name!r}: direction must be -1, 0 or 1")
         if self.kind == "categorical" and self.direction != 0:
             raise ValueError(f"feature {self.name!r}: a categorical input cannot be monotone")
+        if self.value_range is not None:
+            if self.kind != "numeric":
+                raise ValueError(f"feature {self.name!r}: only a numeric input has a value range")
+            low, high = self.value_range
+            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+                raise ValueError(
+                    f"feature {self.name!r}: value range {self.value_range} is not finite min <= max"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; the training-time facts only when known (older readers ignore them)."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "direction": self.direction,
+            "reason_group": self.reason_group,
+            "description_zh": self.description_zh,
+            "description_en": self.description_en,
+            "categories": list(self.categories),
+        }
+        if self.value_range is not None:
+            out["value_range"] = list(self.value_range)
+        if self.missing_seen is not None:
+            out["missing_seen"] = self.missing_seen
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        """Inverse of `to_dict`; a spec written before ranges existed loads with them unknown."""
+        value_range = data.get("value_range")
+        missing_seen = data.get("missing_seen")
+        return cls(
+            name=str(data["name"]),
+            kind=data.get("kind", "numeric"),
+            direction=int(data.get("direction", 0)),
+            reason_group=str(data.get("reason_group", "")),
+            description_zh=str(data.get("description_zh", "")),
+            description_en=str(data.get("description_en", "")),
+            categories=tuple(str(c) for c in data.get("categories", ())),
+            value_range=(float(value_range[0]), float(value_range[1])) if value_range is not None else None,
+            missing_seen=bool(missing_seen) if missing_seen is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -141,18 +190,7 @@ class ModelSpec:
             "reason_groups": [
                 {"name": g.name, "label_zh": g.label_zh, "label_en": g.label_en} for g in self.reason_groups
             ],
-            "features": [
-                {
-                    "name": f.name,
-                    "kind": f.kind,
-                    "direction": f.direction,
-                    "reason_group": f.reason_group,
-                    "description_zh": f.description_zh,
-                    "description_en": f.description_en,
-                    "categories": list(f.categories),
-                }
-                for f in self.features
-            ],
+            "features": [f.to_dict() for f in self.features],
             "extra": dict(self.extra),
         }
 
@@ -163,18 +201,7 @@ class ModelSpec:
         if version > SPEC_SCHEMA_VERSION:
             raise ValueError(f"feature spec schema {version} is newer than {SPEC_SCHEMA_VERSION}")
         return cls(
-            features=tuple(
-                FeatureSpec(
-                    name=str(f["name"]),
-                    kind=f.get("kind", "numeric"),
-                    direction=int(f.get("direction", 0)),
-                    reason_group=str(f.get("reason_group", "")),
-                    description_zh=str(f.get("description_zh", "")),
-                    description_en=str(f.get("description_en", "")),
-                    categories=tuple(str(c) for c in f.get("categories", ())),
-                )
-                for f in data["features"]
-            ),
+            features=tuple(FeatureSpec.from_dict(f) for f in data["features"]),
             reason_groups=tuple(
                 ReasonGroupSpec(str(g["name"]), str(g["label_zh"]), str(g["label_en"]))
                 for g in data["reason_groups"]
@@ -221,17 +248,28 @@ def spec_for_table(
     categories: Mapping[str, Sequence[str]] | None = None,
     directions: Mapping[str, int] | None = None,
     table_version: str = "",
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    with_missing: Collection[str] | None = None,
 ) -> ModelSpec:
     """Spec for a lender's own table: each column is its own reason group, labelled by its name.
 
     Columns in `categories` are categorical (levels in code order); `directions` optionally gives
-    monotone constraints (none are assumed: a table carries no declared directions).
+    monotone constraints (none are assumed: a table carries no declared directions). `ranges` gives
+    the (min, max) seen in training of numeric columns, `with_missing` the columns that had missing
+    values (given, every other column had none); scoring checks inline values against both.
     """
     categories = categories or {}
     directions = directions or {}
-    unknown = sorted(set(directions) - set(columns))
-    if unknown:
-        raise KeyError(f"directions for unknown columns: {unknown}")
+    ranges = ranges or {}
+    for option, named in (
+        ("directions", directions),
+        ("ranges", ranges),
+        ("with_missing", with_missing or ()),
+    ):
+        unknown = sorted(set(named) - set(columns))
+        if unknown:
+            raise KeyError(f"{option} for unknown columns: {unknown}")
+    missing = set(with_missing) if with_missing is not None else None
     features = tuple(
         FeatureSpec(
             name=name,
@@ -241,6 +279,8 @@ def spec_for_table(
             description_zh=name,
             description_en=name,
             categories=tuple(str(c) for c in categories.get(name, ())),
+            value_range=_range(ranges.get(name)),
+            missing_seen=None if missing is None else name in missing,
         )
         for name in columns
     )
@@ -248,3 +288,7 @@ def spec_for_table(
     return ModelSpec(
         features=features, reason_groups=groups, source="table", feature_set_version=table_version
     )
+
+
+def _range(value: tuple[float, float] | None) -> tuple[float, float] | None:
+    return (float(value[0]), float(value[1])) if value is not None else None

@@ -1,8 +1,8 @@
 """What a fairness audit runs on: decisions (PD, decision, outcome, score), group columns and the
 columns scanned for proxies, assembled from one of three sources.
 
-- `oot`: the event log's labelled out-of-time applications (the default `TrainingConfig` splits),
-  scored by a model; groups from the member-profile table.
+- `oot`: the model's own out-of-time rows as stored with its training run, scored by it; groups from
+  its protected columns (a table model) or the member-profile table.
 - `decision-log`: the served decisions as logged, with outcomes posted to /v1/outcomes (a numeric
   model reference keeps that version's rows); groups from the member-profile table.
 - a table file: feature rows with an outcome column scored by a model, or (without a model) a table
@@ -237,8 +237,8 @@ def audit_inputs(
 ) -> AuditInputs:
     """The inputs for `data`: "oot", "decision-log" or the path of a table file.
 
-    The out-of-time rows are rebuilt with the training splits, which sit a layer above monitoring:
-    the caller passes that loader (`training.audit_oot.oot_inputs`) as `oot`.
+    The out-of-time rows are what training stored with the model, a layer above monitoring: the
+    caller passes that loader (`training.audit_oot.oot_inputs`) as `oot`.
     """
     if data == "oot":
         if model is None:

@@ -28,16 +28,23 @@ class FairnessAuditRun:
     passed: bool
 
 
-def load_audit_model(model_ref: str, settings: Settings) -> tuple[CreditModel, dict[str, Any]]:
-    """The registered model `model_ref` (alias or version) and the audit context naming it."""
-    from models.registry import ArtifactIntegrityError, load_model
+def load_audit_model(
+    model_ref: str, settings: Settings, model_name: str | None = None
+) -> tuple[CreditModel, dict[str, Any]]:
+    """The registered model `model_ref` (alias or version) of `model_name` (default: the settings')
+    and the audit context naming it."""
+    from models.registry import ArtifactIntegrityError, UnknownModelError, check_model_name, load_model
 
+    name = model_name or settings.model_name
     try:
-        model = load_model(model_ref, settings.tracking_uri, model_name=settings.model_name)
+        check_model_name(settings.tracking_uri, name)
+        model = load_model(model_ref, settings.tracking_uri, model_name=name)
+    except UnknownModelError as error:
+        raise AuditInputError(str(error)) from error
     except (KeyError, ArtifactIntegrityError) as error:
         raise AuditInputError(f"cannot load model {model_ref!r}: {error}") from error
     identity = model.identity
-    return model, {"model_name": settings.model_name, "model_version": identity and identity.version}
+    return model, {"model_name": name, "model_version": identity and identity.version}
 
 
 def run_fairness_audit(
@@ -54,6 +61,7 @@ def run_fairness_audit(
     seed: int,
     data_dir: Path | None = None,
     oot: OotInputs | None = None,
+    model_name: str | None = None,
 ) -> FairnessAuditRun:
     """Audit decisions by protected group and store the audit under `<data_dir>/audits/<stamp>/`.
 
@@ -66,7 +74,7 @@ def run_fairness_audit(
     model = None
     context: dict[str, Any] = {}
     if model_ref is not None:
-        model, context = load_audit_model(model_ref, settings)
+        model, context = load_audit_model(model_ref, settings, model_name)
     inputs = audit_inputs(
         data,
         model_ref=model_ref,

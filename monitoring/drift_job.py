@@ -67,27 +67,33 @@ def load_current(
         decision_log.close()
 
 
-def load_reference(settings: Settings, reference: Path | None, model: str | None) -> Reference:
-    """The reference sample from a file, or the one stored with a registered model (default champion)."""
-    from models.registry import ArtifactIntegrityError
+def load_reference(
+    settings: Settings, reference: Path | None, model: str | None, model_name: str | None = None
+) -> Reference:
+    """The reference sample from a file, or the one stored with a registered model (default champion)
+    of `model_name` (default: the settings')."""
+    from models.registry import ArtifactIntegrityError, UnknownModelError, check_model_name
     from monitoring.sources import reference_from_file, reference_from_registry
 
-    if reference is not None and model is not None:
-        raise DriftJobError("give --reference or --model, not both")
+    if reference is not None and (model is not None or model_name is not None):
+        raise DriftJobError(f"give --reference or {'--model' if model else '--model-name'}, not both")
     if reference is not None:
         return reference_from_file(reference)
     alias = model or CHAMPION
+    name = model_name or settings.model_name
     try:
-        return reference_from_registry(
-            alias, model_name=settings.model_name, tracking_uri=settings.tracking_uri
-        )
+        if not alias.startswith("models:/"):
+            check_model_name(settings.tracking_uri, name)
+        return reference_from_registry(alias, model_name=name, tracking_uri=settings.tracking_uri)
+    except UnknownModelError as exc:
+        raise DriftJobError(str(exc)) from exc
     except KeyError as exc:
         raise DriftJobError(
-            f"no model {settings.model_name}@{alias} in {settings.tracking_uri}: "
+            f"no model {name}@{alias} in {settings.tracking_uri}: "
             "train and promote one (`coopscore retrain`), or pass --reference FILE"
         ) from exc
     except ArtifactIntegrityError as exc:
-        raise DriftJobError(f"model {settings.model_name}@{alias}: {exc}") from exc
+        raise DriftJobError(f"model {name}@{alias}: {exc}") from exc
 
 
 def performance_rows(current: pd.DataFrame, outcomes: dict[str, int]) -> pd.DataFrame | None:
@@ -117,6 +123,7 @@ def run_drift_job(
     outcomes: Path | None,
     evidently: bool,
     mlflow: bool,
+    model_name: str | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Load both sides, run and store the check; returns (JSON summary, exit code 0 or 3)."""
     from monitoring.drift import DriftPolicy
@@ -128,7 +135,7 @@ def run_drift_job(
         current_rows, window_label, posted = load_current(settings, window, last, current)
         if len(current_rows) < policy.min_rows:  # before the reference download: fail fast
             raise InsufficientWindowError(len(current_rows), policy.min_rows)
-        ref = load_reference(settings, reference, model)
+        ref = load_reference(settings, reference, model, model_name)
         policy = replace(policy, ignore=(*policy.ignore, *ref.growing))
         ref, matched = match_reference_to_window(
             ref, current_rows.get("features_as_of"), days=match_days, min_rows=policy.min_rows
@@ -160,6 +167,7 @@ def run_drift_job(
                 "reference_period": ref.period(),
                 "reference_match": matched,
                 "model": model or (CHAMPION if reference is None else None),
+                "model_name": model_name or settings.model_name if reference is None else None,
                 "model_version": ref.model_version,
             },
             evidently=evidently,

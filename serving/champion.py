@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from models import mlflow_io
 from models.credit_model import CreditModel
 from models.reasons import Assessment
 from models.registry import CHAMPION, MODEL_NAME, load_model
-from serving.scoring import Scored
+from serving.scoring import FeatureValues, Scored
 
 
 class CreditModelScorer:
@@ -27,13 +27,14 @@ class CreditModelScorer:
         self.feature_names = tuple(model.feature_names)
         # Empty (exempt from the feature-set check) for a table-trained model.
         self.feature_set_version = model.catalog_feature_set
+        self.table_spec = model.spec if model.spec.source == "table" else None
 
-    def score_one(self, features: Mapping[str, float], *, force_review: str | None = None) -> Scored:
+    def score_one(self, features: FeatureValues, *, force_review: str | None = None) -> Scored:
         """PD, score, grade, decision and top-4 reasons from one booster call."""
         return _scored(self.model.assess(features, top_k=4), force_review)
 
     def score_many(
-        self, rows: Sequence[Mapping[str, float]], *, force_review: Sequence[str | None]
+        self, rows: Sequence[FeatureValues], *, force_review: Sequence[str | None]
     ) -> list[Scored]:
         """`score_one` for several applicants from one (vectorized) booster call."""
         assessments = self.model.assess_many(rows, top_k=4)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +12,12 @@ from models.reasons import Reason
 
 # Mirrors features.contracts.LOAN_PURPOSES (a test keeps them equal).
 Purpose = Literal["farm_inputs", "livestock", "equipment", "processing", "trade", "other"]
+
+
+MAX_INLINE_FEATURES = 500
+# One inline value: a number for a numeric column, text for a categorical one, null when unknown.
+ColumnName = Annotated[str, Field(min_length=1, max_length=200)]
+InlineValue = float | int | Annotated[str, Field(max_length=500)] | bool | None
 
 
 class _In(BaseModel):
@@ -36,6 +42,29 @@ class ScoreRequest(_In):
     )
     allow_new_member: bool = Field(
         default=False, description="score an unknown member on peer signals alone (sent to review)"
+    )
+    features: dict[ColumnName, InlineValue] | None = Field(
+        default=None,
+        max_length=MAX_INLINE_FEATURES,
+        description="a table-trained model only (and required by one): the applicant's value for each "
+        "column the model was trained on, by the table's own column names (null where unknown, if the "
+        "column had missing values in training); checked against the model's stored spec, and the "
+        "online store is not read. An event-log model refuses it (422)",
+        examples=[
+            {
+                "age": 41,
+                "monthly_income": 2300,
+                "land_mu": 6.5,
+                "late_payments": 1,
+                "loan_amount": 12000,
+                "crop": "tea",
+            }
+        ],
+    )
+    allow_out_of_range: bool = Field(
+        default=False,
+        description="with `features`: score numbers outside the range seen in training instead of "
+        "refusing them (422); the decision is then review, with a note naming them",
     )
 
 

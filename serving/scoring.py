@@ -2,7 +2,8 @@
 
 `Scorer` is the narrow interface the routes call; `serving.champion` adapts the registered
 `CreditModel` to it. Feature vectors are the member's online vector plus the request-time
-application features, computed by the same `application_features` function training used.
+application features, computed by the same `application_features` function training used; or, for a
+model trained on a lender's table, the applicant's values sent inline (`serving.inline`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import numpy as np
 
 from features.catalog.request import application_features, application_features_for_request
 from models.reasons import Reason
+from models.spec import ModelSpec
+
+# Feature name -> value: numbers (NaN or None when missing); a categorical table column's level as text.
+FeatureValues = Mapping[str, float | str | None]
 
 
 @dataclass(frozen=True)
@@ -42,13 +47,16 @@ class Scorer(Protocol):
     feature_names: tuple[str, ...]
     # The catalog feature-set version of the vectors it can score; empty when exempt (table-trained).
     feature_set_version: str
+    # A table-trained model's spec: it scores the applicant's inline values, checked against this.
+    # None for a model of the event log (it scores online vectors and refuses inline values).
+    table_spec: ModelSpec | None
 
-    def score_one(self, features: Mapping[str, float], *, force_review: str | None = None) -> Scored:
+    def score_one(self, features: FeatureValues, *, force_review: str | None = None) -> Scored:
         """Score one feature vector; `force_review` sends it to review with that note."""
         ...
 
     def score_many(
-        self, rows: Sequence[Mapping[str, float]], *, force_review: Sequence[str | None]
+        self, rows: Sequence[FeatureValues], *, force_review: Sequence[str | None]
     ) -> list[Scored]:
         """`score_one` for several vectors at once (one model call); `force_review` per row."""
         ...

@@ -205,6 +205,14 @@ class GateConfig(_Config):
     max_ece: float = Field(0.02, gt=0, description="challenger OOT expected calibration error")
     direction_rows: int = Field(200, ge=1, description="OOT rows swept by the direction check")
     fairness: FairnessGateConfig = FairnessGateConfig()
+    # Not worse than the WOE scorecard: a paired bootstrap of AUC(model) - AUC(scorecard) on the OOT
+    # rows fails the challenger only when the upper 95% bound is below -scorecard_margin (0: only a
+    # significantly worse model fails; a tie passes).
+    scorecard_margin: float = Field(
+        0.0, ge=0, description="fail when the upper 95% bound of AUC(model) - AUC(scorecard) < -this"
+    )
+    scorecard_replicates: int = Field(1000, ge=100, description="paired bootstrap replicates")
+    scorecard_seed: int = Field(0, description="seed of the paired bootstrap")
 
 
 class TrainingConfig(_Config):

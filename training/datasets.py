@@ -381,8 +381,15 @@ def table_training_set(
             features[name] = text.astype(object)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     as_of = pd.Timestamp(times.max())
+    # What scoring checks an applicant's inline values against (serving.inline): ranges and missingness.
+    finite = {n: features[n][np.isfinite(features[n])] for n in feature_columns if n not in categories}
     spec = spec_for_table(
-        feature_columns, categories=categories, directions=monotone, table_version=digest[:16]
+        feature_columns,
+        categories=categories,
+        directions=monotone,
+        table_version=digest[:16],
+        ranges={n: (float(v.min()), float(v.max())) for n, v in finite.items() if len(v)},
+        with_missing=[n for n in feature_columns if features[n].isna().any()],
     )
     segments = pd.DataFrame(
         {c: _segment_labels(table[c]).to_numpy() for c in protected}, index=features.index

@@ -18,6 +18,9 @@ The retraining job passes it as:
 
 where `profiles` is the restricted `member_profiles` table and `applications` the applications table
 (`application_id`, `member_id`, `applied_at`). OOT rows without a profile fall in group 'unknown'.
+A model trained on a table brings its own groups: the `_segment_*` columns (its `--protected`
+columns) of its stored OOT rows, so no profile table is needed. With no protected columns at all the
+gate is reported as skipped ("no protected columns"), never silently absent.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from training.datasets import TrainingSet
 from training.fit import fit_credit_model
 from training.gates import Gate, GateContext, GateResult, default_gates
 from training.metrics import roc_auc
-from training.pipeline import OOT_ID
+from training.pipeline import OOT_ID, stored_segments
 from training.splits import time_split
 
 FloatArray = npt.NDArray[np.float64]
@@ -64,7 +67,10 @@ class JudgedAudit:
 class FairnessGate:
     """Fail when any protected group with enough OOT support breaks a fairness threshold."""
 
-    groups: pd.DataFrame  # group columns, keyed by application id (column `application_id` or index)
+    # Group columns keyed by application id (column `application_id` or index), for models trained
+    # on the event log; None when there is no member-profile table. A model trained on a table
+    # brings its own groups: the `_segment_*` (its --protected) columns of its stored OOT rows.
+    groups: pd.DataFrame | None = None
     thresholds: FairnessThresholds = field(default_factory=FairnessThresholds)
     min_group_size: int = 100
     attributes: tuple[str, ...] | None = None  # default: the protected columns present in `groups`
@@ -89,6 +95,8 @@ class FairnessGate:
 
     def _keyed(self) -> pd.DataFrame:
         frame = self.groups
+        if frame is None:
+            raise ValueError("this fairness gate has no member-profile groups")
         if "application_id" in frame.columns:
             frame = frame.set_index("application_id")
         frame.index = frame.index.astype(str)
@@ -102,17 +110,40 @@ class FairnessGate:
             return list(self.attributes)
         return [c for c in PROTECTED_GROUP_COLUMNS if c in frame.columns]
 
+    def _skipped(self, reason: str) -> GateResult:
+        """Nothing to judge: visible in the record (never silently absent), and not blocking."""
+        return GateResult(self.name, True, reason, {"attributes": []}, skipped=True)
+
     def __call__(self, context: GateContext) -> GateResult:
-        """Audit the challenger's OOT decisions by protected group."""
+        """Audit the challenger's OOT decisions by protected group (its own segment columns for a
+        model trained on a table, the member-profile groups otherwise)."""
         oot = context.oot
-        if OOT_ID not in oot.columns:
-            return GateResult(self.name, False, f"OOT rows carry no {OOT_ID}: cannot join protected groups")
-        keyed = self._keyed()
-        attributes = self._attributes(keyed)
-        if not attributes:
-            return GateResult(self.name, False, "no protected group columns given")
-        ids = oot[OOT_ID].astype(str).to_numpy()
-        joined = keyed.reindex(ids)
+        table_model = not context.challenger.catalog_feature_set
+        segments = stored_segments(oot) if table_model else pd.DataFrame()
+        attributes = [a for a in segments.columns if self.attributes is None or a in self.attributes]
+        if attributes:  # trained on a table with --protected: its own protected columns
+            joined = segments
+        elif self.groups is None:
+            return self._skipped(
+                "no protected columns: the model was trained on a table without --protected"
+                if table_model
+                else "no protected columns: there is no member_profiles table to take groups from"
+            )
+        else:
+            if OOT_ID not in oot.columns:
+                return GateResult(
+                    self.name, False, f"OOT rows carry no {OOT_ID}: cannot join protected groups"
+                )
+            keyed = self._keyed()
+            attributes = self._attributes(keyed)
+            if not attributes:
+                return GateResult(self.name, False, "no protected group columns given")
+            joined = keyed.reindex(oot[OOT_ID].astype(str).to_numpy())
+            if table_model and not joined[attributes].notna().any(axis=None):
+                return self._skipped(
+                    "no protected columns: the model was trained on a table without --protected and "
+                    "none of its OOT applications has a member profile"
+                )
         coverage = float(joined[attributes].notna().all(axis=1).mean()) if len(joined) else 0.0
         details: dict[str, Any] = {"coverage": coverage, "attributes": attributes, "rows": len(oot)}
         if coverage < self.min_coverage:

@@ -20,7 +20,7 @@ from models.credit_model import CreditModel
 from models.monotone import direction_violations
 from training.config import GateConfig
 from training.metrics import ece_interval, expected_calibration_error, roc_auc
-from training.pipeline import OOT_LABEL
+from training.pipeline import OOT_LABEL, OOT_SCORECARD_PD
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -276,13 +276,105 @@ class DirectionGate:
         return GateResult(self.name, True, f"all {checked} constrained features hold", details)
 
 
+def paired_bootstrap_auc_difference(
+    label: npt.NDArray[np.int64], first: FloatArray, second: FloatArray, *, replicates: int, seed: int
+) -> tuple[FloatArray, int]:
+    """AUC(first) - AUC(second) on `replicates` resamples of the same rows (both PDs of a resampled
+    row go together), and how many replicates were dropped for holding one class only.
+
+    Each replicate is a multinomial weighting of the rows; the AUC of weighted rows is computed from
+    score levels (ties count one half), so a replicate costs O(rows) and no re-sorting.
+    """
+    y = np.asarray(label, dtype=np.float64)
+    levels = [np.unique(np.asarray(pd_, dtype=np.float64), return_inverse=True)[1] for pd_ in (first, second)]
+    sizes = [int(level.max()) + 1 if len(level) else 0 for level in levels]
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    differences = []
+    for _ in range(replicates):
+        weight = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+        positives, negatives = float(weight @ y), float(weight @ (1.0 - y))
+        if positives == 0 or negatives == 0:
+            continue
+        aucs = []
+        for level, size in zip(levels, sizes, strict=True):
+            bad = np.bincount(level, weights=weight * y, minlength=size)
+            good = np.bincount(level, weights=weight * (1.0 - y), minlength=size)
+            below = np.cumsum(good) - good  # repaid rows with a lower PD than this level
+            aucs.append(float(bad @ (below + 0.5 * good)) / (positives * negatives))
+        differences.append(aucs[0] - aucs[1])
+    return np.asarray(differences, dtype=np.float64), replicates - len(differences)
+
+
+@dataclass(frozen=True)
+class ScorecardGate:
+    """Not significantly worse than the WOE scorecard fitted on the same training rows.
+
+    A paired bootstrap of the OOT rows gives the 95% interval of AUC(challenger) - AUC(scorecard);
+    the gate fails only when the whole interval lies below `-margin` (the upper bound < -margin), so
+    a tie or a difference within noise passes. The scorecard's OOT PDs are stored with the run
+    (`_pd_scorecard` of the OOT frame); a version trained before they were is skipped, saying so.
+    """
+
+    margin: float = 0.0
+    replicates: int = 1000
+    seed: int = 0
+    name: str = "scorecard"
+
+    def __call__(self, context: GateContext) -> GateResult:
+        """Compare ranking power with the scorecard on the challenger's OOT window."""
+        if OOT_SCORECARD_PD not in context.oot.columns:
+            return GateResult(
+                self.name,
+                True,
+                "not compared: this version's stored OOT rows carry no scorecard PDs (trained before "
+                f"they were stored in {OOT_SCORECARD_PD}); retrain to judge it",
+                {},
+                skipped=True,
+            )
+        label = context.label
+        model_pd = context.challenger_pd
+        scorecard_pd = context.oot[OOT_SCORECARD_PD].to_numpy(dtype=np.float64)
+        model_auc, scorecard_auc = roc_auc(label, model_pd), roc_auc(label, scorecard_pd)
+        details: dict[str, Any] = {
+            "model_auc": model_auc,
+            "scorecard_auc": scorecard_auc,
+            "difference": model_auc - scorecard_auc,
+            "margin": self.margin,
+            "replicates": self.replicates,
+            "seed": self.seed,
+            "rows": len(label),
+        }
+        if math.isnan(model_auc) or math.isnan(scorecard_auc):
+            return GateResult(self.name, False, "AUC undefined on the OOT set (one class only)", details)
+        differences, dropped = paired_bootstrap_auc_difference(
+            label, model_pd, scorecard_pd, replicates=self.replicates, seed=self.seed
+        )
+        low, high = (float(q) for q in np.quantile(differences, [0.025, 0.975]))
+        details.update(ci_low=low, ci_high=high, replicates_one_class=dropped)
+        passed = high >= -self.margin
+        limit = f" (margin {self.margin})" if self.margin else ""
+        verdict = "not significantly worse" if passed else "significantly worse"
+        return GateResult(
+            self.name,
+            passed,
+            f"AUC {model_auc:.4f} vs scorecard {scorecard_auc:.4f}: difference "
+            f"{model_auc - scorecard_auc:+.4f} (95% CI {low:+.4f} to {high:+.4f}), {verdict}{limit}",
+            details,
+        )
+
+
 def default_gates(config: GateConfig | None = None) -> list[Gate]:
-    """AUC vs champion, calibration, declared directions (append more, e.g. fairness)."""
+    """AUC vs champion, calibration, declared directions, not worse than the scorecard (append
+    more, e.g. fairness)."""
     config = config or GateConfig()
     return [
         AucGate(max_drop=config.max_auc_drop),
         CalibrationGate(max_ece=config.max_ece),
         DirectionGate(rows=config.direction_rows),
+        ScorecardGate(
+            margin=config.scorecard_margin, replicates=config.scorecard_replicates, seed=config.scorecard_seed
+        ),
     ]
 
 

@@ -1,5 +1,5 @@
 """What a training job is set up from: its config (file plus split overrides), its data source (the
-event log or a lender's table), the fairness gate built from the member profiles, and a readable
+event log or a lender's table), the gates (with the fairness gate), and a readable
 summary of each registered version.
 
 The `coopscore train / retrain / promote / models list` commands call these, so the same set-up
@@ -139,24 +139,24 @@ def event_log_source(
     )
 
 
-def fairness_gates(settings: Settings, config: TrainingConfig) -> list[Gate] | None:
-    """The default gates plus the fairness gate, built from the restricted member-profile table
-    (None without one). Protected attributes never enter training; only this gate reads them."""
+def fairness_gates(settings: Settings, config: TrainingConfig) -> list[Gate]:
+    """The default gates plus the fairness gate. Its groups: a table-trained model's own protected
+    (`_segment_*`) columns, else the restricted member-profile table; with neither, the gate reports
+    itself skipped ("no protected columns"). Protected attributes never enter training."""
     from features.event_log import EventLog
     from features.offline import read_applications
-    from monitoring.fairness import FairnessThresholds
+    from monitoring.fairness import FairnessThresholds, protected_groups
     from training.fairness_gates import FairnessGate
     from training.gates import default_gates
 
     log = EventLog(settings.events_dir, settings.tables_dir)
-    if not log.table_files("member_profiles"):
-        return None
-    profiles = log.read_table("member_profiles").to_pandas()
-    applications = read_applications(settings.tables_dir)
+    groups = None
+    if log.table_files("member_profiles"):
+        profiles = log.read_table("member_profiles").to_pandas()
+        groups = protected_groups(profiles, read_applications(settings.tables_dir))
     fair = config.gates.fairness
-    gate = FairnessGate.from_profiles(
-        profiles,
-        applications,
+    gate = FairnessGate(
+        groups,
         thresholds=FairnessThresholds(
             fair.min_approval_ratio,
             fair.max_equal_opportunity_difference,
@@ -177,8 +177,16 @@ def tag_float(text: str | None) -> float | None:
         return None
 
 
-def version_summary(version: VersionRecord) -> dict[str, Any]:
-    """One registered version: aliases, data date, OOT metrics and promotion status."""
+def version_summary(version: VersionRecord, data_dir: Path | None = None) -> dict[str, Any]:
+    """One registered version: aliases, data date, OOT metrics, promotion status, and where its model
+    report is (the local copy under `data_dir` when it exists, and the MLflow artifact)."""
+    from training.report_html import REPORT_FILE
+
+    page = (
+        None
+        if data_dir is None
+        else data_dir / "reports" / version.name / f"v{version.version}" / REPORT_FILE
+    )
     return {
         "version": version.version,
         "aliases": list(version.aliases),
@@ -189,4 +197,8 @@ def version_summary(version: VersionRecord) -> dict[str, Any]:
         "oot_ece": tag_float(version.tags.get("metric.oot_ece")),
         "oot_thin_auc": tag_float(version.tags.get("metric.oot_thin_auc")),
         "promotion": version.tags.get("promotion.status"),
+        "report": {
+            "path": str(page.resolve()) if page is not None and page.is_file() else None,
+            "mlflow_artifact": f"runs:/{version.run_id}/report/{REPORT_FILE}",
+        },
     }

@@ -34,6 +34,9 @@ OOT_LABEL: Final = "_defaulted"
 OOT_ID: Final = "_application_id"
 OOT_APPLIED_AT: Final = "_applied_at"
 OOT_SEGMENT_PREFIX: Final = "_segment_"
+# The WOE scorecard's OOT PDs, stored at training time so the scorecard gate can judge at promotion
+# (the scorecard itself is not stored). Versions trained before it lack the column.
+OOT_SCORECARD_PD: Final = "_pd_scorecard"
 # Fewest recent applications for a reference sample: a drift window needs as many (monitoring's
 # default `min_rows`); with fewer, the sample falls back to the latest labelled applications.
 REFERENCE_MIN_ROWS: Final = 200
@@ -101,6 +104,17 @@ def oot_frame(training_set: TrainingSet, mask: npt.NDArray[np.bool_]) -> pd.Data
     return frame
 
 
+def stored_segments(oot: pd.DataFrame) -> pd.DataFrame:
+    """The segment columns of a stored OOT frame, named without their `_segment_` prefix.
+
+    For a model trained on a table these are exactly its `--protected` columns (as audit groups).
+    """
+    columns = [c for c in oot.columns if str(c).startswith(OOT_SEGMENT_PREFIX)]
+    segments = oot[columns].astype(str).reset_index(drop=True)
+    segments.columns = [str(c)[len(OOT_SEGMENT_PREFIX) :] for c in columns]
+    return segments
+
+
 def reference_sample(
     training_set: TrainingSet, split: TimeSplit, model: CreditModel, rows: int, seed: int
 ) -> pd.DataFrame:
@@ -164,6 +178,7 @@ def train_and_evaluate(
             bins=config.ece_bins,
         )
         frame = oot_frame(training_set, oot)
+        frame[OOT_SCORECARD_PD] = pds["scorecard"]
         sample = reference_sample(
             training_set, split, model, config.reference_sample_rows, config.booster.seed
         )

@@ -1,8 +1,10 @@
 """`coopscore audit ...`: fairness audits from the command line.
 
-`coopscore audit fairness --model champion|VERSION --data oot|decision-log|FILE`:
-- `--data oot`: the labelled applications of the event log, out-of-time slice (the default
-  TrainingConfig splits), scored by the model; groups from the member-profile table.
+`coopscore audit fairness --model champion|VERSION [--model-name NAME] --data oot|decision-log|FILE`:
+- `--data oot`: the model's own out-of-time rows, stored with its training run (the split it was
+  judged on, whatever config it was trained with), scored by the model; groups from its protected
+  columns for a model trained on a table (`train --table ... --protected COL`), else from the
+  member-profile table.
 - `--data decision-log`: the served decisions as logged (PD and decision of the model that made
   them; `--model VERSION` keeps that version's rows) with outcomes posted to /v1/outcomes; groups
   from the member-profile table. The model explains gaps by its reason-group points.
@@ -17,7 +19,8 @@ thin/thick file split). A `birth_year` column given as `--protected` becomes `ag
 has `applied_at`. When gaps are flagged, the other columns of the file are scanned as proxies.
 
 Outputs go to `<data_dir>/audits/<UTC stamp>/` (JSON, HTML, PNG). Exit code 0 when no judged group
-breaks a threshold, 3 when some do, 2 for bad input. `monitoring.audit_job` does the work; heavy
+breaks a threshold, 3 when some do, 2 for bad input (including an unknown --model-name, or a table
+model trained without --protected for `--data oot`). `monitoring.audit_job` does the work; heavy
 imports happen inside the command.
 """
 
@@ -108,6 +111,10 @@ def fairness(
         str | None,
         typer.Option("--model", help="registered model: champion, challenger or a VERSION number"),
     ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option("--model-name", help="registered model name of --model (default: settings.model_name)"),
+    ] = None,
     protected: Annotated[
         list[str] | None,
         typer.Option("--protected", help="group column(s); repeat or comma-separate"),
@@ -159,9 +166,10 @@ def fairness(
             seed=seed,
             oot=oot_inputs,
             data_dir=data_dir,
+            model_name=model_name,
         )
     except AuditInputError as error:
-        fail(str(error), EXIT_BAD_INPUT)
+        fail(str(error), EXIT_BAD_INPUT, soft_wrap=True)  # one line, however long
     if as_json:
         emit(run.stored.payload)
     else:

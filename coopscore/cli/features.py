@@ -37,9 +37,14 @@ def _parse_instant(text: str) -> datetime:
 def materialize(
     as_of: Annotated[
         str | None,
-        typer.Option(help="Instant the vectors describe (ISO-8601, UTC if no offset); default now."),
+        typer.Option(
+            help="Instant the vectors describe (ISO-8601, UTC if no offset); default now. "
+            "E.g. --as-of 2024-06-30T00:00:00Z."
+        ),
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="DuckDB threads (default: all cores).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="DuckDB threads (default: all cores), e.g. --threads 2.")
+    ] = None,
     memory_limit: Annotated[str, typer.Option(help="DuckDB memory limit, e.g. 3GB.")] = "3GB",
     json_output: JsonInsteadOfTablesOption = False,
 ) -> None:

@@ -34,7 +34,10 @@ def ingest(
         ),
     ] = None,
     sheet: Annotated[
-        str | None, typer.Option(help="Sheet to read from Excel workbooks (default: the first sheet).")
+        str | None,
+        typer.Option(
+            help="Sheet to read from Excel workbooks (default: the first sheet), e.g. --sheet deliveries."
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option(help="On an internal error, show its full traceback.")] = False,
     as_json: JsonOption = False,

@@ -17,7 +17,11 @@ app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 def keys_create(
     name: Annotated[str, typer.Argument(help="Who the key is for, e.g. a lender's loan app.")],
     scopes: Annotated[
-        list[str], typer.Option("--scopes", help="Scopes: score, ingest, read, admin. Repeatable.")
+        list[str],
+        typer.Option(
+            "--scopes",
+            help="Scopes: score, ingest, read, admin. Repeatable, e.g. --scopes score --scopes read.",
+        ),
     ],
     as_json: JsonOption = False,
 ) -> None:

@@ -6,8 +6,8 @@ or `--current FILE`) with a reference sample (the one stored with a registered m
 imports happen inside the command.
 
 Exit codes: 0 stable or watch, 3 drift found, 5 the window is empty or too small to judge
-(nothing is written), 2 bad input (a missing file, no decision log, no such model), 1 an internal
-error (the traceback only with --debug).
+(nothing is written), 2 bad input (a missing file, no decision log, no such model or --model-name),
+1 an internal error (the traceback only with --debug).
 """
 
 from __future__ import annotations
@@ -101,6 +101,10 @@ def drift(
             "default champion)."
         ),
     ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option("--model-name", help="Registered model name of --model (default: settings.model_name)."),
+    ] = None,
     min_rows: Annotated[
         int,
         typer.Option(
@@ -154,6 +158,7 @@ def drift(
             current=current,
             reference=reference,
             model=model,
+            model_name=model_name,
             min_rows=min_rows,
             match_days=match_days,
             segment=segment,

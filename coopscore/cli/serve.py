@@ -14,9 +14,13 @@ app = typer.Typer()
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind, e.g. --host 0.0.0.0 for every interface.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port, e.g. --port 8080.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes, e.g. --workers 2 (one per core).")
+    ] = 1,
     demo_key: Annotated[
         bool, typer.Option(help="Add a fresh all-scope key for this run only and print a curl example.")
     ] = False,

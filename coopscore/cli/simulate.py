@@ -18,19 +18,27 @@ app = typer.Typer()
 
 @app.command()
 def simulate(
-    out: Annotated[Path, typer.Option(help="Folder to write the world into.")],
-    members: Annotated[int, typer.Option(min=100, help="Number of members (borrowers).")] = 20_000,
-    months: Annotated[int, typer.Option(min=6, help="Months of cooperative activity.")] = 26,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 7,
+    out: Annotated[Path, typer.Option(help="Folder to write the world into, e.g. --out world/.")],
+    members: Annotated[
+        int, typer.Option(min=100, help="Number of members (borrowers), e.g. --members 5000.")
+    ] = 20_000,
+    months: Annotated[
+        int, typer.Option(min=6, help="Months of cooperative activity, e.g. --months 36.")
+    ] = 26,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes, e.g. --seed 5.")] = 7,
     scenario: Annotated[
         list[str] | None,
-        typer.Option(help="Drift scenario NAME[@MONTH]: drought, new_coop, unit_fen. Repeatable."),
+        typer.Option(
+            help="Drift scenario NAME[@MONTH]: drought, new_coop, unit_fen. Repeatable, "
+            "e.g. --scenario drought@20."
+        ),
     ] = None,
     proxy_trap: Annotated[
         str,
         typer.Option(
             help="mild: 60% of a left-behind woman's deliveries and 50% of her land inputs are filed "
-            "under another household's id; household: all of them and her group savings too.",
+            "under another household's id; household: all of them and her group savings too. "
+            "E.g. --proxy-trap household.",
         ),
     ] = "mild",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing world folder.")] = False,
@@ -78,9 +86,12 @@ def simulate(
 
 @app.command("simulate-table")
 def simulate_table(
-    out: Annotated[Path, typer.Option(help="CSV (or .parquet) file to write.", dir_okay=False)],
-    rows: Annotated[int, typer.Option(min=100, help="Number of applications.")] = 2000,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same table.")] = 11,
+    out: Annotated[
+        Path,
+        typer.Option(help="CSV (or .parquet) file to write, e.g. --out applications.csv.", dir_okay=False),
+    ],
+    rows: Annotated[int, typer.Option(min=100, help="Number of applications, e.g. --rows 1000.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same table, e.g. --seed 3.")] = 11,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
     as_json: JsonOption = False,
 ) -> None:

@@ -7,16 +7,18 @@ exactly one JSON object on stdout; progress and tables go to stderr.
 Exit codes (a scheduler can act on them):
     0   success: `train` registered a challenger; `retrain` / `promote` promoted it to champion
     10  kept: the challenger failed a gate and the champion stays
-    11  no new data: `retrain` found this data, feature set and config already trained
+    11  no new data: `train` / `retrain` found this data, feature set and config already trained
+        (nothing registered; the JSON names the existing version)
     12  insufficient data: too few labelled applications or defaults to train honestly
     13  nothing to promote: no challenger
     1   error (one line on stderr, and in the JSON object with --json; the traceback only with
         `coopscore --debug`)
-    2   bad usage, or a table that cannot be trained on as asked: a missing column (with the closest
-        names), unparseable or ambiguous dates (with examples; use --time-format), a label that is not
-        0/1 without --bad-value, or more than two label values without --good-value; a --config that
-        does not validate (`bad_config`); a policy target no cutoff meets (`target_not_met`, with
-        the best achievable value)
+    2   bad usage (e.g. a --model-name that is not registered), or a table that cannot be trained
+        on as asked: a missing column (with the closest names), unparseable or ambiguous dates
+        (with examples; use --time-format), a label that is not 0/1 without --bad-value, or more
+        than two label values without --good-value; a --config that does not validate
+        (`bad_config`); a policy target no cutoff meets (`target_not_met`, with the best achievable
+        value)
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ FairnessOption = Annotated[
     bool,
     typer.Option(
         "--fairness/--no-fairness",
-        help="Add the fairness gate (needs the member_profiles table; skipped without it).",
+        help="Add the fairness gate (groups: a table model's --protected columns, else the "
+        "member_profiles table; reported as skipped when there are none).",
     ),
 ]
 
@@ -365,7 +368,10 @@ def train_command(
     With --table, every row and column left out is listed with its reason (console, --json
     `data.inputs`, the model card and the MLflow run's `data/inputs.json`): rows without a label or
     time, constant columns, id-like text, and columns that alone separate the label (AUC >= 0.99).
-    Exit codes: 0 registered, 12 insufficient data, 2 bad usage or bad table input, 1 error.
+    Data already trained with this feature set and config (the same training key: the table's
+    fingerprint covers its options) registers nothing: exit 11 `no_new_data`, naming that version.
+    Exit codes: 0 registered, 11 no new data, 12 insufficient data, 2 bad usage or bad table input,
+    1 error.
     """
     from training.job_setup import table_source
     from training.table_inputs import TableInputError
@@ -436,6 +442,7 @@ def train_command(
                 artifact_root=settings.artifact_root,
                 model_name=model_name or settings.model_name,
                 progress=progress,
+                skip_if_trained=True,
                 data_dir=settings.data_dir,
             )
     except Exception as error:
@@ -542,12 +549,28 @@ def promote_command(
     min_group_size: Annotated[
         int, typer.Option("--min-group-size", min=1, help="Fairness: smaller groups are not judged.")
     ] = 100,
+    scorecard_margin: Annotated[
+        float,
+        typer.Option(
+            "--scorecard-margin",
+            min=0,
+            help="Scorecard gate: fail when the upper 95% bound of AUC(model) - AUC(WOE scorecard) "
+            "is below minus this (0: only a significantly worse model fails).",
+        ),
+    ] = 0.0,
+    scorecard_replicates: Annotated[
+        int, typer.Option("--scorecard-replicates", min=100, help="Scorecard gate: bootstrap replicates.")
+    ] = 1000,
     model_name: ModelNameOption = None,
     as_json: JsonOnStdoutOption = False,
 ) -> None:
     """Run the promotion gates on the challenger; make it champion if they all pass.
 
-    Exit codes: 0 promoted (or forced), 10 kept champion, 13 no challenger, 1 error.
+    Gates: OOT AUC vs the champion, calibration, declared directions, not worse than the WOE
+    scorecard (paired bootstrap of the AUC difference), and fairness (skipped, saying why, when the
+    model has no protected columns).
+    Exit codes: 0 promoted (or forced), 10 kept champion, 13 no challenger, 2 unknown --model-name,
+    1 error.
     """
     from training.config import FairnessGateConfig, GateConfig, TrainingConfig
     from training.job import ExitCode
@@ -560,6 +583,8 @@ def promote_command(
     gate_config = GateConfig(
         max_auc_drop=max_auc_drop,
         max_ece=max_ece,
+        scorecard_margin=scorecard_margin,
+        scorecard_replicates=scorecard_replicates,
         fairness=FairnessGateConfig(
             min_approval_ratio=min_approval_ratio,
             max_equal_opportunity_difference=max_eo_difference,
@@ -567,6 +592,7 @@ def promote_command(
             min_group_size=min_group_size,
         ),
     )
+    _check_model_name(settings, model_name, as_json)
     gates = fairness_gates(settings, TrainingConfig(gates=gate_config)) if fairness else None
     try:
         with stdout_kept_for_json(as_json):
@@ -602,14 +628,19 @@ def promote_command(
 @models_app.command("list")
 def list_command(model_name: ModelNameOption = None, as_json: JsonOnStdoutOption = False) -> None:
     """Registered versions with aliases, OOT metrics and promotion status."""
+    from coopscore.names import CHALLENGER, CHAMPION
     from models import mlflow_io
     from training.job_setup import tag_float, version_summary
 
     settings = _settings()
+    if model_name is not None:  # the default name may simply have nothing registered yet
+        _check_model_name(settings, model_name, as_json)
     model_name = model_name or settings.model_name
     versions = mlflow_io.list_versions(settings.tracking_uri, model_name)
     if as_json:
-        emit({"model_name": model_name, "versions": [version_summary(v) for v in versions]})
+        emit(
+            {"model_name": model_name, "versions": [version_summary(v, settings.data_dir) for v in versions]}
+        )
         return
     table = Table(title=f"{model_name}: {len(versions)} version(s)")
     for column in ("version", "aliases", "data as of", "OOT AUC", "thin AUC", "ECE", "promotion"):
@@ -625,6 +656,12 @@ def list_command(model_name: ModelNameOption = None, as_json: JsonOnStdoutOption
             v.tags.get("promotion.status", ""),
         )
     console.print(table)
+    for v in versions:
+        if CHAMPION in v.aliases or CHALLENGER in v.aliases:
+            report = version_summary(v, settings.data_dir)["report"]
+            console.print(
+                f"v{v.version} model report: {report['path'] or report['mlflow_artifact']}", soft_wrap=True
+            )
 
 
 @dataclass(frozen=True)
@@ -698,6 +735,16 @@ def _settings() -> Settings:
     settings = get_settings()
     mlflow_io.prepare_store(settings.tracking_uri)
     return settings
+
+
+def _check_model_name(settings: Settings, model_name: str | None, as_json: bool) -> None:
+    """Exit 2 with one line when the model name is not registered."""
+    from models.registry import UnknownModelError, check_model_name
+
+    try:
+        check_model_name(settings.tracking_uri, model_name or settings.model_name)
+    except UnknownModelError as error:
+        _fail(as_json, EXIT_BAD_INPUT, "bad_input", str(error))
 
 
 def _event_log_source(

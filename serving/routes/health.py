@@ -21,9 +21,18 @@ def healthz() -> HealthResponse:
 @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
 def readyz(state: StateDep) -> ReadyResponse | JSONResponse:
     """Ready when a verified champion is loaded and the online store holds vectors it can score
-    (of the feature-set version it was trained on)."""
+    (of the feature-set version it was trained on); a table-trained champion needs no vectors."""
     current = state.models.current
     live = state.online_store.live_generation()
+    if current is not None and current.scorer.table_spec is not None:
+        # Trained on a table: it scores the values sent inline and never reads the online store.
+        detail = (
+            f"serving {current.scorer.name} v{current.scorer.version}, trained on a table: applicants' "
+            "values are sent inline in `features` (the online store is not read)"
+        )
+        return ReadyResponse(
+            ready=True, model_version=current.scorer.version, online_store=live is not None, detail=detail
+        )
     problem = (
         served_problem(current.scorer, live.feature_set_version)
         if current is not None and live is not None

@@ -6,6 +6,10 @@ commit that makes that row durable and sends the bytes already encoded. The resp
 plain dict in exactly the shape of `ScoreResponse` (which stays the documented `response_model`; a test
 checks the two agree), so it is not validated and serialized a second time. Its reasons are the model's
 own `models.reasons.Reason` objects, dumped as they are.
+
+A model trained on a lender's table reads no online vector: the applicant's values come in the
+request's `features`, checked against the model's stored spec (`serving.inline`) in the same thread
+hop. The event-log hot path only tests that `features` is absent.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +33,7 @@ from fastapi.responses import JSONResponse
 from decisions.base import DecisionRecord, StoredResponse
 from features.online.base import MemberVector
 from serving.deps import StateDep, require_scope, served_model
+from serving.inline import InlineApplicant, inline_applicant
 from serving.schemas import (
     ERROR_RESPONSES,
     BatchScoreRequest,
@@ -64,7 +69,12 @@ async def _in_pool(state: AppState, fn: Callable[P, T], *args: P.args, **kwargs:
 
 
 def _body_sha(body: ScoreRequest) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    dumped = body.model_dump(mode="json")
+    # Left out at their defaults, so a body's hash is what it was before these fields existed.
+    for name, default in (("features", None), ("allow_out_of_range", False)):
+        if dumped[name] == default:
+            del dumped[name]
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -118,7 +128,7 @@ def _decision(
     scored: Scored,
     served: ServedModel,
     vector: MemberVector | None,
-    features: dict[str, float],
+    features: Mapping[str, float | str | None],
     *,
     started: float,
     idempotency_key: str | None = None,
@@ -148,7 +158,10 @@ def _decision(
         "scored_at": _iso(scored_at),
     }
     content = _encode(payload)
-    application = body.model_dump(mode="json", exclude={"explain", "allow_new_member"})
+    # Inline values are the decision's `features`, not repeated in the application.
+    application = body.model_dump(
+        mode="json", exclude={"explain", "allow_new_member", "features", "allow_out_of_range"}
+    )
     application["applied_at"] = application["applied_at"] or payload["scored_at"]
     application["application_id"] = application_id
     record = DecisionRecord(
@@ -163,7 +176,7 @@ def _decision(
         grade=scored.grade,
         decision=scored.decision,
         application=application,
-        features=json_safe(features),
+        features=dict(features),
         reasons=reasons,
         response=payload,
         latency_ms=(time.perf_counter() - started) * 1000,
@@ -184,6 +197,8 @@ def _decide(
         stored = state.decision_log.by_idempotency_key(idempotency_key)
         if stored is not None:
             return _replay(stored.body_sha256, body_sha, stored.response)
+    if body.features is not None or body.allow_out_of_range or served.scorer.table_spec is not None:
+        return _decide_inline(state, served, body, idempotency_key, body_sha, started)
     [vector] = state.online_store.online_read([body.member_id])
     _check_feature_set(served.scorer, [vector])
     if vector is None and not body.allow_new_member:
@@ -197,7 +212,52 @@ def _decide(
         scored,
         served,
         vector,
-        features,
+        json_safe(features),
+        started=started,
+        idempotency_key=idempotency_key,
+        body_sha=body_sha,
+    )
+    return _Decided(content, scored.decision, scored.score, body_sha, state.decision_log.submit(record))
+
+
+def _inline_applicants(
+    served: ServedModel, items: Sequence[ScoreRequest], batch: bool
+) -> list[InlineApplicant]:
+    """Every item's inline values checked against the served model's spec; one 422 naming every bad
+    field (a batch fails whole, before anything is scored or logged)."""
+    spec = served.scorer.table_spec
+    applicants: list[InlineApplicant] = []
+    problems: list[dict[str, str]] = []
+    for i, item in enumerate(items):
+        prefix = f"applications.{i}." if batch else ""
+        applicant, found = inline_applicant(
+            spec, item.features, allow_out_of_range=item.allow_out_of_range, prefix=prefix
+        )
+        problems += found
+        if applicant is not None:
+            applicants.append(applicant)
+    if problems:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, problems)
+    return applicants
+
+
+def _decide_inline(
+    state: AppState,
+    served: ServedModel,
+    body: ScoreRequest,
+    idempotency_key: str | None,
+    body_sha: str | None,
+    started: float,
+) -> _Decided:
+    """A table-trained model's decision on the applicant's inline values (the online store is not read)."""
+    [applicant] = _inline_applicants(served, [body], batch=False)
+    scored = served.scorer.score_one(applicant.features, force_review=applicant.review_note())
+    content, record = _decision(
+        body,
+        scored,
+        served,
+        None,
+        applicant.features,
         started=started,
         idempotency_key=idempotency_key,
         body_sha=body_sha,
@@ -237,7 +297,13 @@ async def score(
     state: StateDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """PD, score, grade, decision and the reasons that lowered the score (zh/en)."""
+    """PD, score, grade, decision and the reasons that lowered the score (zh/en).
+
+    A model trained on a lender's table (`coopscore train --table`) scores the applicant's values
+    sent in `features` instead of the member's online vector: they are checked against the columns,
+    types, categories and ranges it was trained on (422 naming each bad `features.<column>`), and its
+    reasons are named by the table's columns. An event-log model refuses `features` (422).
+    """
     # Looked up here, not as a dependency, so a malformed request gets its 422 even without a model.
     return await score_application(state, served_model(state), body, idempotency_key)
 
@@ -246,6 +312,10 @@ def _decide_batch(
     state: AppState, served: ServedModel, items: Sequence[ScoreRequest], started: float
 ) -> tuple[list[str], list[DecisionRecord], list[Future[StoredResponse | None]]]:
     """Score every item with one online-store read and one model call; queue all rows together."""
+    if served.scorer.table_spec is not None or any(
+        item.features is not None or item.allow_out_of_range for item in items
+    ):
+        return _decide_batch_inline(state, served, items, started)
     vectors = state.online_store.online_read([item.member_id for item in items])
     _check_feature_set(served.scorer, vectors)  # before anything is logged: the batch fails whole
     for item, vector in zip(items, vectors, strict=True):
@@ -262,7 +332,24 @@ def _decide_batch(
     contents: list[str] = []
     records: list[DecisionRecord] = []
     for item, one, vector, row in zip(items, scored, vectors, features, strict=True):
-        content, record = _decision(item, one, served, vector, row, started=started)
+        content, record = _decision(item, one, served, vector, json_safe(row), started=started)
+        contents.append(content)
+        records.append(record)
+    return contents, records, state.decision_log.submit_many(records)
+
+
+def _decide_batch_inline(
+    state: AppState, served: ServedModel, items: Sequence[ScoreRequest], started: float
+) -> tuple[list[str], list[DecisionRecord], list[Future[StoredResponse | None]]]:
+    """`_decide_batch` for a table-trained model: every item's inline values, one model call."""
+    applicants = _inline_applicants(served, items, batch=True)
+    scored = served.scorer.score_many(
+        [a.features for a in applicants], force_review=[a.review_note() for a in applicants]
+    )
+    contents: list[str] = []
+    records: list[DecisionRecord] = []
+    for item, one, applicant in zip(items, scored, applicants, strict=True):
+        content, record = _decision(item, one, served, None, applicant.features, started=started)
         contents.append(content)
         records.append(record)
     return contents, records, state.decision_log.submit_many(records)

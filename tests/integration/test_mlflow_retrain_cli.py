@@ -42,7 +42,7 @@ def test_retrain_then_no_new_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert 0.6 < oracle["auc"] < 1.0
         # The world has a member-profile table, so the fairness gate judges the decisions too.
         gates = {g["gate"] for g in summary["promotion"]["gates"]}
-        assert gates == {"oot_auc", "calibration", "directions", "fairness"}
+        assert gates == {"oot_auc", "calibration", "directions", "scorecard", "fairness"}
         directions = next(g for g in summary["promotion"]["gates"] if g["gate"] == "directions")
         assert directions["passed"], directions
 

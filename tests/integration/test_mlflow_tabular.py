@@ -104,7 +104,12 @@ def test_train_on_a_lenders_table_then_promote(cli, tmp_path: Path) -> None:
     payload = json.loads(promoted.stdout)
     assert promoted.exit_code in (0, 10), promoted.output
     assert payload["exit_code"] == promoted.exit_code
-    assert {g["gate"] for g in payload["gates"]} == {"oot_auc", "calibration", "directions"}
+    gates = {g["gate"]: g for g in payload["gates"]}
+    assert gates.keys() == {"oot_auc", "calibration", "directions", "scorecard", "fairness"}
+    # The fairness gate judges the table's own protected column; no member-profile table needed.
+    assert not gates["fairness"]["skipped"] and gates["fairness"]["details"]["attributes"] == ["gender"]
+    scorecard = gates["scorecard"]["details"]
+    assert scorecard["ci_low"] <= scorecard["difference"] <= scorecard["ci_high"]
 
     listed = runner.invoke(app, ["models", "list", "--model-name", MODEL, "--json"])
     assert listed.exit_code == 0
@@ -121,8 +126,10 @@ def test_usage_errors(cli, tmp_path: Path) -> None:
     forced = runner.invoke(app, ["promote", "--force", "--json"])
     assert forced.exit_code == 2
     nothing = runner.invoke(app, ["promote", "--model-name", "nothing-here", "--json"])
-    assert nothing.exit_code == 13
-    assert json.loads(nothing.stdout)["status"] == "nothing_to_promote"
+    assert nothing.exit_code == 2  # a name nobody registered: a typo, not "nothing to promote"
+    refused = json.loads(nothing.stdout)
+    assert refused["status"] == "bad_input"
+    assert "no registered model named 'nothing-here'" in refused["message"]
     too_small = runner.invoke(
         app, ["train", "--table", str(table), "--label", "bad", "--time", "applied_on", "--json"]
     )

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -227,7 +227,18 @@ class JourneyServer:
         return self.log_path.read_text(errors="replace")[-3000:]
 
 
-def start_server(world: JourneyWorld, *, workers: int = 1, until: str = "/readyz") -> JourneyServer:
+class ServerHome(Protocol):
+    """Where a server runs: a CLI with its environment, and a folder (a `JourneyWorld`, or a journey's
+    own data folder)."""
+
+    @property
+    def cli(self) -> Cli: ...
+
+    @property
+    def root(self) -> Path: ...
+
+
+def start_server(world: ServerHome, *, workers: int = 1, until: str = "/readyz") -> JourneyServer:
     """Create keys with `coopscore keys create` and start `coopscore serve` on a free port; return once
     `until` answers 200 (`/healthz` for a server that is expected not to be ready)."""
     keys: dict[str, str] = {}

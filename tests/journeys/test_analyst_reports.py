@@ -50,3 +50,15 @@ def test_retrain_points_to_a_model_report_with_every_table(journey_world: Journe
         (journey_world.root / "mlruns").rglob(f"{summary['run_id']}/artifacts/report/model_report.html")
     )
     assert logged, "the model report is not among the MLflow run's artifacts"
+
+
+def test_models_list_points_to_each_version_report(journey_world: JourneyWorld) -> None:
+    summary = journey_world.retrain_summary
+    _, listed = journey_world.cli.json("models", "list")
+    [version] = [v for v in listed["versions"] if v["version"] == summary["version"]]
+    assert version["report"]["path"] == summary["report"]["path"]
+    assert version["report"]["mlflow_artifact"] == summary["report"]["mlflow_artifact"]
+    shown = journey_world.cli.run("models", "list")
+    assert (
+        shown.returncode == 0 and f"model report: {summary['report']['path']}" in shown.stdout + shown.stderr
+    )

@@ -205,7 +205,13 @@ def test_no_such_model_is_bad_input(store: Store, env: Path, monkeypatch: pytest
     get_settings.cache_clear()
     code, payload, stderr = drift("--last", "250")
     assert code == 2
-    assert payload["status"] == "error" and "no model no-such-model@champion" in payload["message"]
+    assert payload["status"] == "error"
+    assert "no registered model named 'no-such-model'" in payload["message"]
+    assert f"(registered: '{MODEL}')" in payload["message"]
+    # --model-name picks the registered model whatever the settings name.
+    code, payload, stderr = drift("--last", "250", "--model-name", MODEL)
+    assert code in (0, 3), stderr
+    assert payload["model_name"] == MODEL and payload["model_version"] == "1"
     assert "Traceback" not in stderr
 
 

@@ -7,7 +7,7 @@ guard (readiness, per-request refusal, reload), not the model's PDs.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from coopscore.settings import ApiKeyEntry, Settings
 from features.online.base import FeatureBatch
 from features.online.factory import online_store
+from models.spec import ModelSpec
 from serving.app import create_app
 from serving.auth import hash_key
 from serving.featureset import (
@@ -30,7 +31,7 @@ from serving.featureset import (
     code_feature_set,
     feature_set_problem,
 )
-from serving.scoring import Scored, Scorer
+from serving.scoring import FeatureValues, Scored, Scorer
 from serving.state import ModelHolder
 
 KEY = "fsg-test-key-0123456789"
@@ -51,14 +52,15 @@ class StubScorer:
     metadata: dict[str, Any] = field(default_factory=dict)
     model_card: str | None = None
     feature_names: tuple[str, ...] = NAMES
+    table_spec: ModelSpec | None = None
     scored: int = 0
 
-    def score_one(self, features: Mapping[str, float], *, force_review: str | None = None) -> Scored:
+    def score_one(self, features: FeatureValues, *, force_review: str | None = None) -> Scored:
         self.scored += 1
         return Scored(0.05, 700.0, "B", "review" if force_review else "approve", ["ok"], (), 600.0, {})
 
     def score_many(
-        self, rows: Sequence[Mapping[str, float]], *, force_review: Sequence[str | None]
+        self, rows: Sequence[FeatureValues], *, force_review: Sequence[str | None]
     ) -> list[Scored]:
         return [self.score_one(r, force_review=note) for r, note in zip(rows, force_review, strict=True)]
 

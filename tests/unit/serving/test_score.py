@@ -195,3 +195,25 @@ def test_model_reload_review_and_readiness(client: TestClient, keys: Keys) -> No
     stored = client.get(f"/v1/decisions/{decision['request_id']}", headers=keys.header("read")).json()
     assert stored["decision"] == decision["decision"]
     assert stored["reviews"][0]["final_decision"] == "approve"
+
+
+def test_an_event_log_model_refuses_inline_features(client: TestClient, keys: Keys, tmp_path: Path) -> None:
+    body = {"member_id": "strong", **APPLICATION, "features": {"savings_balance": 100.0}}
+    single = client.post("/v1/score", json=body, headers=keys.header("score"))
+    assert single.status_code == 422
+    [problem] = single.json()["detail"]
+    assert problem["field"] == "features"
+    assert "inline features are only accepted by table-trained models" in problem["problem"]
+    flag = client.post(
+        "/v1/score",
+        json={"member_id": "strong", **APPLICATION, "allow_out_of_range": True},
+        headers=keys.header("score"),
+    )
+    assert [p["field"] for p in flag.json()["detail"]] == ["allow_out_of_range"]
+    items = [{"member_id": "strong", **APPLICATION}, body]
+    batch = client.post("/v1/score/batch", json={"applications": items}, headers=keys.header("score"))
+    assert batch.status_code == 422
+    assert [p["field"] for p in batch.json()["detail"]] == ["applications.1.features"]
+    # Nothing was scored or logged for the refused requests.
+    con = sqlite3.connect(tmp_path / "data" / "decisions.sqlite")
+    assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 0

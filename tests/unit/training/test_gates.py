@@ -125,6 +125,7 @@ def test_gates_are_a_list_one_can_extend(good, oot) -> None:
         "oot_auc",
         "calibration",
         "directions",
+        "scorecard",
         "fairness_placeholder",
         "crashes",
     ]

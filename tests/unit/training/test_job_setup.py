@@ -1,5 +1,6 @@
 """Training job set-up as library calls: config file plus split overrides, the two data sources, the
-fairness gate (absent without member profiles) and the registry summary of a version."""
+gates (the fairness gate without profile groups when there are no member profiles) and the registry
+summary of a version."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 from coopscore.settings import Settings
 from models.mlflow_io import VersionRecord
 from training.config import TrainingConfig
+from training.fairness_gates import FairnessGate
 from training.job import EventLogSource, TableSource
 from training.job_setup import (
     event_log_source,
@@ -49,11 +51,15 @@ def test_sources(tmp_path: Path) -> None:
     assert source.window_days == config.splits.label_window_days
 
 
-def test_no_fairness_gate_without_member_profiles(tmp_path: Path) -> None:
-    assert fairness_gates(Settings(data_dir=tmp_path / "data"), TrainingConfig()) is None
+def test_fairness_gate_without_member_profiles_has_no_profile_groups(tmp_path: Path) -> None:
+    gates = fairness_gates(Settings(data_dir=tmp_path / "data"), TrainingConfig())
+    names = [g.name for g in gates]
+    assert names == ["oot_auc", "calibration", "directions", "scorecard", "fairness"]
+    fairness = gates[-1]
+    assert isinstance(fairness, FairnessGate) and fairness.groups is None  # judges table groups only
 
 
-def test_version_summary_reads_numeric_tags() -> None:
+def test_version_summary_reads_numeric_tags(tmp_path: Path) -> None:
     version = VersionRecord(
         name="coopscore-pd",
         version="3",
@@ -73,5 +79,10 @@ def test_version_summary_reads_numeric_tags() -> None:
         "oot_ece": None,
         "oot_thin_auc": None,
         "promotion": "promoted",
+        "report": {"path": None, "mlflow_artifact": "runs:/r/report/model_report.html"},
     }
+    page = tmp_path / "reports" / "coopscore-pd" / "v3" / "model_report.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<html></html>", encoding="utf-8")
+    assert version_summary(version, tmp_path)["report"]["path"] == str(page.resolve())
     assert tag_float(None) is None and tag_float("1e-3") == 0.001
