@@ -1,27 +1,37 @@
 """Platt (logit-linear) calibration of the booster margin.
 
 Calibrated log-odds = slope * margin + intercept. Staying affine in the margin is what lets SHAP
-contributions of the margin convert to score points that add up exactly; an isotonic map would not.
+contributions of the margin convert to score points that add up exactly; an isotonic or beta map
+would not, so small data is met by fitting Platt on more out-of-sample margins (cross-fitting, in
+`training.fit`), never by a non-affine map.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+# Both are Platt: "cross_fitted_platt" was fitted on out-of-fold margins of the pre-OOT rows.
+METHODS: Final = ("platt", "cross_fitted_platt")
 
 
 @dataclass(frozen=True)
 class PlattCalibration:
-    """log-odds of default = slope * margin + intercept; slope must be positive (order preserved)."""
+    """log-odds of default = slope * margin + intercept; slope must be positive (order preserved).
+
+    `method` and `fitted_on` (rows, defaults, why this method) say how it was fitted; they do not
+    change the map.
+    """
 
     slope: float = 1.0
     intercept: float = 0.0
+    method: str = "platt"
+    fitted_on: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not self.slope > 0:
@@ -40,14 +50,29 @@ class PlattCalibration:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the `calibration.json` artifact)."""
-        return {"method": "platt", "slope": self.slope, "intercept": self.intercept}
+        return {
+            "method": self.method,
+            "slope": self.slope,
+            "intercept": self.intercept,
+            "fitted_on": dict(self.fitted_on),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PlattCalibration:
         """Inverse of `to_dict`."""
-        if data.get("method", "platt") != "platt":
-            raise ValueError(f"unknown calibration method {data.get('method')!r}")
-        return cls(slope=float(data["slope"]), intercept=float(data["intercept"]))
+        method = str(data.get("method", "platt"))
+        if method not in METHODS:
+            raise ValueError(f"unknown calibration method {method!r}")
+        return cls(
+            slope=float(data["slope"]),
+            intercept=float(data["intercept"]),
+            method=method,
+            fitted_on=dict(data.get("fitted_on") or {}),
+        )
+
+    def described(self, method: str, fitted_on: Mapping[str, Any]) -> PlattCalibration:
+        """The same map, recording how it was fitted."""
+        return PlattCalibration(self.slope, self.intercept, method=method, fitted_on=dict(fitted_on))
 
 
 UNINFORMATIVE_SLOPE = 1e-9

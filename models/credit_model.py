@@ -100,6 +100,7 @@ class CreditModel:
             approve_max_pd=policy.approve_max_pd,
             decline_min_pd=policy.decline_min_pd,
             evidence=policy.evidence.restricted_to(set(spec.names)),
+            selection=policy.selection,
         )
         self.identity = identity
         # Precomputed for the per-row path.

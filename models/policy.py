@@ -83,11 +83,16 @@ class Decision:
 
 @dataclass(frozen=True)
 class DecisionPolicy:
-    """approve when PD <= `approve_max_pd`, decline when PD >= `decline_min_pd`, else review."""
+    """approve when PD <= `approve_max_pd`, decline when PD >= `decline_min_pd`, else review.
+
+    `selection` records how the cutoffs were chosen (fixed, or from a lender's target on a held-out
+    slice, with what they achieved there and out of time); it travels with the model in policy.json.
+    """
 
     approve_max_pd: float = 0.05
     decline_min_pd: float = 0.25
     evidence: EvidenceRule = field(default_factory=EvidenceRule)
+    selection: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.approve_max_pd < self.decline_min_pd <= 1.0:
@@ -113,6 +118,7 @@ class DecisionPolicy:
                 "minimums": dict(self.evidence.minimums),
                 "sufficient_if_positive": list(self.evidence.sufficient_if_positive),
             },
+            "selection": dict(self.selection),
         }
 
     @classmethod
@@ -126,6 +132,7 @@ class DecisionPolicy:
                 minimums={str(k): float(v) for k, v in evidence.get("minimums", {}).items()},
                 sufficient_if_positive=tuple(evidence.get("sufficient_if_positive", ())),
             ),
+            selection=dict(data.get("selection") or {}),
         )
 
 

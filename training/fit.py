@@ -1,8 +1,12 @@
-"""Fitting the credit model: monotone LightGBM with early stopping, then Platt calibration.
+"""Fitting the credit model: monotone LightGBM with early stopping, Platt calibration, cutoffs.
 
 The booster learns on the training slice and stops early on the validation slice; its margin is
-calibrated on the calibration slice, which neither of them saw. Monotone constraints come from the
-spec (the views' declared directions); LightGBM handles missing values natively.
+calibrated on the calibration slice, which neither of them saw. When that slice holds too few
+defaults to fit even Platt's two parameters well, calibration is cross-fitted: boosters of the final
+configuration fitted on folds of the pre-OOT rows give every one of those rows an out-of-fold margin,
+and Platt is fitted on all of them (still affine in the margin, so score points stay additive).
+Decision cutoffs are then fixed PDs, or chosen from the lender's target on the calibration slice.
+Monotone constraints come from the spec; LightGBM handles missing values natively.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from models.calibration import fit_platt
+from models.calibration import PlattCalibration, fit_platt
 from models.credit_model import CreditModel, encode_frame
+from models.cutoffs import TargetNotMetError, choose_cutoffs, outcome_rates
 from models.monotone import direction_violations
+from models.policy import DecisionPolicy, EvidenceRule
 from models.spec import ModelSpec
 from training.config import TrainingConfig
 from training.datasets import TrainingSet
@@ -95,13 +101,27 @@ def fit_credit_model(
             )
     x_cal = _matrix(spec, training_set, split.masks["calibration"])
     margin = np.asarray(booster.predict(x_cal, raw_score=True), dtype=np.float64)
-    calibration = fit_platt(margin, y[split.masks["calibration"]], allow_uninformative=baseline)
+    calibration, held_out = _calibrate(
+        margin, params, spec, training_set, split, config, categorical, best, baseline=baseline
+    )
+    # Cutoffs are chosen on the rows calibration was judged on, with PDs out of the booster's fit.
+    evidence = config.policy.policy().evidence.restricted_to(set(spec.names))
+    rows, held_margin = held_out
+    policy = choose_policy(
+        config,
+        training_set.fingerprint.source,
+        calibration.pd(held_margin),
+        y[rows],
+        judgeable(evidence, training_set.features.iloc[rows]),
+        slice_name="calibration" if calibration.method == "platt" else "out-of-fold pre-OOT",
+        baseline=baseline,
+    )
     model = CreditModel(
         booster=booster,
         spec=spec,
         calibration=calibration,
         scale=config.scale.scale(),
-        policy=config.policy.policy(),
+        policy=policy,
     )
     report = FitReport(
         best_iteration=best,
@@ -166,3 +186,191 @@ def _fit_booster(
         # Keep only the trees up to the best iteration: the stored model is what was validated.
         booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
     return booster, best, rounds, validation_logloss
+
+
+def _calibrate(
+    margin: FloatArray,
+    params: dict[str, Any],
+    spec: ModelSpec,
+    training_set: TrainingSet,
+    split: TimeSplit,
+    config: TrainingConfig,
+    categorical: list[int] | Literal["auto"],
+    rounds: int,
+    *,
+    baseline: bool,
+) -> tuple[PlattCalibration, tuple[npt.NDArray[np.int64], FloatArray]]:
+    """Platt on the calibration slice, or cross-fitted Platt when that slice is short of defaults
+    (`config.calibration`); the result records the method and why. Also returns the rows it was
+    fitted on with their out-of-fit margins (where the policy's cutoffs are chosen)."""
+    y_cal = training_set.label[split.masks["calibration"]]
+    rows, defaults = len(y_cal), int(y_cal.sum())
+    settings = config.calibration
+    method = settings.method
+    if method == "auto":
+        small = defaults < settings.min_slice_defaults
+        method = "cross_fitted_platt" if small else "platt"
+        why = (
+            f"auto: the calibration slice has {defaults} defaults "
+            f"{'<' if small else '>='} {settings.min_slice_defaults}"
+        )
+    else:
+        why = f"configured: calibration.method = {method}"
+    slice_facts = {"calibration_slice_rows": rows, "calibration_slice_defaults": defaults, "why": why}
+    if method == "platt":
+        fitted = fit_platt(margin, y_cal, allow_uninformative=baseline)
+        facts = {"slice": "calibration", "rows": rows, "defaults": defaults, **slice_facts}
+        return fitted.described("platt", facts), (np.flatnonzero(split.masks["calibration"]), margin)
+    oof_rows, oof_margin, oof_label = cross_fitted_margins(
+        params, spec, training_set, split, categorical, rounds, settings.folds, config.booster.seed
+    )
+    fitted = fit_platt(oof_margin, oof_label, allow_uninformative=baseline)
+    described = fitted.described(
+        "cross_fitted_platt",
+        {
+            "slice": "out-of-fold margins of the pre-OOT rows (train, validation, calibration)",
+            "rows": len(oof_label),
+            "defaults": int(oof_label.sum()),
+            "folds": settings.folds,
+            "fold_assignment": "stratified by label, seeded (every fold holds defaults)",
+            "rounds": rounds,
+            **slice_facts,
+        },
+    )
+    return described, (oof_rows, oof_margin)
+
+
+def cross_fitted_margins(
+    params: dict[str, Any],
+    spec: ModelSpec,
+    training_set: TrainingSet,
+    split: TimeSplit,
+    categorical: list[int] | Literal["auto"],
+    rounds: int,
+    folds: int,
+    seed: int,
+) -> tuple[npt.NDArray[np.int64], FloatArray, npt.NDArray[np.int64]]:
+    """Row positions, out-of-fold margins and labels of every pre-OOT row: `folds` boosters with
+    the final booster's parameters and round count, each fitted on the other folds.
+
+    Folds are stratified by label (not by time): on small data a time-ordered fold can hold a
+    handful of defaults or none. The price is that the fitted intercept reflects the whole pre-OOT
+    default rate rather than the latest months'; the OOT slice stays untouched either way.
+    """
+    import lightgbm as lgb
+
+    rows = np.flatnonzero(split.masks["train"] | split.masks["validation"] | split.masks["calibration"])
+    y = training_set.label[rows].astype(np.int64)
+    x = encode_frame(spec, training_set.features.iloc[rows])
+    fold = np.empty(len(rows), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    for value in (0, 1):
+        members = rng.permutation(np.flatnonzero(y == value))
+        fold[members] = np.arange(len(members)) % folds
+    margin = np.empty(len(rows), dtype=np.float64)
+    for k in range(folds):
+        held = fold == k
+        data = lgb.Dataset(x[~held], label=y[~held], feature_name=spec.names, categorical_feature=categorical)
+        booster = lgb.train(params, data, num_boost_round=rounds)
+        margin[held] = np.asarray(booster.predict(x[held], raw_score=True), dtype=np.float64)
+    return rows, margin, y
+
+
+def judgeable(evidence: EvidenceRule, frame: Any) -> npt.NDArray[np.bool_]:
+    """Rows with enough evidence for the policy to judge them (thin files always go to review)."""
+    if evidence.is_empty():
+        return np.ones(len(frame), dtype=bool)
+    columns = [n for n in evidence.features if n in frame.columns]
+    records = frame[columns].to_dict("records")
+    return np.array([not evidence.shortfalls(r) for r in records], dtype=bool)
+
+
+def choose_policy(
+    config: TrainingConfig,
+    source: str,
+    pd_: FloatArray,
+    defaulted: npt.NDArray[Any],
+    judgeable_rows: npt.NDArray[np.bool_],
+    *,
+    slice_name: str = "calibration",
+    baseline: bool = False,
+) -> DecisionPolicy:
+    """The decision policy: fixed PDs, or cutoffs from the lender's target on held-out rows.
+
+    The rows are the calibration slice (the latest pre-OOT rows the booster was not fitted on: with
+    `refit_on_validation` it has learned the validation slice, so PDs there flatter it), or, with
+    cross-fitted calibration, every pre-OOT row's out-of-fold PD: a small table's calibration slice
+    is too few applicants to place a cutoff. Raises `TargetNotMetError` naming the best value."""
+    policy_config = config.policy.resolved(source)
+    base = policy_config.policy()
+    mode = policy_config.mode
+    data = "a lender table" if source == "table" else "the " + source.replace("_", " ") + " data"
+    why = (
+        f"policy.mode auto on {data}: {mode}"
+        if config.policy.mode == "auto"
+        else f"configured: policy.mode = {mode}"
+    )
+    if baseline or mode == "fixed":
+        achieved = outcome_rates(pd_, defaulted, judgeable_rows, base.approve_max_pd, base.decline_min_pd)
+        selection = {
+            "mode": "fixed",
+            "why": why,
+            "slice": slice_name,
+            "approve_max_pd": base.approve_max_pd,
+            "decline_min_pd": base.decline_min_pd,
+            "achieved": {"slice": achieved},
+        }
+        return DecisionPolicy(base.approve_max_pd, base.decline_min_pd, base.evidence, selection)
+    target = config.target_bad_rate if mode == "target_bad_rate" else policy_config.target_approval_rate
+    assert target is not None  # the config's validator ties target_approval_rate to its mode
+    kwargs: dict[str, Any] = {
+        "mode": "target_bad_rate" if mode == "target_bad_rate" else "target_approval_rate",
+        "review_band": policy_config.review_band,
+        "slice_name": slice_name,
+    }
+    shortfall = None
+    try:
+        choice = choose_cutoffs(pd_, defaulted, judgeable_rows, target=target, **kwargs)
+    except TargetNotMetError as error:
+        # A target the lender gave is theirs to change (exit 2, one line). The implicit default of a
+        # table is ours: use the best achievable bad rate, and say so wherever the cutoffs are shown.
+        if config.policy.mode != "auto" or error.best is None:
+            raise
+        shortfall = (
+            f"no policy target was given and the default target_bad_rate {target:.1%} cannot be met: "
+            f"{error}; using the best achievable, {error.best:.1%}"
+        )
+        target = error.best
+        choice = choose_cutoffs(pd_, defaulted, judgeable_rows, target=target, **kwargs)
+    selection = {
+        "mode": mode,
+        "why": why,
+        "target": target,
+        "review_band": policy_config.review_band,
+        "slice": slice_name,
+        "slice_reason": "PDs out of the booster's fit: "
+        + (
+            "the latest pre-OOT rows (with refit_on_validation the booster learned the validation slice)"
+            if slice_name == "calibration"
+            else "each pre-OOT row scored by a fold booster that did not see it (cross-fitted calibration)"
+        ),
+        "approve_max_pd": choice.approve_max_pd,
+        "decline_min_pd": choice.decline_min_pd,
+        "achieved": {"slice": choice.outcome},
+        "target_met": shortfall is None,
+    }
+    if shortfall is not None:
+        selection.update(requested_target=config.target_bad_rate, warning=shortfall)
+    return DecisionPolicy(choice.approve_max_pd, choice.decline_min_pd, base.evidence, selection)
+
+
+def with_oot_outcome(
+    model: CreditModel, oot_features: Any, oot_pd: FloatArray, oot_label: npt.NDArray[Any]
+) -> None:
+    """Record what the model's cutoffs achieve on the OOT rows in its policy's selection."""
+    policy = model.policy
+    rows = judgeable(policy.evidence, oot_features)
+    achieved = outcome_rates(oot_pd, oot_label, rows, policy.approve_max_pd, policy.decline_min_pd)
+    selection = dict(policy.selection)
+    selection["achieved"] = {**dict(selection.get("achieved") or {}), "oot": achieved}
+    model.policy = DecisionPolicy(policy.approve_max_pd, policy.decline_min_pd, policy.evidence, selection)

@@ -19,7 +19,7 @@ import pandas as pd
 from models.credit_model import CreditModel
 from models.monotone import direction_violations
 from training.config import GateConfig
-from training.metrics import expected_calibration_error, roc_auc
+from training.metrics import ece_interval, expected_calibration_error, roc_auc
 from training.pipeline import OOT_LABEL, OOT_SCORECARD_PD
 
 FloatArray = npt.NDArray[np.float64]
@@ -174,25 +174,78 @@ class AucGate:
 
 @dataclass(frozen=True)
 class CalibrationGate:
-    """Challenger expected calibration error on the OOT rows <= `max_ece`."""
+    """Challenger expected calibration error on the OOT rows <= `max_ece`.
+
+    The limit is applied to the point estimate as before (never loosened); the reason adds what a
+    judge needs: ECE's bootstrap 95% interval, the slice size, the ECE a perfectly calibrated model
+    would show on it, and, on a failure, whether the slice is too small to tell or the PDs are off,
+    with what to do about it.
+    """
 
     max_ece: float = 0.02
     bins: int = 10
+    n_boot: int = 200
+    seed: int = 0
     name: str = "calibration"
 
     def __call__(self, context: GateContext) -> GateResult:
         """Check calibration on the challenger's OOT window."""
-        ece = expected_calibration_error(context.label, context.challenger_pd, self.bins)
+        y, pd_ = context.label, context.challenger_pd
+        ece = expected_calibration_error(y, pd_, self.bins)
+        low, high, floor = ece_interval(y, pd_, self.bins, n_boot=self.n_boot, seed=self.seed)
+        rows, defaults = len(y), int(np.sum(y))
+        mean_pd, default_rate = float(np.mean(pd_)), float(np.mean(y))
         details = {
             "ece": ece,
             "max_ece": self.max_ece,
-            "mean_pd": float(np.mean(context.challenger_pd)),
-            "default_rate": float(np.mean(context.label)),
+            "mean_pd": mean_pd,
+            "default_rate": default_rate,
+            "rows": rows,
+            "defaults": defaults,
+            "ece_ci95": [low, high],
+            "ece_if_perfectly_calibrated": floor,
         }
         passed = ece <= self.max_ece
-        return GateResult(
-            self.name, passed, f"ECE {ece:.4f} {'<=' if passed else '>'} {self.max_ece}", details
-        )
+        measured = f"OOT ECE {ece:.3f} (95% CI {low:.3f}-{high:.3f}) on {rows:,} rows, {defaults:,} defaults"
+        if passed:
+            return GateResult(self.name, True, f"{measured} <= {self.max_ece}", details)
+        if low <= max(self.max_ece, floor):
+            # The interval reaches the limit, or what a perfect model would show here: noise can
+            # explain the failure.
+            details["diagnosis"] = "too_little_data"
+            reach = (
+                "the interval includes the limit"
+                if low <= self.max_ece
+                else f"the interval reaches {floor:.3f}, the ECE a perfectly calibrated model would show "
+                "on this many rows"
+            )
+            advice = (
+                f"{reach}, so there is too little OOT data to judge: lengthen "
+                "--oot-months, or promote with --max-ece after reading the interval (the limit used "
+                "is recorded)"
+            )
+        else:
+            details["diagnosis"] = "miscalibrated"
+            fitted = dict(context.challenger.calibration.fitted_on)
+            on = (
+                f" (fitted on {fitted['rows']:,} rows, {fitted['defaults']:,} defaults)"
+                if "rows" in fitted and "defaults" in fitted
+                else ""
+            )
+            direction = "too high" if mean_pd > default_rate else "too low"
+            advice = (
+                f"the whole interval is above the limit, so the PDs are off (mean PD {mean_pd:.3f} vs "
+                f"default rate {default_rate:.3f}: {direction}): recalibrate{on}: a longer "
+                "--calibration-months, or calibration.method cross_fitted_platt in --config (see "
+                "`coopscore train --print-config`), or more recent training data if the default rate "
+                "has moved"
+            )
+            if floor > self.max_ece:
+                advice += (
+                    f"; even a perfectly calibrated model would show ECE {floor:.3f} on this many "
+                    "rows, so passing needs a longer --oot-months too"
+                )
+        return GateResult(self.name, False, f"{measured} > {self.max_ece}: {advice}", details)
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,21 @@ def training_config(
     calibration_months: int | None = None,
     validation_months: int | None = None,
     train_months: int | None = None,
+    target_bad_rate: float | None = None,
+    target_approval_rate: float | None = None,
+    review_band: float | None = None,
+    source: str | None = None,
 ) -> TrainingConfig:
-    """The TrainingConfig in `path` (JSON; the defaults without one) with the given split windows."""
-    from training.config import SplitConfig, TrainingConfig
+    """The TrainingConfig in `path` (JSON, or YAML for .yaml/.yml; the defaults without one) with
+    the given split windows and policy target.
 
-    config = TrainingConfig.model_validate_json(path.read_text()) if path else TrainingConfig()
+    A target sets the policy mode (`--target-bad-rate` also sets the top-level `target_bad_rate`,
+    which the OOT approval-rate metric uses too). With `source` ("event_log" or "table"), policy mode
+    `auto` is made concrete, so the config printed is the one that trains.
+    """
+    from training.config import PolicyConfig, SplitConfig, TrainingConfig
+
+    config = _read_config(path) if path else TrainingConfig()
     overrides = {
         k: v
         for k, v in {
@@ -48,7 +58,34 @@ def training_config(
     if overrides:
         splits = SplitConfig.model_validate({**config.splits.model_dump(), **overrides})
         config = config.model_copy(update={"splits": splits})
+    if target_bad_rate is not None and target_approval_rate is not None:
+        raise ValueError("--target-bad-rate and --target-approval-rate are mutually exclusive")
+    policy: dict[str, Any] = {}
+    if target_bad_rate is not None:
+        policy = {"mode": "target_bad_rate", "target_approval_rate": None}
+        config = TrainingConfig.model_validate({**config.model_dump(), "target_bad_rate": target_bad_rate})
+    if target_approval_rate is not None:
+        policy = {"mode": "target_approval_rate", "target_approval_rate": target_approval_rate}
+    if review_band is not None:
+        policy["review_band"] = review_band
+    if policy:
+        merged = PolicyConfig.model_validate({**config.policy.model_dump(), **policy})
+        config = config.model_copy(update={"policy": merged})
+    if source is not None:
+        config = config.model_copy(update={"policy": config.policy.resolved(source)})
     return config
+
+
+def _read_config(path: Path) -> TrainingConfig:
+    """A TrainingConfig file: JSON, or YAML by its suffix (pyyaml is in the lock already)."""
+    from training.config import TrainingConfig
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        return TrainingConfig.model_validate(yaml.safe_load(text) or {})
+    return TrainingConfig.model_validate_json(text)
 
 
 def table_source(

@@ -65,6 +65,28 @@ def protected_sentence(inputs: InputReport | None) -> str:
     return "- Protected attributes: " + "; ".join(parts) + ". See the fairness audit."
 
 
+def _policy_calibration_section(result: TrainingResult) -> list[str]:
+    """How the cutoffs and the calibration were chosen, and what the cutoffs achieve."""
+    from models.cutoffs import describe_selection
+
+    model = result.model
+    selection = dict(model.policy.selection)
+    fitted = dict(model.calibration.fitted_on)
+    lines = ["### Decision cutoffs and calibration", ""]
+    if selection:
+        lines.append(f"- cutoffs ({selection.get('why', '')}): {describe_selection(selection)}.")
+        if selection.get("warning"):
+            lines.append(f"- **warning**: {selection['warning']}.")
+        if selection.get("slice_reason"):
+            lines.append(f"- chosen on: {selection['slice_reason']}.")
+    lines.append(
+        f"- calibration: `{model.calibration.method}` (affine in the margin, so score points add up "
+        f"exactly) on {fitted.get('rows', '?')} rows, {fitted.get('defaults', '?')} defaults; "
+        f"{fitted.get('why', '')}."
+    )
+    return [*lines, ""]
+
+
 def render_model_card(result: TrainingResult, *, model_name: str, version: str, run_id: str) -> str:
     """Markdown model card of a training run."""
     ts = result.training_set
@@ -123,6 +145,7 @@ def render_model_card(result: TrainingResult, *, model_name: str, version: str, 
         f"{model.scale.grades[-1][0]}. Decision: approve at PD ≤ {model.policy.approve_max_pd:.1%}, "
         f"decline at PD ≥ {model.policy.decline_min_pd:.1%}, otherwise review; thin files go to review.",
         "",
+        *_policy_calibration_section(result),
         "## Out-of-time results",
         "",
         "Approval rate = share approvable (lowest PD first) at a bad rate ≤ "

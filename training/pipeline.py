@@ -23,7 +23,7 @@ from training.baselines import WoeScorecard, feature_ceiling_pd, fit_bureau_mode
 from training.config import TrainingConfig
 from training.datasets import InsufficientDataError, TrainingSet
 from training.evaluation import EvaluationReport, evaluate
-from training.fit import FitReport, fit_credit_model
+from training.fit import FitReport, fit_credit_model, with_oot_outcome
 from training.splits import SLICES, TimeSplit, time_split
 
 FloatArray = npt.NDArray[np.float64]
@@ -154,6 +154,7 @@ def train_and_evaluate(
     oot = split.masks["oot"]
     oot_features = training_set.features.loc[oot]
     pds: dict[str, FloatArray] = {"model": model.predict_pd(oot_features)}
+    with_oot_outcome(model, oot_features, pds["model"], training_set.label[oot])
     with _timed(seconds, "fit baselines", progress):
         if training_set.truth_pd is not None:
             pds["oracle"] = training_set.truth_pd[oot]
@@ -208,4 +209,6 @@ def summary_metrics(result: TrainingResult) -> dict[str, Any]:
         "oot_rows": overall.n,
         "oot_defaults": overall.defaults,
         "best_iteration": result.fit.best_iteration,
+        "calibration": result.model.calibration.to_dict(),
+        "policy": dict(result.model.policy.selection),
     }

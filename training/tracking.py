@@ -121,6 +121,9 @@ def run_parameters(result: TrainingResult) -> dict[str, Any]:
     params["features.bureau"] = len(result.training_set.bureau_features)
     params["calibration.slope"] = result.model.calibration.slope
     params["calibration.intercept"] = result.model.calibration.intercept
+    params["calibration.fitted_method"] = result.model.calibration.method
+    params["policy.chosen_approve_max_pd"] = result.model.policy.approve_max_pd
+    params["policy.chosen_decline_min_pd"] = result.model.policy.decline_min_pd
     inputs = result.training_set.inputs
     if inputs is not None:  # a lender's table: what was left out (details in data/inputs.json)
         params["inputs.rows_read"] = inputs.rows_read
@@ -188,7 +191,11 @@ def log_and_register(
                 **checksum_tags(sha256),
                 **tags,
                 "coopscore.run_id": run_id,
-                **{f"metric.{k}": str(v) for k, v in headline.items() if v is not None},
+                **{
+                    f"metric.{k}": str(v)
+                    for k, v in headline.items()
+                    if v is not None and not isinstance(v, dict)  # calibration/policy: artifacts
+                },
             }
             version = mlflow_io.register_version(
                 tracking_uri,

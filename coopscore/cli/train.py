@@ -17,12 +17,15 @@ Exit codes (a scheduler can act on them):
         on as asked: a missing column (with the closest names), unparseable or ambiguous dates
         (with examples; use --time-format), a label that is not 0/1 without --bad-value, more
         than two label values without --good-value, a numeric protected column with many values
-        and no --band, or a --band on a column not protected
+        and no --band, or a --band on a column not protected; a --config that does not validate
+        (`bad_config`); a policy target no cutoff meets (`target_not_met`, with the best achievable
+        value)
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -57,8 +60,53 @@ ModelNameOption = Annotated[
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
-        "--config", help="TrainingConfig as JSON (splits, booster, scale, policy, gates).", exists=True
+        "--config",
+        help="TrainingConfig as JSON, or YAML for .yaml/.yml (splits, booster, scale, policy, "
+        "calibration, gates); every field is in docs/config.md and --print-config.",
+        exists=True,
     ),
+]
+TargetBadRateOption = Annotated[
+    float | None,
+    typer.Option(
+        "--target-bad-rate",
+        min=0.0001,
+        max=0.9999,
+        help="Approve up to the PD at which at most this share of approved loans go bad, chosen on "
+        "held-out PDs; e.g. --target-bad-rate 0.08. Also the OOT approval-rate metric's target.",
+    ),
+]
+TargetApprovalOption = Annotated[
+    float | None,
+    typer.Option(
+        "--target-approval-rate",
+        min=0.0001,
+        max=1.0,
+        help="Approve this share of applicants (lowest PD first), chosen on held-out PDs; e.g. "
+        "--target-approval-rate 0.6. Not with --target-bad-rate.",
+    ),
+]
+ReviewBandOption = Annotated[
+    float | None,
+    typer.Option(
+        "--review-band",
+        min=0.0,
+        max=1.0,
+        help="With a target: the share of applicants just above the approve cutoff sent to a loan "
+        "officer, the rest declined; e.g. --review-band 0.15 (default 0.2).",
+    ),
+]
+PrintConfigOption = Annotated[
+    bool,
+    typer.Option(
+        "--print-config",
+        help="Print the effective TrainingConfig (after --config and flags) as JSON on stdout and exit "
+        "0 without training; field descriptions go to stderr (docs/config.md).",
+    ),
+]
+MarkdownOption = Annotated[
+    bool,
+    typer.Option("--markdown", help="With --print-config: print the config reference (docs/config.md)."),
 ]
 TruthOption = Annotated[
     Path | None,
@@ -166,6 +214,7 @@ def _print_summary(summary: JobSummary) -> None:
                 _number(row["approval_rate"], 2),
             )
         console.print(table)
+    _print_policy(summary.metrics)
     if summary.data.get("inputs"):
         _print_inputs(summary.data["inputs"])
     if summary.mitigation:
@@ -176,6 +225,27 @@ def _print_summary(summary: JobSummary) -> None:
     console.print(f"[{colour}]{summary.status}[/{colour}]: {summary.message}")
     if summary.report:
         console.print(f"model report: {summary.report['path'] or summary.report['mlflow_artifact']}")
+
+
+def _print_policy(metrics: dict[str, Any]) -> None:
+    """How the decision cutoffs and the calibration were chosen."""
+    from models.cutoffs import describe_selection
+
+    selection = metrics.get("policy")
+    if selection:
+        console.print(
+            f"decision cutoffs ({selection.get('why', '')}): {describe_selection(selection)}", soft_wrap=True
+        )
+    if selection and selection.get("warning"):
+        console.print(f"[yellow]warning[/yellow]: {selection['warning']}", soft_wrap=True)
+    calibration = metrics.get("calibration")
+    if calibration:
+        fitted = calibration.get("fitted_on", {})
+        console.print(
+            f"calibration: {calibration['method']} on {fitted.get('rows', '?')} rows, "
+            f"{fitted.get('defaults', '?')} defaults ({fitted.get('why', '')})",
+            soft_wrap=True,
+        )
 
 
 def _print_inputs(inputs: dict[str, Any]) -> None:
@@ -345,10 +415,18 @@ def train_command(
     calibration_months: CalibrationOption = None,
     validation_months: ValidationOption = None,
     train_months: TrainMonthsOption = None,
+    target_bad_rate: TargetBadRateOption = None,
+    target_approval_rate: TargetApprovalOption = None,
+    review_band: ReviewBandOption = None,
+    print_config: PrintConfigOption = False,
+    markdown: MarkdownOption = False,
     model_name: ModelNameOption = None,
     as_json: JsonOnStdoutOption = False,
 ) -> None:
     """Train, evaluate against the baselines, and register a challenger (no promotion).
+
+    Decision cutoffs: fixed PDs on the event log unless a target is given; on a --table, the
+    target bad rate (default 5%) unless --target-approval-rate or a fixed policy in --config.
 
     With --table, every row and column left out is listed with its reason (console, --json
     `data.inputs`, the model card and the MLflow run's `data/inputs.json`): rows without a label or
@@ -360,7 +438,7 @@ def train_command(
     Exit codes: 0 registered, 11 no new data, 12 insufficient data, 2 bad usage or bad table input,
     1 error.
     """
-    from training.job_setup import table_source, training_config
+    from training.job_setup import table_source
     from training.table_inputs import TableInputError
 
     if table is not None and (label is None or time_column is None):
@@ -383,13 +461,21 @@ def train_command(
             "--label/--time/--id/--protected/--protected-input/--band/--monotone/--time-format/"
             "--bad-value/--good-value/--keep need --table"
         )
-    config = training_config(
+    flags = _ConfigFlags(
         config_path,
-        oot_months=oot_months,
-        calibration_months=calibration_months,
-        validation_months=validation_months,
-        train_months=train_months,
+        oot_months,
+        calibration_months,
+        validation_months,
+        train_months,
+        target_bad_rate,
+        target_approval_rate,
+        review_band,
     )
+    if print_config or markdown:
+        _print_config(
+            flags, "table" if table is not None else "event_log", markdown=markdown, as_json=as_json
+        )
+    config = flags.config(as_json)
     if table is not None:
         assert label is not None and time_column is not None  # checked above
         table_input = table_source(
@@ -442,6 +528,11 @@ def retrain_command(
     calibration_months: CalibrationOption = None,
     validation_months: ValidationOption = None,
     train_months: TrainMonthsOption = None,
+    target_bad_rate: TargetBadRateOption = None,
+    target_approval_rate: TargetApprovalOption = None,
+    review_band: ReviewBandOption = None,
+    print_config: PrintConfigOption = False,
+    markdown: MarkdownOption = False,
     model_name: ModelNameOption = None,
     fairness: FairnessOption = True,
     mitigate: Annotated[
@@ -458,16 +549,22 @@ def retrain_command(
 
     Exit codes: 0 promoted, 10 kept champion, 11 no new data, 12 insufficient data, 1 error.
     """
-    from training.job import retrain
-    from training.job_setup import fairness_gates, training_config
-
-    config = training_config(
+    flags = _ConfigFlags(
         config_path,
-        oot_months=oot_months,
-        calibration_months=calibration_months,
-        validation_months=validation_months,
-        train_months=train_months,
+        oot_months,
+        calibration_months,
+        validation_months,
+        train_months,
+        target_bad_rate,
+        target_approval_rate,
+        review_band,
     )
+    if print_config or markdown:
+        _print_config(flags, "event_log", markdown=markdown, as_json=as_json)
+    from training.job import retrain
+    from training.job_setup import fairness_gates
+
+    config = flags.config(as_json)
     settings, source = _event_log_source(config, as_of, truth)
     if mitigate not in ("none", "drop-proxies"):
         raise typer.BadParameter("expected none or drop-proxies", param_hint="--mitigate")
@@ -636,6 +733,69 @@ def list_command(model_name: ModelNameOption = None, as_json: JsonOnStdoutOption
             )
 
 
+@dataclass(frozen=True)
+class _ConfigFlags:
+    """--config and the flags that override it, as `train` and `retrain` take them."""
+
+    path: Path | None
+    oot_months: int | None
+    calibration_months: int | None
+    validation_months: int | None
+    train_months: int | None
+    target_bad_rate: float | None
+    target_approval_rate: float | None
+    review_band: float | None
+
+    def config(self, as_json: bool, source: str | None = None) -> TrainingConfig:
+        """The effective TrainingConfig; a bad file or flag combination is one line, exit 2."""
+        from training.job_setup import training_config
+
+        if self.target_bad_rate is not None and self.target_approval_rate is not None:
+            raise typer.BadParameter(
+                "--target-bad-rate and --target-approval-rate are mutually exclusive: give one",
+                param_hint="--target-bad-rate",
+            )
+        try:
+            return training_config(
+                self.path,
+                oot_months=self.oot_months,
+                calibration_months=self.calibration_months,
+                validation_months=self.validation_months,
+                train_months=self.train_months,
+                target_bad_rate=self.target_bad_rate,
+                target_approval_rate=self.target_approval_rate,
+                review_band=self.review_band,
+                source=source,
+            )
+        except ValueError as error:  # pydantic's ValidationError, JSON or YAML syntax
+            where = f"--config {self.path}" if self.path else "the flags"
+            text = " ".join(str(error).split())
+            _fail(as_json, EXIT_BAD_INPUT, "bad_config", f"{where}: {text} (fields: docs/config.md)")
+
+
+def _print_config(flags: _ConfigFlags, source: str, *, markdown: bool, as_json: bool) -> NoReturn:
+    """Print the effective config (JSON, stdout) and its field reference (stderr), then exit 0."""
+    import json
+
+    from training.config import config_reference, config_reference_markdown
+
+    if markdown:
+        typer.echo(config_reference_markdown(), nl=False)
+        raise typer.Exit(0)
+    config = flags.config(as_json, source=source)
+    if as_json:
+        emit(config.model_dump(mode="json"))
+    else:
+        typer.echo(json.dumps(config.model_dump(mode="json"), indent=2))
+        table = Table(title="TrainingConfig fields (docs/config.md)")
+        for column in ("field", "description"):
+            table.add_column(column)
+        for row in config_reference():
+            table.add_row(row["field"], row["description"])
+        console.print(table)
+    raise typer.Exit(0)
+
+
 def _settings() -> Settings:
     """The settings, with the MLflow store they name ready to use."""
     from coopscore.settings import get_settings
@@ -672,6 +832,7 @@ def _fail(as_json: bool, code: int, status: str, message: str, **extra: Any) -> 
 
 
 def _handle(error: Exception, as_json: bool) -> NoReturn:
+    from models.cutoffs import TargetNotMetError
     from training.datasets import InsufficientDataError
     from training.job import ExitCode
     from training.table_inputs import TableInputError
@@ -682,6 +843,8 @@ def _handle(error: Exception, as_json: bool) -> NoReturn:
         _fail(as_json, ExitCode.INSUFFICIENT_DATA, "insufficient_data", str(error))
     if isinstance(error, TableInputError):
         _fail(as_json, EXIT_BAD_INPUT, "bad_input", str(error))
+    if isinstance(error, TargetNotMetError):
+        _fail(as_json, EXIT_BAD_INPUT, "target_not_met", str(error))
     if debug_enabled():
         console.print_exception(max_frames=8)  # stderr: the JSON on stdout stays one object
     _fail(as_json, ExitCode.ERROR, "error", internal_error(error))
