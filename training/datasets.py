@@ -317,6 +317,7 @@ def table_training_set(
     keep: Sequence[str] = (),
     protected_inputs: Sequence[str] = (),
     bands: Mapping[str, Sequence[float]] | None = None,
+    label_description: str | None = None,
 ) -> TrainingSet:
     """A training set from a lender's table: every other column is a feature (text -> categorical),
     unless it is constant, names rows, or leaks the label (see `training.table_inputs`; `keep`
@@ -356,7 +357,12 @@ def table_training_set(
         bands=bands,
         drop=drop,
     )
-    report = InputReport(rows_read=len(table), time_format=time_format)
+    report = InputReport(
+        rows_read=len(table),
+        time_format=time_format,
+        table_file=path.name,
+        label_description=label_description,
+    )
     y, report.label_values, label_excluded = binary_label(
         table[label], label, bad_value=bad_value, good_values=good_values
     )
@@ -486,6 +492,7 @@ class TableSource:
     keep: tuple[str, ...] = ()
     protected_inputs: tuple[str, ...] = ()
     bands: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    label_description: str | None = None
     _loaded: TrainingSet | None = field(default=None, init=False, repr=False)
 
     def load(self) -> TrainingSet:
@@ -504,6 +511,7 @@ class TableSource:
                 keep=self.keep,
                 protected_inputs=self.protected_inputs,
                 bands=self.bands,
+                label_description=self.label_description,
             )
         return self._loaded
 

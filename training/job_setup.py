@@ -102,6 +102,7 @@ def table_source(
     keep: tuple[str, ...] = (),
     protected_inputs: tuple[str, ...] = (),
     bands: Mapping[str, tuple[float, ...]] | None = None,
+    label_description: str | None = None,
 ) -> TableSource:
     """Training data from a lender's own table (CSV / Parquet); see `training.table_inputs` for
     what is checked and left out."""
@@ -120,6 +121,7 @@ def table_source(
         keep=keep,
         protected_inputs=protected_inputs,
         bands=dict(bands or {}),
+        label_description=label_description,
     )
 
 

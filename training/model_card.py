@@ -87,6 +87,84 @@ def _policy_calibration_section(result: TrainingResult) -> list[str]:
     return [*lines, ""]
 
 
+def _label_text(inputs: InputReport) -> str:
+    """The label as the lender defined it: their words (--label-desc), else the column and values."""
+    label = inputs.roles.get("label", ["label"])[0]
+    bad = ", ".join(repr(v) for v in inputs.label_values.get("bad", []))
+    good = ", ".join(repr(v) for v in inputs.label_values.get("good", []))
+    coded = f"`{label}` = {bad or '1'} (bad) vs {good or 'anything else'} (good)"
+    if inputs.label_description:
+        return f"{inputs.label_description} ({coded})"
+    return f"{coded}; no definition was given (--label-desc), so what counts as bad is the table's"
+
+
+def _intended_use(result: TrainingResult) -> list[str]:
+    """What the model is for: the demo programme's loans, or the lender's table it was trained on."""
+    inputs = result.training_set.inputs
+    if inputs is None:
+        return [
+            "Probability of default (90+ days past due within 12 months) for small low- or "
+            "zero-interest loans to members of rural cooperatives, most of whom have no bank or bureau "
+            "history. The score supports a loan officer: files too thin to judge are routed to review, "
+            "never declined automatically, and every score comes with reason codes in Chinese and "
+            "English.",
+            "",
+            "Not for: pricing, collections, employment or any decision about people who are not loan "
+            "applicants; members outside the cooperatives and product types it was trained on.",
+        ]
+    data = describe(result.training_set)
+    return [
+        f"Probability of the bad outcome {_label_text(inputs)} for applications like the "
+        f"{data['rows']:,} in the lender's table `{inputs.table_file}` (applied "
+        f"{str(data['first_application'])[:10]} to {str(data['last_application'])[:10]}). The score "
+        "supports a loan officer: every score comes with reason codes named by the table's columns, "
+        "and applicants' values outside what training saw are refused or sent to review.",
+        "",
+        "Not for: applicants, products or periods unlike those in the table; pricing, collections, "
+        "employment or any decision about people who are not loan applicants.",
+    ]
+
+
+def _monotone_text(result: TrainingResult) -> str:
+    constrained = result.model.spec.constrained
+    if result.training_set.inputs is None:
+        return "monotone constraints from the feature views"
+    if not constrained:
+        return "no monotone constraints (none declared with --monotone)"
+    named = ", ".join(
+        f"{f.name} {'+' if f.direction > 0 else '-'}" for f in result.model.spec.features if f.direction
+    )
+    return f"monotone constraints declared with --monotone ({named})"
+
+
+def _calibration_text(result: TrainingResult) -> str:
+    method = result.model.calibration.method
+    if method == "cross_fitted_platt":
+        return "Platt calibration on out-of-fold margins of the pre-OOT rows (cross-fitted)"
+    return "Platt calibration on the calibration slice"
+
+
+def _data_limitations(result: TrainingResult) -> list[str]:
+    """Limits of the data the model learned from."""
+    if result.training_set.inputs is None:
+        return [
+            "- Labels exist only for applications whose 12-month window has closed: the model has not "
+            "seen the most recent year of applicants' outcomes, and the OOT window is short.",
+            "- Most applicants are thin files; segment AUCs on a few dozen defaults are noisy.",
+            "- Shocks that are not yet visible in the records at application time (weather, illness) "
+            "are not captured; the model under-ranks applicants hit by a recent shock.",
+        ]
+    oot = result.evaluation.overall["model"]
+    return [
+        "- The labels are the table's own: loans whose outcome was not yet known when it was exported "
+        "are either missing or recorded as good, and the model cannot tell which.",
+        f"- The out-of-time check rests on {oot.n:,} applications and {oot.defaults:,} defaults: its "
+        "figures (and every group's) carry the intervals shown in the model report.",
+        "- Only the table's columns are seen: anything that changed an applicant's risk but is not "
+        "in the table is not captured.",
+    ]
+
+
 def render_model_card(result: TrainingResult, *, model_name: str, version: str, run_id: str) -> str:
     """Markdown model card of a training run."""
     ts = result.training_set
@@ -99,13 +177,7 @@ def render_model_card(result: TrainingResult, *, model_name: str, version: str, 
         "",
         "## Intended use",
         "",
-        "Probability of default (90+ days past due within 12 months) for small low- or zero-interest "
-        "loans to members of rural cooperatives, most of whom have no bank or bureau history. The "
-        "score supports a loan officer: files too thin to judge are routed to review, never declined "
-        "automatically, and every score comes with reason codes in Chinese and English.",
-        "",
-        "Not for: pricing, collections, employment or any decision about people who are not loan "
-        "applicants; members outside the cooperatives and product types it was trained on.",
+        *_intended_use(result),
         "",
         "## Data",
         "",
@@ -137,13 +209,14 @@ def render_model_card(result: TrainingResult, *, model_name: str, version: str, 
         "",
         f"LightGBM binary classifier, {result.fit.best_iteration} trees (early-stopped on the "
         f"validation slice{', then refit on train + validation' if result.fit.refit_on_validation else ''}), "
-        "monotone constraints from the feature views, native missing values. Platt calibration on "
-        f"the calibration slice: log-odds = {model.calibration.slope:.4f} × margin "
-        f"{model.calibration.intercept:+.4f}. Score: {model.scale.base_score:g} points at "
+        f"{_monotone_text(result)}, native missing values. {_calibration_text(result)}: log-odds = "
+        f"{model.calibration.slope:.4f} × margin {model.calibration.intercept:+.4f}. "
+        f"Score: {model.scale.base_score:g} points at "
         f"{model.scale.base_odds:g}:1 good:bad odds, {model.scale.pdo:g} points to double the odds; "
         "grades " + ", ".join(f"{g} ≥ {c:g}" for g, c in model.scale.grades[:-1]) + f", else "
         f"{model.scale.grades[-1][0]}. Decision: approve at PD ≤ {model.policy.approve_max_pd:.1%}, "
-        f"decline at PD ≥ {model.policy.decline_min_pd:.1%}, otherwise review; thin files go to review.",
+        f"decline at PD ≥ {model.policy.decline_min_pd:.1%}, otherwise review"
+        + ("; thin files go to review." if ts.inputs is None else "."),
         "",
         *_policy_calibration_section(result),
         "## Out-of-time results",
@@ -178,12 +251,8 @@ def render_model_card(result: TrainingResult, *, model_name: str, version: str, 
         "",
         "## Limitations",
         "",
-        "- Labels exist only for applications whose 12-month window has closed: the model has not "
-        "seen the most recent year of applicants' outcomes, and the OOT window is short.",
-        "- Most applicants are thin files; segment AUCs on a few dozen defaults are noisy.",
+        *_data_limitations(result),
         protected_sentence(ts.inputs),
-        "- Shocks that are not yet visible in the records at application time (weather, illness) "
-        "are not captured; the model under-ranks applicants hit by a recent shock.",
         "- Reason codes explain this model's score, not the cause of a default.",
         "",
         f"MLflow run `{run_id}`.",

@@ -62,6 +62,8 @@ class InputReport:
     kept: list[str] = field(default_factory=list)
     label_values: dict[str, list[str]] = field(default_factory=dict)
     time_format: str | None = None
+    table_file: str = ""  # the table's file name (the model card names it)
+    label_description: str | None = None  # what the label means, in the lender's words (--label-desc)
     # Protected columns: which are audit only, which are also model inputs, how numbers were banded,
     # and the inputs that alone predict a protected group (see `training.protected`).
     protected: list[str] = field(default_factory=list)
@@ -85,6 +87,8 @@ class InputReport:
             "kept": self.kept,
             "label_values": self.label_values,
             "time_format": self.time_format,
+            "table_file": self.table_file,
+            "label_description": self.label_description,
             "excluded_totals": totals,
             "protected": self.protected,
             "protected_inputs": self.protected_inputs,

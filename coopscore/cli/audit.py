@@ -107,41 +107,96 @@ def _print_audit(payload: dict[str, Any]) -> None:
 def fairness(
     data: Annotated[
         str,
-        typer.Option("--data", help="oot | decision-log | a table FILE (CSV / Parquet / JSON)"),
+        typer.Option(
+            "--data", help="oot | decision-log | a table FILE (CSV / Parquet / JSON), e.g. --data oot"
+        ),
     ],
     model: Annotated[
         str | None,
-        typer.Option("--model", help="registered model: champion, challenger or a VERSION number"),
+        typer.Option(
+            "--model",
+            help="registered model: champion, challenger or a VERSION number, e.g. --model challenger",
+        ),
     ] = None,
     model_name: Annotated[
         str | None,
-        typer.Option("--model-name", help="registered model name of --model (default: settings.model_name)"),
+        typer.Option(
+            "--model-name",
+            help="registered model name of --model (default: settings.model_name), e.g. --model-name lender-a",
+        ),
     ] = None,
     protected: Annotated[
         list[str] | None,
-        typer.Option("--protected", help="group column(s); repeat or comma-separate"),
+        typer.Option(
+            "--protected", help="group column(s); repeat or comma-separate, e.g. --protected gender,age"
+        ),
     ] = None,
     profiles: Annotated[
-        Path | None, typer.Option("--profiles", help="FILE: member_profiles table to build groups from")
+        Path | None,
+        typer.Option(
+            "--profiles",
+            help="FILE: member_profiles table to build groups from, e.g. --profiles profiles.parquet",
+        ),
     ] = None,
-    pd_col: Annotated[str, typer.Option("--pd-col")] = "pd",
-    decision_col: Annotated[str, typer.Option("--decision-col")] = "decision",
+    pd_col: Annotated[
+        str, typer.Option("--pd-col", help="decision table: the PD column, e.g. --pd-col prob_default")
+    ] = "pd",
+    decision_col: Annotated[
+        str,
+        typer.Option(
+            "--decision-col",
+            help="decision table: approve/review/decline column, e.g. --decision-col outcome",
+        ),
+    ] = "decision",
     approved_col: Annotated[
-        str | None, typer.Option("--approved-col", help="boolean approved column (instead of decisions)")
+        str | None,
+        typer.Option(
+            "--approved-col",
+            help="boolean approved column (instead of decisions), e.g. --approved-col granted",
+        ),
     ] = None,
-    label_col: Annotated[str, typer.Option("--label-col")] = "defaulted",
-    score_col: Annotated[str | None, typer.Option("--score-col")] = None,
-    min_group_size: Annotated[int, typer.Option("--min-group-size", min=1)] = 100,
-    n_boot: Annotated[int, typer.Option("--n-boot", min=0)] = 200,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    min_approval_ratio: Annotated[float, typer.Option("--min-approval-ratio")] = 0.8,
-    max_eo_difference: Annotated[float, typer.Option("--max-eo-difference")] = 0.05,
-    max_calibration_gap: Annotated[float, typer.Option("--max-calibration-gap")] = 0.02,
+    label_col: Annotated[
+        str, typer.Option("--label-col", help="the 0/1 default column (may be empty), e.g. --label-col bad")
+    ] = "defaulted",
+    score_col: Annotated[
+        str | None, typer.Option("--score-col", help="decision table: a score column, e.g. --score-col score")
+    ] = None,
+    min_group_size: Annotated[
+        int,
+        typer.Option(
+            "--min-group-size", min=1, help="smaller groups are shown, not judged, e.g. --min-group-size 50"
+        ),
+    ] = 100,
+    n_boot: Annotated[
+        int,
+        typer.Option(
+            "--n-boot", min=0, help="bootstrap replicates of the intervals (0: none), e.g. --n-boot 500"
+        ),
+    ] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="bootstrap seed, e.g. --seed 1")] = 0,
+    min_approval_ratio: Annotated[
+        float, typer.Option("--min-approval-ratio", help="four-fifths screen, e.g. --min-approval-ratio 0.8")
+    ] = 0.8,
+    max_eo_difference: Annotated[
+        float,
+        typer.Option(
+            "--max-eo-difference",
+            help="approval among repaid: best group minus this one, e.g. --max-eo-difference 0.05",
+        ),
+    ] = 0.05,
+    max_calibration_gap: Annotated[
+        float,
+        typer.Option(
+            "--max-calibration-gap",
+            help="|mean PD - default rate| per group, e.g. --max-calibration-gap 0.02",
+        ),
+    ] = 0.02,
     require_ci: Annotated[
         bool, typer.Option("--require-ci", help="flag only when the 95% CI is wholly beyond a limit")
     ] = False,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="where audits/ goes (default: settings)")
+        Path | None,
+        typer.Option("--data-dir", help="where audits/ goes (default: settings), e.g. --data-dir data/"),
     ] = None,
     as_json: AuditJsonOption = False,
 ) -> None:

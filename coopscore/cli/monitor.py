@@ -87,28 +87,41 @@ def drift(
     window: Annotated[
         str | None, typer.Option(help="Current = decision log over this window, e.g. 30d, 12h, 2w.")
     ] = None,
-    last: Annotated[int | None, typer.Option(min=1, help="Current = the last N logged decisions.")] = None,
+    last: Annotated[
+        int | None, typer.Option(min=1, help="Current = the last N logged decisions, e.g. --last 500.")
+    ] = None,
     current: Annotated[
-        Path | None, typer.Option(help="Current = feature rows from this Parquet / CSV file.")
+        Path | None,
+        typer.Option(
+            help="Current = feature rows from this Parquet / CSV file, e.g. --current march.parquet."
+        ),
     ] = None,
     reference: Annotated[
-        Path | None, typer.Option(help="Reference sample Parquet / CSV (feature rows + score / pd).")
+        Path | None,
+        typer.Option(
+            help="Reference sample Parquet / CSV (feature rows + score / pd), e.g. --reference ref.parquet."
+        ),
     ] = None,
     model: Annotated[
         str | None,
         typer.Option(
             help="Reference = the sample stored with this registered model (alias or version; "
-            "default champion)."
+            "default champion), e.g. --model 3."
         ),
     ] = None,
     model_name: Annotated[
         str | None,
-        typer.Option("--model-name", help="Registered model name of --model (default: settings.model_name)."),
+        typer.Option(
+            "--model-name",
+            help="Registered model name of --model (default: settings.model_name), e.g. --model-name lender-a.",
+        ),
     ] = None,
     min_rows: Annotated[
         int,
         typer.Option(
-            min=1, help="Fewest current rows to judge; a smaller window exits 5 and writes nothing."
+            min=1,
+            help="Fewest current rows to judge; a smaller window exits 5 and writes nothing, "
+            "e.g. --min-rows 100.",
         ),
     ] = 200,
     match_days: Annotated[
@@ -116,7 +129,7 @@ def drift(
         typer.Option(
             min=0,
             help="Compare with the reference applications within this many days of the window's "
-            "vector times (features_as_of); 0 = the whole reference quarter.",
+            "vector times (features_as_of); 0 = the whole reference quarter. E.g. --match-days 30.",
         ),
     ] = 45,
     segment: Annotated[
@@ -126,11 +139,15 @@ def drift(
         Path | None,
         typer.Option(
             help="Decisions with applied_at, pd, defaulted (nullable): performance by cohort "
-            "(default: outcomes posted to /v1/outcomes for the window's decisions)."
+            "(default: outcomes posted to /v1/outcomes for the window's decisions), "
+            "e.g. --outcomes outcomes.csv."
         ),
     ] = None,
     on_drift: Annotated[
-        OnDrift, typer.Option("--on-drift", help="Start `coopscore retrain` when drift is found.")
+        OnDrift,
+        typer.Option(
+            "--on-drift", help="Start `coopscore retrain` when drift is found, e.g. --on-drift retrain."
+        ),
     ] = OnDrift.nothing,
     evidently: Annotated[
         bool,

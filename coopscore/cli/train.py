@@ -55,14 +55,18 @@ app = typer.Typer()
 models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
 
 ModelNameOption = Annotated[
-    str | None, typer.Option("--model-name", help="Registered model name (default: settings.model_name).")
+    str | None,
+    typer.Option(
+        "--model-name",
+        help="Registered model name (default: settings.model_name), e.g. --model-name lender-a.",
+    ),
 ]
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
         help="TrainingConfig as JSON, or YAML for .yaml/.yml (splits, booster, scale, policy, "
-        "calibration, gates); every field is in docs/config.md and --print-config.",
+        "calibration, gates); every field is in docs/config.md and --print-config. E.g. --config training.yaml.",
         exists=True,
     ),
 ]
@@ -112,27 +116,42 @@ TruthOption = Annotated[
     Path | None,
     typer.Option(
         "--truth",
-        help="A simulated world's folder (or its truth/ folder): adds the oracle AUC of the true PD.",
+        help="A simulated world's folder (or its truth/ folder): adds the oracle AUC of the true PD, "
+        "e.g. --truth world/.",
         exists=True,
     ),
 ]
 AsOfOption = Annotated[
     str | None,
     typer.Option(
-        "--as-of", help="Train as of this instant (ISO-8601, UTC if no offset); default: latest data."
+        "--as-of",
+        help="Train as of this instant (ISO-8601, UTC if no offset); default: latest data. "
+        "E.g. --as-of 2024-07-01.",
     ),
 ]
 OotOption = Annotated[
-    int | None, typer.Option("--oot-months", min=1, help="Out-of-time test window (months).")
+    int | None,
+    typer.Option("--oot-months", min=1, help="Out-of-time test window (months), e.g. --oot-months 4."),
 ]
 CalibrationOption = Annotated[
-    int | None, typer.Option("--calibration-months", min=1, help="Calibration window (months).")
+    int | None,
+    typer.Option(
+        "--calibration-months", min=1, help="Calibration window (months), e.g. --calibration-months 3."
+    ),
 ]
 ValidationOption = Annotated[
-    int | None, typer.Option("--validation-months", min=1, help="Early-stopping window (months).")
+    int | None,
+    typer.Option(
+        "--validation-months", min=1, help="Early-stopping window (months), e.g. --validation-months 2."
+    ),
 ]
 TrainMonthsOption = Annotated[
-    int | None, typer.Option("--train-months", min=1, help="Training window (months; default: all earlier).")
+    int | None,
+    typer.Option(
+        "--train-months",
+        min=1,
+        help="Training window (months; default: all earlier), e.g. --train-months 18.",
+    ),
 ]
 
 FairnessOption = Annotated[
@@ -337,22 +356,38 @@ def train_command(
         Path | None,
         typer.Option(
             "--table",
-            help="Train on a lender's own table (CSV/Parquet) instead of the event log.",
+            help="Train on a lender's own table (CSV, Parquet or JSON Lines) instead of the event log, "
+            "e.g. --table applications.csv.",
             exists=True,
             dir_okay=False,
         ),
     ] = None,
-    label: Annotated[str | None, typer.Option("--label", help="Table: the 0/1 default column.")] = None,
-    time_column: Annotated[
-        str | None, typer.Option("--time", help="Table: the application-time column.")
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label", help="Table: the outcome column, e.g. --label outcome (0/1, or see --bad-value)."
+        ),
     ] = None,
-    id_column: Annotated[str | None, typer.Option("--id", help="Table: the application-id column.")] = None,
+    label_desc: Annotated[
+        str | None,
+        typer.Option(
+            "--label-desc",
+            help="Table: what the label means, for the model card, e.g. --label-desc '60+ days past "
+            "due within 12 months'.",
+        ),
+    ] = None,
+    time_column: Annotated[
+        str | None, typer.Option("--time", help="Table: the application-time column, e.g. --time applied_on.")
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option("--id", help="Table: the application-id column, e.g. --id application_id.")
+    ] = None,
     protected: Annotated[
         list[str] | None,
         typer.Option(
             "--protected",
             help="Table: a protected column, excluded from the model and kept for audits (numbers "
-            "banded, see --band). Repeatable.",
+            "banded, see --band). Repeatable, e.g. --protected gender --protected age.",
         ),
     ] = None,
     protected_input: Annotated[
@@ -374,13 +409,17 @@ def train_command(
     ] = None,
     monotone: Annotated[
         list[str] | None,
-        typer.Option("--monotone", help="Table: COLUMN=+1 (raises risk) or COLUMN=-1. Repeatable."),
+        typer.Option(
+            "--monotone",
+            help="Table: COLUMN=+1 (raises risk) or COLUMN=-1 (lowers it). Repeatable, "
+            "e.g. --monotone late_payments=+1.",
+        ),
     ] = None,
     time_format: Annotated[
         str | None,
         typer.Option(
             "--time-format",
-            help="Table: strftime format of the time column, e.g. %d/%m/%Y; every value must match. "
+            help="Table: strftime format of the time column, e.g. --time-format %d/%m/%Y; every value must match. "
             "Without it, ISO-like times are parsed and anything else (or day/month-ambiguous) is exit 2.",
         ),
     ] = None,
@@ -388,7 +427,7 @@ def train_command(
         str | None,
         typer.Option(
             "--bad-value",
-            help="Table: the label value that means default (e.g. 1, yes, default). Needed unless the "
+            help="Table: the label value that means default, e.g. --bad-value default (or 1, yes). Needed unless the "
             "label is 0/1.",
         ),
     ] = None,
@@ -397,7 +436,7 @@ def train_command(
         typer.Option(
             "--good-value",
             help="Table: a label value that means repaid; needed when the label has more than two "
-            "values (rows with other values are excluded and counted). Repeatable.",
+            "values (rows with other values are excluded and counted). Repeatable, e.g. --good-value repaid.",
         ),
     ] = None,
     keep: Annotated[
@@ -405,7 +444,7 @@ def train_command(
         typer.Option(
             "--keep",
             help="Table: use this column as an input even if it looks constant, id-like or leaky. "
-            "Repeatable.",
+            "Repeatable, e.g. --keep branch.",
         ),
     ] = None,
     truth: TruthOption = None,
@@ -455,11 +494,12 @@ def train_command(
         keep,
         protected_input,
         band,
+        label_desc,
     )
     if table is None and any(table_only):
         raise typer.BadParameter(
             "--label/--time/--id/--protected/--protected-input/--band/--monotone/--time-format/"
-            "--bad-value/--good-value/--keep need --table"
+            "--bad-value/--good-value/--keep/--label-desc need --table"
         )
     flags = _ConfigFlags(
         config_path,
@@ -491,6 +531,7 @@ def train_command(
             keep=tuple(keep or ()),
             protected_inputs=tuple(protected_input or ()),
             bands=_bands(band),
+            label_description=label_desc,
         )
         try:
             table_input.load()  # check the table before anything is set up: bad input is exit 2, at once
@@ -540,7 +581,8 @@ def retrain_command(
         typer.Option(
             "--mitigate",
             help="When the fairness gate fails: 'drop-proxies' refits without the proxy "
-            "features behind the gap and judges that model too; 'none' keeps the champion.",
+            "features behind the gap and judges that model too; 'none' keeps the champion. "
+            "E.g. --mitigate drop-proxies.",
         ),
     ] = "none",
     as_json: JsonOnStdoutOption = False,
@@ -590,33 +632,74 @@ def retrain_command(
 @app.command("promote")
 def promote_command(
     version: Annotated[
-        str | None, typer.Option("--version", help="Version to judge (default: the 'challenger' alias).")
+        str | None,
+        typer.Option(
+            "--version", help="Version to judge (default: the 'challenger' alias), e.g. --version 3."
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Promote even if a gate fails (needs --by and --reason).")
     ] = False,
-    by: Annotated[str | None, typer.Option("--by", help="Who forces the promotion (recorded).")] = None,
-    reason: Annotated[str | None, typer.Option("--reason", help="Why it is forced (recorded).")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by", help="Who forces the promotion (recorded), e.g. --by 'Li Wei, credit committee'."
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason",
+            help="Why it is forced (recorded), e.g. --reason 'ECE interval reaches the noise floor'.",
+        ),
+    ] = None,
     max_auc_drop: Annotated[
-        float, typer.Option("--max-auc-drop", min=0, help="Allowed OOT AUC drop vs the champion.")
+        float,
+        typer.Option(
+            "--max-auc-drop", min=0, help="Allowed OOT AUC drop vs the champion, e.g. --max-auc-drop 0.01."
+        ),
     ] = 0.005,
     max_ece: Annotated[
-        float, typer.Option("--max-ece", min=0, help="Largest allowed OOT expected calibration error.")
+        float,
+        typer.Option(
+            "--max-ece", min=0, help="Largest allowed OOT expected calibration error, e.g. --max-ece 0.05."
+        ),
     ] = 0.02,
     fairness: FairnessOption = True,
     min_approval_ratio: Annotated[
-        float, typer.Option("--min-approval-ratio", min=0, max=1, help="Fairness: four-fifths screen.")
+        float,
+        typer.Option(
+            "--min-approval-ratio",
+            min=0,
+            max=1,
+            help="Fairness: four-fifths screen, e.g. --min-approval-ratio 0.8.",
+        ),
     ] = 0.8,
     max_eo_difference: Annotated[
         float,
-        typer.Option("--max-eo-difference", min=0, max=1, help="Fairness: equal-opportunity difference."),
+        typer.Option(
+            "--max-eo-difference",
+            min=0,
+            max=1,
+            help="Fairness: equal-opportunity difference, e.g. --max-eo-difference 0.05.",
+        ),
     ] = 0.05,
     max_calibration_gap: Annotated[
         float,
-        typer.Option("--max-calibration-gap", min=0, max=1, help="Fairness: per-group calibration gap."),
+        typer.Option(
+            "--max-calibration-gap",
+            min=0,
+            max=1,
+            help="Fairness: per-group calibration gap, e.g. --max-calibration-gap 0.03.",
+        ),
     ] = 0.02,
     min_group_size: Annotated[
-        int, typer.Option("--min-group-size", min=1, help="Fairness: smaller groups are not judged.")
+        int,
+        typer.Option(
+            "--min-group-size",
+            min=1,
+            help="Fairness: smaller groups are not judged, e.g. --min-group-size 50.",
+        ),
     ] = 100,
     scorecard_margin: Annotated[
         float,
@@ -624,11 +707,16 @@ def promote_command(
             "--scorecard-margin",
             min=0,
             help="Scorecard gate: fail when the upper 95% bound of AUC(model) - AUC(WOE scorecard) "
-            "is below minus this (0: only a significantly worse model fails).",
+            "is below minus this (0: only a significantly worse model fails), e.g. --scorecard-margin 0.01.",
         ),
     ] = 0.0,
     scorecard_replicates: Annotated[
-        int, typer.Option("--scorecard-replicates", min=100, help="Scorecard gate: bootstrap replicates.")
+        int,
+        typer.Option(
+            "--scorecard-replicates",
+            min=100,
+            help="Scorecard gate: bootstrap replicates, e.g. --scorecard-replicates 2000.",
+        ),
     ] = 1000,
     model_name: ModelNameOption = None,
     as_json: JsonOnStdoutOption = False,

@@ -28,6 +28,7 @@ def test_the_run_records_every_exclusion(tmp_path: Path) -> None:
         time_format="%d/%m/%Y",
         bad_value="default",
         good_values=("repaid",),
+        label_description="60+ days past due within 12 months",
     )
     config = TrainingConfig(splits=SplitConfig(oot_months=4))
     summary, registered = train(
@@ -46,3 +47,9 @@ def test_the_run_records_every_exclusion(tmp_path: Path) -> None:
     assert "column excluded: collections_stage (leakage suspect" in card
     assert "column excluded: branch (constant" in card and "rows excluded: " in card
     assert "missing values: monthly_income" in card
+    # The card is written from this run, not the demo world's boilerplate.
+    assert "60+ days past due within 12 months (`outcome` = 'default' (bad) vs 'repaid' (good))" in card
+    assert "lender's table `loans.csv`" in card and "rural cooperatives" not in card
+    assert "monotone constraints from the feature views" not in card and "thin files go to" not in card
+    assert "gender is protected and not a model input (audit groups only)" in card
+    assert summary.data["inputs"]["label_description"] == "60+ days past due within 12 months"
