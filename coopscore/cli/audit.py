@@ -122,7 +122,8 @@ def fairness(
         str | None,
         typer.Option(
             "--model-name",
-            help="registered model name of --model (default: settings.model_name), e.g. --model-name lender-a",
+            help="registered model name of --model (default: settings.model_name), "
+            "e.g. --model-name lender-a",
         ),
     ] = None,
     protected: Annotated[

@@ -113,7 +113,8 @@ def drift(
         str | None,
         typer.Option(
             "--model-name",
-            help="Registered model name of --model (default: settings.model_name), e.g. --model-name lender-a.",
+            help="Registered model name of --model (default: settings.model_name), "
+            "e.g. --model-name lender-a.",
         ),
     ] = None,
     min_rows: Annotated[

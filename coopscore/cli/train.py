@@ -66,7 +66,8 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         help="TrainingConfig as JSON, or YAML for .yaml/.yml (splits, booster, scale, policy, "
-        "calibration, gates); every field is in docs/config.md and --print-config. E.g. --config training.yaml.",
+        "calibration, gates); every field is in docs/config.md and --print-config. "
+        "E.g. --config training.yaml.",
         exists=True,
     ),
 ]
@@ -419,7 +420,8 @@ def train_command(
         str | None,
         typer.Option(
             "--time-format",
-            help="Table: strftime format of the time column, e.g. --time-format %d/%m/%Y; every value must match. "
+            help="Table: strftime format of the time column, e.g. --time-format %d/%m/%Y; every value "
+            "must match. "
             "Without it, ISO-like times are parsed and anything else (or day/month-ambiguous) is exit 2.",
         ),
     ] = None,
@@ -427,8 +429,8 @@ def train_command(
         str | None,
         typer.Option(
             "--bad-value",
-            help="Table: the label value that means default, e.g. --bad-value default (or 1, yes). Needed unless the "
-            "label is 0/1.",
+            help="Table: the label value that means default, e.g. --bad-value default (or 1, yes). "
+            "Needed unless the label is 0/1.",
         ),
     ] = None,
     good_value: Annotated[
