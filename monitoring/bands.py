@@ -53,3 +53,17 @@ def apply_bands(values: pd.Series, cuts: Sequence[float]) -> pd.Series:
     index = np.searchsorted(np.asarray(cuts, dtype=np.float64), numbers, side="right")
     out = np.where(np.isfinite(numbers), labels[np.clip(index, 0, len(cuts))], UNKNOWN)
     return pd.Series(out, index=values.index, dtype=object)
+
+
+_BAND_START: Final = re.compile(r"^(<)?(-?\d+(?:\.\d+)?)")
+
+
+def group_order(label: object) -> tuple[int, float, str]:
+    """Sort key that puts band labels in numeric order (`<25`, `25-39`, `40-59`, `60+`) and any other
+    group label after them, alphabetically (a plain sort puts `<25` last)."""
+    text = str(label)
+    match = _BAND_START.match(text)
+    if match is None:
+        return (1, 0.0, text)
+    start = float(match.group(2))
+    return (0, start - 0.5 if match.group(1) else start, text)

@@ -25,6 +25,7 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
 from scipy.stats import rankdata
 
+from monitoring.bands import group_order
 from monitoring.proxies import Direction, ProxySignal, single_column_proxy
 
 if TYPE_CHECKING:
@@ -400,7 +401,7 @@ def _audit_attribute(
             y_pred=pd_[labelled],
             sensitive_features=outcome_groups,
         ).by_group
-    names = sorted(np.unique(groups_arr).tolist())
+    names = sorted(np.unique(groups_arr).tolist(), key=group_order)
     counts = {g: int((groups_arr == g).sum()) for g in names}
     labelled_counts = {g: int(((groups_arr == g) & labelled).sum()) for g in names}
     judged = {g: counts[g] >= min_group_size for g in names}

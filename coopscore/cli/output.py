@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -114,7 +115,8 @@ class _Stages:
         return self.update
 
     def update(self, stage: str) -> None:
-        console.log(stage)
+        # A timestamped line per stage, without rich's "file.py:line" column (noise to a user).
+        console.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {stage}", highlight=False)
         self.status.update(f"[bold]{stage}")
 
     def __exit__(self, *exc: object) -> None:

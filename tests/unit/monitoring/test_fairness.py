@@ -228,3 +228,17 @@ def test_require_ci_keeps_noise_from_flagging_but_not_a_real_gap() -> None:
     gap = audit_fairness(unfair, approved_col="approved", groups={"g": group}, n_boot=200, thresholds=strict)
     assert ("b", "approval_ratio") in {(f.group, f.metric) for f in gap.flags}
     assert ("b", "equal_opportunity_difference") in {(f.group, f.metric) for f in gap.flags}
+
+
+def test_band_groups_are_listed_in_numeric_order() -> None:
+    from monitoring.bands import group_order
+
+    assert sorted(["60+", "25-39", "unknown", "<25", "40-59"], key=group_order) == [
+        "<25",
+        "25-39",
+        "40-59",
+        "60+",
+        "unknown",
+    ]
+    assert sorted(["5+", "2.5 to <5", "<2.5"], key=group_order) == ["<2.5", "2.5 to <5", "5+"]
+    assert sorted(["male", "female"], key=group_order) == ["female", "male"]
