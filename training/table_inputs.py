@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from training.protected import Banding, ProxyWarning
 
 ID_LIKE_SHARE: Final = 0.95  # text with more distinct values than this share of rows names rows
+ID_SPAN_PER_ROW: Final = 1.5  # whole numbers spread no wider than this per distinct value: row numbers
 LEAKAGE_AUC: Final = 0.99  # one column alone separating the label this well was written after it
 EXAMPLES: Final = 3
 # Day and month both written as one or two digits: the order cannot be told from the values.
@@ -302,13 +303,28 @@ def _single_column_auc(column: pd.Series, label: np.ndarray) -> float:
     return roc_auc(label, text.map(rates).to_numpy(dtype=np.float64))
 
 
+def _row_numbers(present: pd.Series) -> bool:
+    """Whole numbers, nearly one per row, packed into a range about as wide as the row count: a row
+    number or a numeric application id (an income or an amount with as many distinct values spreads
+    over a far wider range)."""
+    if pd.api.types.is_bool_dtype(present) or len(present) < 20:
+        return False
+    values = present.to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
+        return False
+    distinct = len(np.unique(values))
+    span = float(values.max() - values.min()) + 1.0
+    return distinct > ID_LIKE_SHARE * len(values) and span <= ID_SPAN_PER_ROW * distinct
+
+
 def screen_columns(
     table: pd.DataFrame, label: np.ndarray, candidates: Sequence[str], keep: Sequence[str] = ()
 ) -> tuple[list[str], list[Exclusion]]:
     """The candidate columns fit to be model inputs, and the others with why (`keep` overrides).
 
-    Constant columns teach nothing; text naming each row (ids, free text) only memorises rows; a
-    column that alone separates the label almost perfectly was most likely recorded after the outcome.
+    Constant columns teach nothing; text naming each row (ids, free text) or a row number only
+    memorises rows; a column that alone separates the label almost perfectly was most likely recorded
+    after the outcome.
     """
     inputs: list[str] = []
     excluded: list[Exclusion] = []
@@ -327,6 +343,18 @@ def screen_columns(
         if not numeric and distinct > ID_LIKE_SHARE * len(present):
             excluded.append(
                 Exclusion("id-like text", 1, name, f"{distinct:,} distinct values in {len(present):,} rows")
+            )
+            continue
+        if numeric and _row_numbers(present):
+            low, high = present.min(), present.max()
+            excluded.append(
+                Exclusion(
+                    "id-like number",
+                    1,
+                    name,
+                    f"{distinct:,} distinct whole numbers in {len(present):,} rows, {low:g} to {high:g}; "
+                    f"--keep {name} to use it",
+                )
             )
             continue
         auc = _single_column_auc(column, label)

@@ -180,3 +180,23 @@ def test_a_monotone_column_that_was_excluded_is_an_error(tmp_path: Path) -> None
             bad_value="default",
             good_values=["repaid"],
         )
+
+
+def test_a_numeric_row_id_is_excluded_but_near_unique_amounts_are_kept() -> None:
+    rng = np.random.default_rng(8)
+    rows = 500
+    table = pd.DataFrame(
+        {
+            "loan_no": np.arange(100_001, 100_001 + rows),  # an application number
+            "income": np.round(rng.lognormal(7.5, 0.5, rows)),  # whole yuan, nearly all distinct
+            "rate": rng.uniform(0.03, 0.09, rows),  # continuous, all distinct
+        }
+    )
+    label = (rng.random(rows) < 0.2).astype(np.int64)
+    inputs, excluded = screen_columns(table, label, list(table.columns))
+    assert inputs == ["income", "rate"]
+    [row_id] = excluded
+    assert (row_id.column, row_id.reason) == ("loan_no", "id-like number")
+    assert "500 distinct whole numbers in 500 rows, 100001 to 100500" in row_id.detail
+    kept, none = screen_columns(table, label, list(table.columns), keep=["loan_no"])
+    assert kept == ["loan_no", "income", "rate"] and not none
