@@ -128,6 +128,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "cs-own-table")
     args = parser.parse_args()
+    # benchmarks/training.py would shadow the `training` package: import from the project root.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [str(here.parent), *(p for p in sys.path if Path(p or ".").resolve() != here)]
     args.work_dir.mkdir(parents=True, exist_ok=True)
     results = [bench_size(int(size), args.runs, args.work_dir) for size in args.sizes.split(",")]
     print(f"\ncoopscore on a lender's own table: medians of {args.runs} runs, {os.cpu_count()} cores\n")

@@ -23,10 +23,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
-from scipy.stats import rankdata
 
 from monitoring.bands import group_order
-from monitoring.proxies import Direction, ProxySignal, single_column_proxy
+from monitoring.proxies import Direction, ProxySignal, rank_auc, single_column_proxy
 
 if TYPE_CHECKING:
     from models.credit_model import CreditModel
@@ -278,14 +277,8 @@ def protected_groups(
 # --------------------------------------------------------------------------------------------------
 
 
-def fast_auc(y: npt.NDArray[np.int64], score: FloatArray) -> float:
-    """ROC AUC of `score` for `y` == 1 by ranks (ties averaged); NaN with one class only."""
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    if positives == 0 or negatives == 0:
-        return math.nan
-    ranks = rankdata(score)
-    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+# ROC AUC by ranks (ties averaged); NaN with one class only. One implementation, in `proxies`.
+fast_auc = rank_auc
 
 
 def _safe_rate(metric: Any) -> Any:
