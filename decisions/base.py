@@ -10,6 +10,7 @@ answers idempotent replays and `GET /v1/decisions/{id}` from the log it writes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
@@ -42,9 +43,14 @@ class DecisionRecord:
     body_sha256: str | None = None
     # The response exactly as sent, when the caller has already encoded it (saves encoding it twice).
     response_json: str | None = None
+    # Who asked: the calling API key's name (never the key). Idempotency keys are unique per caller.
+    caller: str = ""
+    # What identifies the served model: the SHA-256 of its artifact manifest (set by the server).
+    model_digest: str | None = None
 
     def row(self) -> tuple[object, ...]:
-        """The `decisions` row: JSON columns encoded here, in the caller's thread, not the writer's."""
+        """The `decisions` row (in `ROW_COLUMNS` order): JSON columns and the inputs hash computed here,
+        in the caller's thread, not the writer's."""
         return (
             self.request_id,
             self.application_id,
@@ -63,15 +69,71 @@ class DecisionRecord:
             self.latency_ms,
             self.idempotency_key,
             self.body_sha256,
+            self.caller,
+            self.model_digest,
+            inputs_hash(self.features),
         )
+
+
+# The columns `DecisionRecord.row` fills, in its order.
+ROW_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "application_id",
+    "member_id",
+    "created_at",
+    "model_name",
+    "model_version",
+    "pd",
+    "score",
+    "grade",
+    "decision",
+    "application",
+    "features",
+    "reasons",
+    "response",
+    "latency_ms",
+    "idempotency_key",
+    "body_sha256",
+    "caller",
+    "model_digest",
+    "inputs_hash",
+)
+
+# The columns of `DecisionLogReader.audit_rows` (and of `coopscore decisions export`), in order.
+AUDIT_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "created_at",
+    "caller",
+    "model_name",
+    "model_version",
+    "model_digest",
+    "feature_set_version",
+    "inputs_hash",
+    "decision",
+    "pd",
+    "score",
+    "grade",
+    "reasons",
+    "review_decision",
+    "review_action",
+    "reviewer",
+    "reviewed_by_key",
+    "review_reason",
+    "reviewed_at",
+    "outcome_defaulted",
+    "outcome_observed_at",
+    "outcome_reported_at",
+)
 
 
 @dataclass(frozen=True)
 class StoredResponse:
     """The response kept for an idempotency key, and the hash of the body it answered."""
 
-    body_sha256: str
+    body_sha256: str | None
     response: dict[str, Any]
+    # Logged before callers were recorded (caller ''): replayed only for the same body, never a conflict.
+    legacy: bool = False
 
 
 def dumps(value: object) -> str:
@@ -79,12 +141,20 @@ def dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def inputs_hash(features: dict[str, float | str | None]) -> str:
+    """SHA-256 of the canonical JSON of the features the model scored (keys sorted, compact, UTF-8):
+    an auditor recomputes it from the row's `features` column to show the inputs were not altered."""
+    canonical = json.dumps(features, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 class DecisionLogReader(ABC):
     """Read-only queries on the decision log."""
 
     @abstractmethod
-    def by_idempotency_key(self, key: str) -> StoredResponse | None:
-        """The stored response for an idempotency key, if any."""
+    def by_idempotency_key(self, caller: str, key: str) -> StoredResponse | None:
+        """The response stored for this caller's idempotency key, if any (else one logged under the
+        key before callers were recorded, marked `legacy`)."""
 
     @abstractmethod
     def get(self, request_id: str) -> dict[str, Any] | None:
@@ -108,6 +178,13 @@ class DecisionLogReader(ABC):
     @abstractmethod
     def versions_by_application(self) -> dict[str, str]:
         """application_id -> model version of its latest logged decision (audits filter by version)."""
+
+    @abstractmethod
+    def audit_rows(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """One row per decision logged in [since, until), oldest first, for auditors: request id,
+        time, caller, model name/version/digest, feature-set version, inputs hash, decision, PD,
+        score, grade, reasons (JSON text), the latest review and the observed outcome. Never the
+        features themselves, the application, or any key material."""
 
     def close(self) -> None:  # noqa: B027 (optional hook; readers without resources need nothing)
         """Release connections."""
@@ -140,9 +217,17 @@ class DecisionLogWriter(DecisionLogReader):
 
     @abstractmethod
     def add_review(
-        self, request_id: str, reviewer: str, action: str, final_decision: str, reason: str
+        self,
+        request_id: str,
+        reviewer: str,
+        action: str,
+        final_decision: str,
+        reason: str,
+        *,
+        reviewed_by_key: str,
     ) -> dict[str, Any]:
-        """Record a human review beside the automated decision (both are kept)."""
+        """Record a human review beside the automated decision (both are kept): `reviewer` as the
+        person wrote it, `reviewed_by_key` the name of the API key that sent it."""
 
     @abstractmethod
     def add_outcomes(self, outcomes: list[tuple[str, bool, datetime]]) -> tuple[int, int]:

@@ -5,7 +5,10 @@ waiting together (group commit); each request still waits for the commit that ho
 Checkpoints (copying the WAL into the database file, with its own fsync) run on a separate thread, so
 they never stall a commit that requests are waiting on.
 It is the evidence for audits, the source for drift and fairness monitoring, and keeps human reviews
-beside the automated decision (PIPL art. 24).
+beside the automated decision (PIPL art. 24). Each decision records who asked (the API key's name,
+never the key), the served model's digest and a hash of the inputs it scored; each review, the name
+of the key that sent it. Idempotency keys are unique per caller. A log written by an earlier release
+is upgraded when a server opens it (`_upgrade`).
 
 `SqliteDecisionLogReader` opens the file read-only (`mode=ro`, `query_only`): no thread, no write
 lock, never creates the database; `SqliteDecisionLogWriter` is the server's writer and reads through
@@ -23,14 +26,24 @@ import threading
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from decisions.base import DecisionLogReader, DecisionLogWriter, DecisionRecord, StoredResponse
+from decisions.base import (
+    AUDIT_COLUMNS,
+    ROW_COLUMNS,
+    DecisionLogReader,
+    DecisionLogWriter,
+    DecisionRecord,
+    StoredResponse,
+)
 
 log = logging.getLogger("coopscore.serving")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
+# The decisions table; idempotency keys are unique per caller (the API key's name), so two lenders
+# that both number their requests 1, 2, 3 never meet. Rows logged before callers were recorded have
+# caller '' (see `_upgrade`).
+_DECISIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     request_id      TEXT PRIMARY KEY,
     application_id  TEXT NOT NULL,
     member_id       TEXT NOT NULL,
@@ -46,20 +59,30 @@ CREATE TABLE IF NOT EXISTS decisions (
     reasons         TEXT NOT NULL,
     response        TEXT NOT NULL,
     latency_ms      REAL NOT NULL,
-    idempotency_key TEXT UNIQUE,
-    body_sha256     TEXT
-);
+    idempotency_key TEXT,
+    body_sha256     TEXT,
+    caller          TEXT NOT NULL DEFAULT '',
+    model_digest    TEXT,
+    inputs_hash     TEXT
+)"""
+
+_SCHEMA = (
+    _DECISIONS_TABLE.format(name="decisions")
+    + """;
 CREATE INDEX IF NOT EXISTS decisions_created ON decisions(created_at);
 CREATE INDEX IF NOT EXISTS decisions_application ON decisions(application_id);
+CREATE UNIQUE INDEX IF NOT EXISTS decisions_caller_idempotency ON decisions(caller, idempotency_key);
 CREATE TABLE IF NOT EXISTS reviews (
-    review_id      INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id     TEXT NOT NULL REFERENCES decisions(request_id),
-    reviewer       TEXT NOT NULL,
-    action         TEXT NOT NULL CHECK (action IN ('confirm', 'override')),
-    final_decision TEXT NOT NULL,
-    reason         TEXT NOT NULL,
-    created_at     TEXT NOT NULL
+    review_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id      TEXT NOT NULL REFERENCES decisions(request_id),
+    reviewer        TEXT NOT NULL,
+    action          TEXT NOT NULL CHECK (action IN ('confirm', 'override')),
+    final_decision  TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    reviewed_by_key TEXT
 );
+CREATE INDEX IF NOT EXISTS reviews_request ON reviews(request_id);
 CREATE TABLE IF NOT EXISTS outcomes (
     application_id TEXT PRIMARY KEY,
     defaulted      INTEGER NOT NULL,
@@ -67,12 +90,54 @@ CREATE TABLE IF NOT EXISTS outcomes (
     recorded_at    TEXT NOT NULL
 );
 """
+)
+
+# The columns of the first release's decisions table (idempotency_key UNIQUE on its own).
+_V1_COLUMNS: Final = ROW_COLUMNS[:17]
+
+_INSERT = (
+    f"INSERT OR IGNORE INTO decisions ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
+)
+_CALLER, _KEY = ROW_COLUMNS.index("caller"), ROW_COLUMNS.index("idempotency_key")
 
 
-_INSERT = f"INSERT OR IGNORE INTO decisions VALUES ({', '.join('?' * 17)})"
+def _columns(con: sqlite3.Connection, table: str) -> set[str]:
+    """The table's column names (empty when it does not exist)."""
+    return {str(r[1]) for r in con.execute(f"PRAGMA table_info({table})").fetchall()}
 
-# What the writer thread is handed: the encoded row, its idempotency key, and who waits for it.
-_Pending = tuple[tuple[object, ...], str | None, Future[StoredResponse | None]]
+
+def _upgrade(con: sqlite3.Connection) -> None:
+    """Bring a log written by an earlier release to this schema, in one transaction (a second worker
+    process waits on it, then finds nothing to do).
+
+    Its `idempotency_key` was UNIQUE on its own, an index SQLite cannot drop, so the decisions table
+    is rebuilt (SQLite's documented create-copy-drop-rename) with uniqueness per (caller, key); the
+    old rows get caller '' and keep replaying their stored responses (see `by_idempotency_key`).
+    Reviews gain `reviewed_by_key`.
+    """
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        decisions = _columns(con, "decisions")
+        if decisions and "caller" not in decisions:
+            old = ", ".join(_V1_COLUMNS)
+            con.execute(_DECISIONS_TABLE.format(name="decisions_upgraded"))
+            con.execute(f"INSERT INTO decisions_upgraded ({old}) SELECT {old} FROM decisions")
+            moved = con.execute("SELECT count(*) FROM decisions_upgraded").fetchone()[0]
+            con.execute("DROP TABLE decisions")
+            con.execute("ALTER TABLE decisions_upgraded RENAME TO decisions")
+            log.warning("decision log upgraded: %d earlier decisions kept with caller ''", moved)
+        reviews = _columns(con, "reviews")
+        if reviews and "reviewed_by_key" not in reviews:
+            con.execute("ALTER TABLE reviews ADD COLUMN reviewed_by_key TEXT")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+# What the writer thread is handed: the encoded row (caller and idempotency key inside it) and who
+# waits for it.
+_Pending = tuple[tuple[object, ...], Future[StoredResponse | None]]
 
 
 class SqliteDecisionLogReader(DecisionLogReader):
@@ -112,14 +177,21 @@ class SqliteDecisionLogReader(DecisionLogReader):
         self._connections.clear()
         self._local = threading.local()
 
-    def by_idempotency_key(self, key: str) -> StoredResponse | None:
-        """The stored response for an idempotency key, if any."""
+    def by_idempotency_key(self, caller: str, key: str) -> StoredResponse | None:
+        """The response stored for this caller's idempotency key, if any; else one logged under the
+        key before callers were recorded (caller '', marked `legacy`). One indexed query."""
         row = (
             self._reader()
-            .execute("SELECT body_sha256, response FROM decisions WHERE idempotency_key = ?", (key,))
+            .execute(
+                """SELECT caller, body_sha256, response FROM decisions
+                   WHERE caller IN (?, '') AND idempotency_key = ? ORDER BY caller = '' LIMIT 1""",
+                (caller, key),
+            )
             .fetchone()
         )
-        return None if row is None else StoredResponse(row[0], json.loads(row[1]))
+        if row is None:
+            return None
+        return StoredResponse(row[1], json.loads(row[2]), legacy=row[0] == "" and caller != "")
 
     def get(self, request_id: str) -> dict[str, Any] | None:
         """One decision with its reviews."""
@@ -129,12 +201,22 @@ class SqliteDecisionLogReader(DecisionLogReader):
         ).fetchone()
         if row is None:
             return None
+        # A log an earlier release wrote (not yet upgraded by a server) has no reviewed_by_key.
+        by_key = "reviewed_by_key" if "reviewed_by_key" in _columns(con, "reviews") else "NULL"
         reviews = con.execute(
-            """SELECT review_id, reviewer, action, final_decision, reason, created_at
+            f"""SELECT review_id, reviewer, {by_key}, action, final_decision, reason, created_at
                FROM reviews WHERE request_id = ? ORDER BY review_id""",
             (request_id,),
         ).fetchall()
-        names = ("review_id", "reviewer", "action", "final_decision", "reason", "created_at")
+        names = (
+            "review_id",
+            "reviewer",
+            "reviewed_by_key",
+            "action",
+            "final_decision",
+            "reason",
+            "created_at",
+        )
         return {
             "request_id": row[0],
             "decision": row[1],
@@ -197,6 +279,40 @@ class SqliteDecisionLogReader(DecisionLogReader):
         )
         return {str(a): str(v) for a, v in rows}
 
+    def audit_rows(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """One row per decision logged in [since, until), oldest first, with its latest review and
+        its outcome (see `DecisionLogReader.audit_rows`); columns are `AUDIT_COLUMNS`."""
+        con = self._reader()
+        decisions, reviews = _columns(con, "decisions"), _columns(con, "reviews")
+
+        # A log an earlier release wrote (not yet upgraded by a server) lacks the newer columns.
+        def col(alias: str, name: str, have: set[str]) -> str:
+            return f"{alias}.{name}" if name in have else "NULL"
+
+        sql = f"""
+            SELECT d.request_id, d.created_at, {col("d", "caller", decisions)},
+                   d.model_name, d.model_version, {col("d", "model_digest", decisions)},
+                   json_extract(d.response, '$.feature_set_version'),
+                   {col("d", "inputs_hash", decisions)},
+                   d.decision, d.pd, d.score, d.grade, d.reasons,
+                   r.final_decision, r.action, r.reviewer,
+                   {col("r", "reviewed_by_key", reviews)}, r.reason, r.created_at,
+                   o.defaulted, o.observed_at, o.recorded_at
+            FROM decisions d
+            LEFT JOIN reviews r ON r.review_id =
+                (SELECT max(review_id) FROM reviews WHERE request_id = d.request_id)
+            LEFT JOIN outcomes o ON o.application_id = d.application_id
+            WHERE d.created_at >= ? AND d.created_at < ?
+            ORDER BY d.created_at, d.request_id"""
+        rows = con.execute(sql, (since.isoformat(), until.isoformat())).fetchall()
+        out = []
+        for row in rows:
+            item = dict(zip(AUDIT_COLUMNS, row, strict=True))
+            if item["outcome_defaulted"] is not None:
+                item["outcome_defaulted"] = bool(item["outcome_defaulted"])
+            out.append(item)
+        return out
+
 
 class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
     """Append-only decision log with a group-committing writer thread (the server's, one per process)."""
@@ -209,6 +325,7 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
         self._max_group = max_group
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._writer_con = self._connect()
+        _upgrade(self._writer_con)
         self._writer_con.executescript(_SCHEMA)
         self._writer_con.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
         self._write_lock = path.with_name(path.name + ".writelock").open("ab")
@@ -269,15 +386,15 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
         same idempotency key (a concurrent duplicate), in which case nothing new was written.
         """
         future: Future[StoredResponse | None] = Future()
-        self._queue.put((record.row(), record.idempotency_key, future))
+        self._queue.put((record.row(), future))
         return future
 
     def submit_many(self, records: list[DecisionRecord]) -> list[Future[StoredResponse | None]]:
         """`submit` for several records; queued together, so they share as few commits as possible."""
-        pending: list[_Pending] = [(r.row(), r.idempotency_key, Future()) for r in records]
+        pending: list[_Pending] = [(r.row(), Future()) for r in records]
         for item in pending:
             self._queue.put(item)
-        return [future for _, _, future in pending]
+        return [future for _, future in pending]
 
     def _run(self) -> None:
         while True:
@@ -308,14 +425,15 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
         fcntl.flock(self._write_lock, fcntl.LOCK_EX)
         try:
             con.execute("BEGIN IMMEDIATE")
-            for row, idempotency_key, _ in group:
+            for row, _ in group:
                 cur = con.execute(_INSERT, row)
-                if cur.rowcount == 1 or idempotency_key is None:
+                if cur.rowcount == 1 or row[_KEY] is None:
                     results.append(None)
-                else:
+                else:  # the same caller's key is already logged: answer with that row
                     stored = con.execute(
-                        "SELECT body_sha256, response FROM decisions WHERE idempotency_key = ?",
-                        (idempotency_key,),
+                        """SELECT body_sha256, response FROM decisions
+                           WHERE caller = ? AND idempotency_key = ?""",
+                        (row[_CALLER], row[_KEY]),
                     ).fetchone()
                     results.append(StoredResponse(stored[0], json.loads(stored[1])))
             con.execute("COMMIT")
@@ -326,7 +444,7 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
         finally:
             fcntl.flock(self._write_lock, fcntl.LOCK_UN)
         if failure is not None:
-            for _, _, future in group:
+            for _, future in group:
                 future.set_exception(failure)
             return
         self.commits += 1
@@ -334,26 +452,36 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
         if self._rows_since_checkpoint >= self._checkpoint_rows:
             self._rows_since_checkpoint = 0
             self._checkpoint_wanted.set()
-        for (_, _, future), result in zip(group, results, strict=True):
+        for (_, future), result in zip(group, results, strict=True):
             future.set_result(result)
 
     def add_review(
-        self, request_id: str, reviewer: str, action: str, final_decision: str, reason: str
+        self,
+        request_id: str,
+        reviewer: str,
+        action: str,
+        final_decision: str,
+        reason: str,
+        *,
+        reviewed_by_key: str,
     ) -> dict[str, Any]:
-        """Record a human review beside the automated decision (both are kept)."""
+        """Record a human review beside the automated decision (both are kept), with the name of the
+        API key that sent it."""
         con = self._reader()
         created = datetime.now(UTC).isoformat()
         with con:
             con.execute("BEGIN IMMEDIATE")
             cur = con.execute(
-                """INSERT INTO reviews (request_id, reviewer, action, final_decision, reason, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?)""",
-                (request_id, reviewer, action, final_decision, reason, created),
+                """INSERT INTO reviews
+                   (request_id, reviewer, reviewed_by_key, action, final_decision, reason, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (request_id, reviewer, reviewed_by_key, action, final_decision, reason, created),
             )
         return {
             "review_id": cur.lastrowid,
             "request_id": request_id,
             "reviewer": reviewer,
+            "reviewed_by_key": reviewed_by_key,
             "action": action,
             "final_decision": final_decision,
             "reason": reason,

@@ -50,6 +50,8 @@ class Scorer(Protocol):
     # A table-trained model's spec: it scores the applicant's inline values, checked against this.
     # None for a model of the event log (it scores online vectors and refuses inline values).
     table_spec: ModelSpec | None
+    # What identifies its artifacts (logged with each decision); empty when unknown.
+    digest: str
 
     def score_one(self, features: FeatureValues, *, force_review: str | None = None) -> Scored:
         """Score one feature vector; `force_review` sends it to review with that note."""

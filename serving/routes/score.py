@@ -30,6 +30,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 
+from coopscore.settings import ApiKeyEntry
 from decisions.base import DecisionRecord, StoredResponse
 from features.online.base import MemberVector
 from serving.deps import StateDep, require_scope, served_model
@@ -45,12 +46,16 @@ from serving.scoring import Scored, Scorer, applicant_vector, applicant_vectors,
 from serving.state import AppState, ServedModel, served_problem
 
 # Auth runs before anything else, so an unauthenticated caller learns nothing about service state.
+# The routes take the same dependency as a parameter (solved once per request: FastAPI caches it) for
+# the key's name, the decision's caller.
+_score_scope = require_scope("score")
 router = APIRouter(
     responses=ERROR_RESPONSES,
     prefix="/v1/score",
     tags=["score"],
-    dependencies=[Depends(require_scope("score"))],
+    dependencies=[Depends(_score_scope)],
 )
+Caller = Annotated[ApiKeyEntry, Depends(_score_scope)]
 
 NEW_MEMBER_NOTE = "new member: no cooperative history on file, scored on peer signals alone"
 IdempotencyKey = Annotated[
@@ -130,6 +135,7 @@ def _decision(
     vector: MemberVector | None,
     features: Mapping[str, float | str | None],
     *,
+    caller: str,
     started: float,
     idempotency_key: str | None = None,
     body_sha: str | None = None,
@@ -183,22 +189,32 @@ def _decision(
         idempotency_key=idempotency_key,
         body_sha256=body_sha,
         response_json=content,
+        caller=caller,
+        model_digest=served.scorer.digest or None,
     )
     return content, record
 
 
 def _decide(
-    state: AppState, served: ServedModel, body: ScoreRequest, idempotency_key: str | None, started: float
+    state: AppState,
+    served: ServedModel,
+    body: ScoreRequest,
+    caller: str,
+    idempotency_key: str | None,
+    started: float,
 ) -> _Decided | JSONResponse:
-    """Everything CPU-bound for one application, in a worker thread; ends by queueing its log row."""
+    """Everything CPU-bound for one application, in a worker thread; ends by queueing its log row.
+    `caller` is the API key's name: it is logged, and idempotency keys are looked up per caller."""
     # The body hash only matters for an idempotent request: skip it on the plain hot path.
     body_sha = _body_sha(body) if idempotency_key is not None else None
     if idempotency_key is not None:
-        stored = state.decision_log.by_idempotency_key(idempotency_key)
-        if stored is not None:
+        stored = state.decision_log.by_idempotency_key(caller, idempotency_key)
+        # A key logged before callers were recorded replays only its own body (a retry across the
+        # upgrade); another body under it is some other client's request and gets its own decision.
+        if stored is not None and not (stored.legacy and stored.body_sha256 != body_sha):
             return _replay(stored.body_sha256, body_sha, stored.response)
     if body.features is not None or body.allow_out_of_range or served.scorer.table_spec is not None:
-        return _decide_inline(state, served, body, idempotency_key, body_sha, started)
+        return _decide_inline(state, served, body, caller, idempotency_key, body_sha, started)
     [vector] = state.online_store.online_read([body.member_id])
     _check_feature_set(served.scorer, [vector])
     if vector is None and not body.allow_new_member:
@@ -213,6 +229,7 @@ def _decide(
         served,
         vector,
         json_safe(features),
+        caller=caller,
         started=started,
         idempotency_key=idempotency_key,
         body_sha=body_sha,
@@ -245,6 +262,7 @@ def _decide_inline(
     state: AppState,
     served: ServedModel,
     body: ScoreRequest,
+    caller: str,
     idempotency_key: str | None,
     body_sha: str | None,
     started: float,
@@ -258,6 +276,7 @@ def _decide_inline(
         served,
         None,
         applicant.features,
+        caller=caller,
         started=started,
         idempotency_key=idempotency_key,
         body_sha=body_sha,
@@ -266,12 +285,13 @@ def _decide_inline(
 
 
 async def score_application(
-    state: AppState, served: ServedModel, body: ScoreRequest, idempotency_key: str | None
+    state: AppState, served: ServedModel, body: ScoreRequest, caller: str, idempotency_key: str | None
 ) -> Response:
-    """Score one application and make its decision durable; replays a stored idempotent answer."""
+    """Score one application for `caller` (an API key's name) and make its decision durable; replays
+    the answer stored under the caller's idempotency key."""
     started = time.perf_counter()
     # Scoring is CPU-bound: keep it off the event loop (one hop for all of it).
-    decided = await _in_pool(state, _decide, state, served, body, idempotency_key, started)
+    decided = await _in_pool(state, _decide, state, served, body, caller, idempotency_key, started)
     if isinstance(decided, Response):
         return decided
     duplicate = await asyncio.wrap_future(decided.logged)  # the group commit holding this row
@@ -293,6 +313,7 @@ def _replay(stored_sha: str | None, body_sha: str | None, response: dict[str, An
 
 @router.post("", response_model=ScoreResponse, summary="Score one applicant")
 async def score(
+    key: Caller,
     body: ScoreRequest,
     state: StateDep,
     idempotency_key: IdempotencyKey = None,
@@ -303,19 +324,23 @@ async def score(
     sent in `features` instead of the member's online vector: they are checked against the columns,
     types, categories and ranges it was trained on (422 naming each bad `features.<column>`), and its
     reasons are named by the table's columns. An event-log model refuses `features` (422).
+
+    The decision records the calling API key's name. An `Idempotency-Key` is the caller's own: a
+    retry with the same body replays the stored answer, another body is a 422, and another client
+    using the same key gets its own decision.
     """
     # Looked up here, not as a dependency, so a malformed request gets its 422 even without a model.
-    return await score_application(state, served_model(state), body, idempotency_key)
+    return await score_application(state, served_model(state), body, key.name, idempotency_key)
 
 
 def _decide_batch(
-    state: AppState, served: ServedModel, items: Sequence[ScoreRequest], started: float
+    state: AppState, served: ServedModel, items: Sequence[ScoreRequest], caller: str, started: float
 ) -> tuple[list[str], list[DecisionRecord], list[Future[StoredResponse | None]]]:
     """Score every item with one online-store read and one model call; queue all rows together."""
     if served.scorer.table_spec is not None or any(
         item.features is not None or item.allow_out_of_range for item in items
     ):
-        return _decide_batch_inline(state, served, items, started)
+        return _decide_batch_inline(state, served, items, caller, started)
     vectors = state.online_store.online_read([item.member_id for item in items])
     _check_feature_set(served.scorer, vectors)  # before anything is logged: the batch fails whole
     for item, vector in zip(items, vectors, strict=True):
@@ -332,14 +357,14 @@ def _decide_batch(
     contents: list[str] = []
     records: list[DecisionRecord] = []
     for item, one, vector, row in zip(items, scored, vectors, features, strict=True):
-        content, record = _decision(item, one, served, vector, json_safe(row), started=started)
+        content, record = _decision(item, one, served, vector, json_safe(row), caller=caller, started=started)
         contents.append(content)
         records.append(record)
     return contents, records, state.decision_log.submit_many(records)
 
 
 def _decide_batch_inline(
-    state: AppState, served: ServedModel, items: Sequence[ScoreRequest], started: float
+    state: AppState, served: ServedModel, items: Sequence[ScoreRequest], caller: str, started: float
 ) -> tuple[list[str], list[DecisionRecord], list[Future[StoredResponse | None]]]:
     """`_decide_batch` for a table-trained model: every item's inline values, one model call."""
     applicants = _inline_applicants(served, items, batch=True)
@@ -349,14 +374,16 @@ def _decide_batch_inline(
     contents: list[str] = []
     records: list[DecisionRecord] = []
     for item, one, applicant in zip(items, scored, applicants, strict=True):
-        content, record = _decision(item, one, served, None, applicant.features, started=started)
+        content, record = _decision(
+            item, one, served, None, applicant.features, caller=caller, started=started
+        )
         contents.append(content)
         records.append(record)
     return contents, records, state.decision_log.submit_many(records)
 
 
 @router.post("/batch", response_model=BatchScoreResponse, summary="Score several applicants")
-async def score_batch(body: BatchScoreRequest, state: StateDep) -> Response:
+async def score_batch(key: Caller, body: BatchScoreRequest, state: StateDep) -> Response:
     """Each item is scored and logged as one decision; unknown members fail the whole batch (404)."""
     cap = state.settings.max_batch_items
     if len(body.applications) > cap:
@@ -367,7 +394,7 @@ async def score_batch(body: BatchScoreRequest, state: StateDep) -> Response:
     served = served_model(state)
     started = time.perf_counter()
     contents, records, logged = await _in_pool(
-        state, _decide_batch, state, served, body.applications, started
+        state, _decide_batch, state, served, body.applications, key.name, started
     )
     await asyncio.gather(*(asyncio.wrap_future(f) for f in logged))  # every row durable
     for record in records:

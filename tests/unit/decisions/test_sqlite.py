@@ -24,6 +24,7 @@ def record(
     sha: str | None = None,
     padding: int = 0,
     response_json: str | None = None,
+    caller: str = "lender-a",
 ) -> DecisionRecord:
     return DecisionRecord(
         request_id=f"{i:032x}",
@@ -48,6 +49,8 @@ def record(
         idempotency_key=key,
         body_sha256=sha,
         response_json=response_json,
+        caller=caller,
+        model_digest="d" * 64,
     )
 
 
@@ -77,7 +80,7 @@ def test_same_idempotency_key_returns_the_first_stored_response(tmp_path: Path) 
     first = [r for r in results if r is None]
     replays = [r for r in results if r is not None]
     assert len(first) == 1 and len(replays) == 4
-    stored = log.by_idempotency_key("k1")
+    stored = log.by_idempotency_key("lender-a", "k1")
     assert stored is not None and stored.body_sha256 == "s"
     assert all(r.response == stored.response for r in replays)  # type: ignore[union-attr]
     assert len(log.request_ids()) == 1
@@ -87,11 +90,15 @@ def test_same_idempotency_key_returns_the_first_stored_response(tmp_path: Path) 
 def test_reviews_are_kept_beside_the_decision(tmp_path: Path) -> None:
     log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
     log.submit(record(1)).result(timeout=10)
-    log.add_review(f"{1:032x}", "officer li", "override", "decline", "income proof missing")
+    log.add_review(
+        f"{1:032x}", "officer li", "override", "decline", "income proof missing", reviewed_by_key="admin-1"
+    )
     found = log.get(f"{1:032x}")
     assert found is not None
     assert found["decision"] == "approve"
     assert found["reviews"][0]["final_decision"] == "decline"
+    assert found["reviews"][0]["reviewer"] == "officer li"
+    assert found["reviews"][0]["reviewed_by_key"] == "admin-1"
     log.close()
 
 
@@ -160,7 +167,7 @@ def test_a_reader_starts_no_thread_takes_no_lock_and_reads_what_a_writer_wrote(t
     writer = SqliteDecisionLogWriter(path)
     for i in range(3):
         writer.submit(record(i)).result(timeout=10)
-    writer.add_review(f"{1:032x}", "officer li", "confirm", "approve", "checked")
+    writer.add_review(f"{1:032x}", "officer li", "confirm", "approve", "checked", reviewed_by_key="admin-1")
     writer.add_outcomes([("app-0", True, datetime(2026, 6, 1, tzinfo=UTC))])
     writer.close()
 

@@ -53,6 +53,7 @@ class StubScorer:
     model_card: str | None = None
     feature_names: tuple[str, ...] = NAMES
     table_spec: ModelSpec | None = None
+    digest: str = ""
     scored: int = 0
 
     def score_one(self, features: FeatureValues, *, force_review: str | None = None) -> Scored:
