@@ -35,7 +35,7 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
         check=False,
-        preexec_fn=lambda: os.umask(0o022),  # noqa: PLW1509 - a umask, no threads involved
+        preexec_fn=lambda: os.umask(0o022),
     )
     assert done.returncode == 0, f"coopscore {' '.join(args)}: {done.returncode}\n{done.stderr[-2000:]}"
     return done

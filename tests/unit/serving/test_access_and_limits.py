@@ -262,9 +262,9 @@ def test_the_server_keeps_its_data_private_whatever_the_umask(
     data.mkdir(mode=0o755)
     data.chmod(0o755)  # an install from before this release
     settings = make_settings(tmp_path, keys)
-    with caplog.at_level(logging.WARNING, logger="coopscore.files"):
-        with TestClient(create_app(settings, scorer_loader=no_champion)) as client:
-            assert client.get("/healthz").status_code == 200
+    app = create_app(settings, scorer_loader=no_champion)
+    with caplog.at_level(logging.WARNING, logger="coopscore.files"), TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
     assert _mode(data) == 0o700
     assert [r.getMessage() for r in caplog.records if "tightened" in r.getMessage()] == [
         f"folder {data} was readable by other users (mode 755); tightened to 700"
