@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Final
 
@@ -31,6 +31,7 @@ PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz", "/docs", "/redoc", "/ope
 # A single score answer starts with its decision's id: the access log and X-Request-ID reuse it.
 _ID_PREFIX: Final = b'{"request_id":"'
 _ID_LENGTH: Final = 32
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -94,7 +95,7 @@ class AccessLayer:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()  # uuid4's 32 hex digits, at a fifth of its cost
         scope.setdefault("state", {})["request_id"] = request_id  # `request.state.request_id` in routes
         presented = _presented_key(scope["headers"])
         digest = hashlib.sha256(presented.encode()).hexdigest() if presented else None
@@ -169,7 +170,7 @@ class AccessLayer:
             "key": entry.name if entry is not None else None,
             "key_fp": key_fingerprint(presented) if presented and status in (401, 403) else None,
         }
-        access_log.info(json.dumps(line, separators=(",", ":")))
+        access_log.info(_encode(line))
 
 
 async def _too_many(send: Send, wait: float, why: str) -> None:
