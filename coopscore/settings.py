@@ -77,7 +77,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="COOPSCORE_", env_file=".env", extra="ignore", frozen=True)
 
-    environment: str = Field("development", description="development | production")
+    environment: Literal["development", "production"] = Field(
+        "development", description="production: no /docs or /openapi.json, a bare /readyz, keys required"
+    )
     data_dir: Path = Field(Path("data"), description="event log, quarantine, stores, decision log")
     tracking_uri: str = Field("sqlite:///mlruns/mlflow.db", description="MLflow tracking URI")
     artifact_root: Path = Field(Path("mlruns/artifacts"), description="MLflow artifact root")
@@ -99,6 +101,21 @@ class Settings(BaseSettings):
     cors_origins: tuple[str, ...] = Field(default=(), description="allowed CORS origins (closed by default)")
     model_name: str = Field(default=MODEL_NAME, description="registered model name")
 
+    # Access log and rate limits (per worker process: with N workers a client gets up to N times these).
+    access_log: bool = Field(default=True, description="one JSON line per request on stderr")
+    rate_limit_per_second: float = Field(
+        default=1_000.0, ge=0, description="requests per second per API key (0: no limit)"
+    )
+    rate_limit_burst: int = Field(
+        default=2_000, ge=0, description="requests a key may send at once (0: no limit)"
+    )
+    auth_failure_per_second: float = Field(
+        default=0.2, ge=0, description="failed authentications per second per client address (0: no limit)"
+    )
+    auth_failure_burst: int = Field(
+        default=20, ge=0, description="failed authentications a client address may make at once (0: no limit)"
+    )
+
     # Backends, chosen here and built by one factory each (features.online.factory, decisions.factory).
     online_store: str = Field(
         default="", description="online store URL, e.g. sqlite:///PATH (empty: SQLite under data_dir)"
@@ -112,6 +129,11 @@ class Settings(BaseSettings):
         if self.environment == "production" and not self.api_keys:
             raise ValueError("COOPSCORE_API_KEYS must be set in production")
         return self
+
+    @property
+    def production(self) -> bool:
+        """`COOPSCORE_ENVIRONMENT=production`: API docs off, /readyz says only ready or not."""
+        return self.environment == "production"
 
     @property
     def decision_log_url(self) -> BackendUrl:

@@ -50,6 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from coopscore.files import private_dir
 from features.contracts import EVENT_CONTRACTS, EVENT_TYPES, REFERENCE_CONTRACTS, TableContract
 from features.event_log import EventLog, write_parquet_atomic
 from features.key_index import KeyIndex
@@ -354,7 +355,7 @@ def _fetch(
 @contextmanager
 def _writer_lock(data_dir: Path) -> Iterator[None]:
     """One writer at a time per data dir: dedupe is only exact if nobody appends meanwhile."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     with (data_dir / ".ingest.lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

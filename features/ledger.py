@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from coopscore.files import private_file
+
 # What became of one source file in one batch (see `features.ingest.SourceCounts.status`).
 STORED: Final = "stored"
 STORED_WITH_QUARANTINE: Final = "stored with quarantined rows"
@@ -78,7 +80,7 @@ class IngestLedger:
     """Append-only record of ingest batches; a batch is 'complete' only once all its rows are stored."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # 0600 before SQLite opens it (its -wal/-shm take the same mode)
         self.path = path
         self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._con.execute("PRAGMA journal_mode=WAL")

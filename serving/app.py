@@ -14,10 +14,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from coopscore.files import private_dir, private_file
 from coopscore.settings import Settings, get_settings
 from decisions.factory import decision_log_writer
 from features.online import factory as online_factory
 from features.online.base import OnlineStore
+from serving.access import AccessLayer, configure_access_log
 from serving.errors import install_error_handlers
 from serving.metrics import ServiceMetrics
 from serving.routes import (
@@ -172,6 +174,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _private_data(settings)
         store = online_store or online_factory.online_store(settings)
         decision_log = decision_log_writer(settings)
         holder = ModelHolder(scorer_loader or _default_loader(), settings, store)
@@ -194,7 +197,9 @@ def create_app(
                 store.close()
 
     docs: dict[str, Any] = (
-        {} if settings.docs_enabled else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+        {}
+        if settings.docs_enabled and not settings.production
+        else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     )
     app = FastAPI(
         title="coopscore",
@@ -227,4 +232,24 @@ def create_app(
         )
     app.add_middleware(RequestMetrics, metrics=service_metrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    _add_access_layer(app, settings, service_metrics)
     return app
+
+
+# ---- Access log, rate limits and private files (issue 14: items 2, 5, 6) ----
+
+
+def _add_access_layer(app: FastAPI, settings: Settings, service_metrics: ServiceMetrics) -> None:
+    """The outermost layer: request ids, the JSON access log and the rate limits (`serving.access`),
+    so a refused request costs no routing, no body and no other middleware."""
+    configure_access_log(settings.access_log)
+    app.add_middleware(AccessLayer, settings=settings, metrics=service_metrics)
+
+
+def _private_data(settings: Settings) -> None:
+    """The data folder 0700 (tightened, with a warning, if it was looser) and the SQLite decision log
+    created 0600, whatever the umask of the process serving the app."""
+    private_dir(settings.data_dir)
+    url = settings.decision_log_url
+    if url.scheme == "sqlite":
+        private_file(url.sqlite_path())

@@ -6,7 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class ServiceMetrics:
-    """Requests and latency by route and status, decisions by outcome, scores, model version."""
+    """Requests and latency by route and status, 429s by kind, decisions by outcome, scores, model
+    version."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -38,6 +39,15 @@ class ServiceMetrics:
             ["name", "version"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "coopscore_rate_limited_total",
+            "Requests refused with 429: kind=key (an API key over its rate), "
+            "kind=auth_failure (a client address over its failed-authentication budget)",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in ("key", "auth_failure"):  # both series exist from the start, at 0
+            self.rate_limited.labels(kind=kind)
         self.feature_psi = Gauge(
             "coopscore_feature_psi", "Latest drift PSI per feature", ["feature"], registry=self.registry
         )

@@ -20,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from coopscore.files import FILE_MODE
 from models import mlflow_io
 from models.artifacts import sha256_file, write_artifacts
 from models.registry import CHALLENGER, CODE_FILE, checksum_tags
@@ -62,6 +63,16 @@ def _code_file() -> Path:
     if spec is None or spec.origin is None:
         raise RuntimeError("models.pyfunc_entry not found")
     return Path(spec.origin)
+
+
+def _private_copy(source: Path, folder: Path) -> Path:
+    """`source` copied into `folder` as a 0600 file: MLflow copies the code file with its mode, and the
+    installed module is world-readable, while the store is private (see `coopscore.files`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / source.name
+    shutil.copyfile(source, copy)
+    copy.chmod(FILE_MODE)
+    return copy
 
 
 def _pip_requirements() -> list[str]:
@@ -176,7 +187,7 @@ def log_and_register(
                 _write_json(root / "data" / "inputs.json", result.training_set.inputs.to_dict())
                 mlflow_io.log_artifacts(tracking_uri, run_id, root / "data", "data")
             artifacts = write_artifacts(result.model, root / "model", result.reference_sample)
-            code = _code_file()
+            code = _private_copy(_code_file(), root / "code")
             sha256 = {**artifacts.sha256, CODE_FILE: sha256_file(code)}
             model_uri = mlflow_io.log_code_model(
                 tracking_uri,

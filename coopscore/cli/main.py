@@ -15,6 +15,7 @@ import typer
 
 from coopscore.cli import audit, decisions, features, ingest, keys, monitor, serve, simulate, train
 from coopscore.cli.output import console, debug_enabled, internal_error, set_debug
+from coopscore.files import restrict_new_files
 
 app = typer.Typer(
     name="coopscore",
@@ -59,7 +60,9 @@ app.add_typer(decisions.app, name="decisions")
 
 def main() -> None:
     """Entry point for `coopscore` and `python -m coopscore`: an unexpected error is one line and
-    exit 1, its traceback only with `coopscore --debug`."""
+    exit 1, its traceback only with `coopscore --debug`. Everything it writes (data folder, stores,
+    reports, the MLflow database, the server's files) is private to the user: umask 0o077."""
+    restrict_new_files()
     try:
         app()
     except Exception as error:

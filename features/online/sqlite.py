@@ -21,6 +21,7 @@ from typing import Final
 
 import numpy as np
 
+from coopscore.files import private_file
 from features.online.base import FeatureBatch, GenerationInfo, MemberVector, OnlineStore, Refresh
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -82,7 +83,7 @@ class SqliteOnlineStore(OnlineStore):
         self._writers: dict[int, sqlite3.Connection] = {}
         # generation -> (feature names, feature-set version); committed generations never change.
         self._generations: dict[int, tuple[tuple[str, ...], str]] = {}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # 0600 before SQLite opens it (its -wal/-shm take the same mode)
         con = self._connect()
         try:
             con.execute("BEGIN IMMEDIATE")

@@ -21,7 +21,8 @@ def healthz() -> HealthResponse:
 @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
 def readyz(state: StateDep) -> ReadyResponse | JSONResponse:
     """Ready when a verified champion is loaded and the online store holds vectors it can score
-    (of the feature-set version it was trained on); a table-trained champion needs no vectors."""
+    (of the feature-set version it was trained on); a table-trained champion needs no vectors. In
+    production the body is only `{"ready": true|false}`."""
     current = state.models.current
     live = state.online_store.live_generation()
     if current is not None and current.scorer.table_spec is not None:
@@ -30,6 +31,8 @@ def readyz(state: StateDep) -> ReadyResponse | JSONResponse:
             f"serving {current.scorer.name} v{current.scorer.version}, trained on a table: applicants' "
             "values are sent inline in `features` (the online store is not read)"
         )
+        if state.settings.production:
+            return JSONResponse({"ready": True})
         return ReadyResponse(
             ready=True, model_version=current.scorer.version, online_store=live is not None, detail=detail
         )
@@ -49,6 +52,9 @@ def readyz(state: StateDep) -> ReadyResponse | JSONResponse:
         detail = (
             f"serving {current.scorer.name} v{current.scorer.version}; {live.member_count} members online"
         )
+    if state.settings.production:
+        # Unauthenticated: in production it says only ready or not (no version, counts or errors).
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
     body = ReadyResponse(
         ready=ready,
         model_version=current.scorer.version if current else None,

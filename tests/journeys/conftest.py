@@ -238,9 +238,12 @@ class ServerHome(Protocol):
     def root(self) -> Path: ...
 
 
-def start_server(world: ServerHome, *, workers: int = 1, until: str = "/readyz") -> JourneyServer:
+def start_server(
+    world: ServerHome, *, workers: int = 1, until: str = "/readyz", env: dict[str, str] | None = None
+) -> JourneyServer:
     """Create keys with `coopscore keys create` and start `coopscore serve` on a free port; return once
-    `until` answers 200 (`/healthz` for a server that is expected not to be ready)."""
+    `until` answers 200 (`/healthz` for a server that is expected not to be ready). `env` adds
+    settings for this server only (e.g. `COOPSCORE_RATE_LIMIT_BURST`)."""
     keys: dict[str, str] = {}
     entries: list[dict[str, Any]] = []
     for scope in (*SCOPES, "all"):
@@ -252,7 +255,7 @@ def start_server(world: ServerHome, *, workers: int = 1, until: str = "/readyz")
         entries.append(created["entry"])
     port = _free_port()
     log_path = world.root / f"serve-{port}.log"
-    env = {**world.cli.env, "COOPSCORE_API_KEYS": json.dumps(entries)}
+    env = {**world.cli.env, "COOPSCORE_API_KEYS": json.dumps(entries), **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
