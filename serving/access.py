@@ -28,9 +28,6 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 
 # Routes that need no key: a client over its failed-authentication budget may still probe them.
 PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz", "/docs", "/redoc", "/openapi.json"})
-# A single score answer starts with its decision's id: the access log and X-Request-ID reuse it.
-_ID_PREFIX: Final = b'{"request_id":"'
-_ID_LENGTH: Final = 32
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -102,7 +99,6 @@ class AccessLayer:
         entry = self.keys.get(digest) if digest is not None else None
         client = scope["client"][0] if scope.get("client") else "-"
         status = 500
-        start: Message | None = None
         refused = None
         if entry is not None and self.per_key is not None:
             wait = self.per_key.take(entry.name)
@@ -116,25 +112,13 @@ class AccessLayer:
                 refused = (wait, "too many failed authentications from this address")
 
         async def answer(message: Message) -> None:
-            nonlocal status, request_id, start
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                start = message  # held until the body's first bytes: they may carry the request id
-                return
-            if start is not None:
-                body = message.get("body", b"")
-                if (
-                    status == 200
-                    and body.startswith(_ID_PREFIX)
-                    and body[len(_ID_PREFIX) + _ID_LENGTH : len(_ID_PREFIX) + _ID_LENGTH + 1] == b'"'
-                ):
-                    request_id = body[len(_ID_PREFIX) : len(_ID_PREFIX) + _ID_LENGTH].decode("ascii")
-                start = {
-                    **start,
-                    "headers": [*start.get("headers", []), (b"x-request-id", request_id.encode())],
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())],
                 }
-                await send(start)
-                start = None
             await send(message)
 
         try:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ParamSpec, TypeVar
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from coopscore.settings import ApiKeyEntry
@@ -139,10 +139,12 @@ def _decision(
     started: float,
     idempotency_key: str | None = None,
     body_sha: str | None = None,
+    request_id: str | None = None,
 ) -> tuple[str, DecisionRecord]:
-    """The response (fields and order of `ScoreResponse`, encoded once) and its decision-log record."""
+    """The response (fields and order of `ScoreResponse`, encoded once) and its decision-log record.
+    `request_id` is the HTTP request's (the access log's and `X-Request-ID`'s); a batch item gets its own."""
     scored_at = datetime.now(UTC)
-    request_id = uuid.uuid4().hex
+    request_id = request_id or uuid.uuid4().hex
     application_id = body.application_id or f"app-{request_id[:16]}"
     reasons = [r.model_dump() for r in scored.reasons]  # the model's `Reason`, as JSON
     payload: dict[str, Any] = {
@@ -202,6 +204,7 @@ def _decide(
     caller: str,
     idempotency_key: str | None,
     started: float,
+    request_id: str | None = None,
 ) -> _Decided | JSONResponse:
     """Everything CPU-bound for one application, in a worker thread; ends by queueing its log row.
     `caller` is the API key's name: it is logged, and idempotency keys are looked up per caller."""
@@ -214,7 +217,7 @@ def _decide(
         if stored is not None and not (stored.legacy and stored.body_sha256 != body_sha):
             return _replay(stored.body_sha256, body_sha, stored.response)
     if body.features is not None or body.allow_out_of_range or served.scorer.table_spec is not None:
-        return _decide_inline(state, served, body, caller, idempotency_key, body_sha, started)
+        return _decide_inline(state, served, body, caller, idempotency_key, body_sha, started, request_id)
     [vector] = state.online_store.online_read([body.member_id])
     _check_feature_set(served.scorer, [vector])
     if vector is None and not body.allow_new_member:
@@ -233,6 +236,7 @@ def _decide(
         started=started,
         idempotency_key=idempotency_key,
         body_sha=body_sha,
+        request_id=request_id,
     )
     return _Decided(content, scored.decision, scored.score, body_sha, state.decision_log.submit(record))
 
@@ -266,6 +270,7 @@ def _decide_inline(
     idempotency_key: str | None,
     body_sha: str | None,
     started: float,
+    request_id: str | None = None,
 ) -> _Decided:
     """A table-trained model's decision on the applicant's inline values (the online store is not read)."""
     [applicant] = _inline_applicants(served, [body], batch=False)
@@ -280,18 +285,26 @@ def _decide_inline(
         started=started,
         idempotency_key=idempotency_key,
         body_sha=body_sha,
+        request_id=request_id,
     )
     return _Decided(content, scored.decision, scored.score, body_sha, state.decision_log.submit(record))
 
 
 async def score_application(
-    state: AppState, served: ServedModel, body: ScoreRequest, caller: str, idempotency_key: str | None
+    state: AppState,
+    served: ServedModel,
+    body: ScoreRequest,
+    caller: str,
+    idempotency_key: str | None,
+    request_id: str | None = None,
 ) -> Response:
     """Score one application for `caller` (an API key's name) and make its decision durable; replays
     the answer stored under the caller's idempotency key."""
     started = time.perf_counter()
     # Scoring is CPU-bound: keep it off the event loop (one hop for all of it).
-    decided = await _in_pool(state, _decide, state, served, body, caller, idempotency_key, started)
+    decided = await _in_pool(
+        state, _decide, state, served, body, caller, idempotency_key, started, request_id
+    )
     if isinstance(decided, Response):
         return decided
     duplicate = await asyncio.wrap_future(decided.logged)  # the group commit holding this row
@@ -316,6 +329,7 @@ async def score(
     key: Caller,
     body: ScoreRequest,
     state: StateDep,
+    request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """PD, score, grade, decision and the reasons that lowered the score (zh/en).
@@ -330,7 +344,9 @@ async def score(
     using the same key gets its own decision.
     """
     # Looked up here, not as a dependency, so a malformed request gets its 422 even without a model.
-    return await score_application(state, served_model(state), body, key.name, idempotency_key)
+    # The access layer's request id (X-Request-ID, the access log) is the decision's request id.
+    request_id = getattr(request.state, "request_id", None)
+    return await score_application(state, served_model(state), body, key.name, idempotency_key, request_id)
 
 
 def _decide_batch(
