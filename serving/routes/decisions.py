@@ -26,7 +26,12 @@ def get_decision(request_id: RequestId, state: StateDep, _key: ReadKey) -> dict[
 def review_decision(
     request_id: RequestId, body: ReviewRequest, state: StateDep, key: AdminKey
 ) -> ReviewResponse:
-    """A reviewer confirms or overrides an automated decision, with a reason (PIPL art. 24)."""
+    """A reviewer confirms or overrides an automated decision, with a reason (PIPL art. 24).
+
+    `confirm` keeps the automated decision (a `decision` sent with it is ignored); `override` replaces
+    it with `decision`, which it requires (422 without). Every review is kept in order beside the
+    automated decision (GET /v1/decisions/{request_id}).
+    """
     found = state.decision_log.get(request_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision {request_id!r}")
