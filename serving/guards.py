@@ -8,11 +8,11 @@ chunked, without reading more than the limit.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import RouteContext, iter_route_contexts
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,42 +41,46 @@ def _required_scope(dependant: Dependant) -> KeyScope | None:
     return None
 
 
+def protected_routes(routes: Sequence[BaseRoute]) -> list[tuple[RouteContext, KeyScope]]:
+    """Every route (with its routers' prefixes and dependencies) that needs a key, and the scope."""
+    found = []
+    for context in iter_route_contexts(routes):
+        dependant = getattr(context, "dependant", None)
+        required = _required_scope(dependant) if isinstance(dependant, Dependant) else None
+        if required is not None:
+            found.append((context, required))
+    return found
+
+
 class AuthGate:
     """Apply each route's key rule (`serving.auth.admit`) from the headers alone, before the route
     parses the body. Unmatched paths, public routes and other methods pass through unchanged."""
 
-    def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute], settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], settings: Settings) -> None:
         self.app = app
-        self.routes = routes  # the app's list: routes are read when a request comes, not at build time
+        self.routes = routes  # the app's list, read at the first request (every router is included)
         self.settings = settings
-        self._scopes: dict[int, KeyScope | None] = {}
-
-    def _scope_of(self, route: BaseRoute) -> KeyScope | None:
-        key = id(route)
-        if key not in self._scopes:
-            self._scopes[key] = _required_scope(route.dependant) if isinstance(route, APIRoute) else None
-        return self._scopes[key]
+        self._protected: list[tuple[RouteContext, KeyScope]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        required: KeyScope | None = None
-        for route in self.routes:
-            match, child = route.matches(scope)
-            if match == Match.FULL:
-                required = self._scope_of(route)
-                scope.update(child)  # what the router would set: the route's template labels metrics
-                break
-        if required is not None:
+        if self._protected is None:
+            self._protected = protected_routes(self.routes)
+        for context, required in self._protected:
+            if context.matches(scope)[0] != Match.FULL:
+                continue
             headers = dict(scope.get("headers", []))
             presented = presented_key(_text(headers.get(b"x-api-key")), _text(headers.get(b"authorization")))
             admitted = admit(presented, self.settings.api_keys, required)
             if isinstance(admitted, Refusal):
+                scope["route"] = context  # the request metrics label the refusal with the route's path
                 body = json.dumps({"detail": admitted.detail}).encode()
                 extra = [(k.lower().encode(), v.encode()) for k, v in admitted.headers.items()]
                 await send_json(send, admitted.status, body, extra)
                 return
+            break
         await self.app(scope, receive, send)
 
 
