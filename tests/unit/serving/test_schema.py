@@ -71,7 +71,7 @@ def test_all_checks_pass_on_valid_and_invalid_data(
                 case.call_and_validate(headers={"X-API-Key": keys.all_scopes}, excluded_checks=EXCLUDED)
             except FailureGroup as group:  # gather every failure, not only the first one found
                 for failure in group.exceptions:
-                    failures.setdefault((failure.title, operation.label), str(failure)[:2000])
+                    failures.setdefault((failure.title, case.operation.label), str(failure)[:2000])
 
         try:
             exercise()
