@@ -76,7 +76,7 @@ class AuthGate:
             admitted = admit(presented, self.settings.api_keys, required)
             if isinstance(admitted, Refusal):
                 scope["route"] = context  # the request metrics label the refusal with the route's path
-                body = json.dumps({"detail": admitted.detail}).encode()
+                body = json.dumps({"detail": admitted.detail}, separators=(",", ":")).encode()
                 extra = [(k.lower().encode(), v.encode()) for k, v in admitted.headers.items()]
                 await send_json(send, admitted.status, body, extra)
                 return
@@ -126,7 +126,7 @@ class BodySizeLimit:
         await self.app(scope, _replay([whole], receive), send)
 
 
-_TOO_LARGE_BODY = json.dumps({"detail": TOO_LARGE}).encode()
+_TOO_LARGE_BODY = json.dumps({"detail": TOO_LARGE}, separators=(",", ":")).encode()
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
