@@ -4,13 +4,16 @@ declares all of it (issue 14, item 3)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from serving.deps import ScoreKey
 from tests.unit.serving.test_routes_without_model import GUARDED, no_champion
-from tests.utils.api import Keys
+from tests.utils.api import Keys, make_settings
 
 ClientFactory = Callable[..., TestClient]
 APPLICANT = {"member_id": "m1", "amount_cny": 5000, "term_months": 12, "purpose": "livestock"}
@@ -226,3 +229,31 @@ def test_a_review_decision_is_one_of_the_three_words(client_factory: ClientFacto
     )
     assert typed.status_code == 422
     assert [p["field"] for p in typed.json()["detail"]] == ["decision"]
+
+
+def test_refusals_at_the_gate_are_counted_by_route(client_factory: ClientFactory, keys: Keys) -> None:
+    client = client_factory(no_champion)
+    for _ in range(2):
+        assert client.post("/v1/outcomes", content=MALFORMED).status_code == 401
+    exposition = client.get("/metrics", headers=keys.header("read")).text
+    counted = [
+        line
+        for line in exposition.splitlines()
+        if line.startswith("coopscore_requests_total{") and 'route="/v1/outcomes"' in line
+    ]
+    assert len(counted) == 1 and 'status="401"' in counted[0] and counted[0].endswith(" 2.0"), counted
+
+
+def test_the_route_dependency_still_checks_the_key_without_the_gate(keys: Keys, tmp_path: Path) -> None:
+    app = FastAPI()  # no guards installed: the dependency alone must refuse
+
+    @app.post("/only-scored")
+    async def only_scored(key: ScoreKey) -> dict[str, str]:
+        return {"name": key.name}
+
+    with TestClient(app) as client:
+        app.state.coopscore = type("State", (), {"settings": make_settings(tmp_path, keys)})()
+        assert client.post("/only-scored").status_code == 401
+        assert client.post("/only-scored", headers=keys.header("read")).status_code == 403
+        bearer = {"Authorization": f"Bearer {keys.by_scope['score']}"}
+        assert client.post("/only-scored", headers=bearer).json() == {"name": "score-only"}
