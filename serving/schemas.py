@@ -27,7 +27,7 @@ def _iso_8601_only(value: object) -> object:
     which pydantic would otherwise read as Unix seconds."""
     if isinstance(value, datetime):
         return value
-    if not isinstance(value, str) or _ISO_8601.fullmatch(value.strip()) is None:
+    if not isinstance(value, str) or _ISO_8601.fullmatch(value) is None:
         raise PydanticCustomError(
             "datetime_iso_8601",
             "Input should be an ISO 8601 date-time string, e.g. 2026-03-01T09:30:00+08:00",
@@ -262,11 +262,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         (400, "the body could not be decoded"),
         (401, "missing or invalid API key"),
         (403, "the key lacks the scope"),
-        (404, "not found"),
-        (409, "conflict"),
+        (404, "not found: an unknown member or decision, or nothing stored yet"),
+        (409, "conflict: e.g. a reload that would swap in a champion that cannot score"),
         (413, "request body too large"),
         (422, "invalid input: the fields and their problems"),
-        (429, "too many requests: retry after the Retry-After header's seconds"),
-        (503, "no model loaded"),
+        (429, "too many requests: the caller's rate limit is reached"),
+        (503, "no model loaded, or it cannot score the online store's vectors"),
     )
 }
