@@ -257,3 +257,16 @@ def test_the_route_dependency_still_checks_the_key_without_the_gate(keys: Keys, 
         assert client.post("/only-scored", headers=keys.header("read")).status_code == 403
         bearer = {"Authorization": f"Bearer {keys.by_scope['score']}"}
         assert client.post("/only-scored", headers=bearer).json() == {"name": "score-only"}
+
+
+def test_an_undecodable_body_is_400_as_documented_and_401_without_a_key(
+    client_factory: ClientFactory, keys: Keys
+) -> None:
+    client = client_factory(no_champion)
+    json_type = {"Content-Type": "application/json"}
+    assert client.post("/v1/score", content=b"\xff\xfe\x00", headers=json_type).status_code == 401
+    response = client.post(
+        "/v1/score", content=b"\xff\xfe\x00", headers={**json_type, **keys.header("score")}
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "There was an error parsing the body"}
