@@ -21,6 +21,7 @@ from features.online import factory as online_factory
 from features.online.base import OnlineStore
 from serving.access import AccessLayer, configure_access_log
 from serving.errors import install_error_handlers
+from serving.guards import install_request_guards
 from serving.metrics import ServiceMetrics
 from serving.routes import (
     admin,
@@ -41,53 +42,6 @@ if TYPE_CHECKING:
     from features.ingest import RecordIngest
 
 log = logging.getLogger("coopscore.serving")
-
-
-class BodySizeLimit:
-    """Refuse request bodies over the limit (413) before they are read into memory."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _send_json(send, 413, b'{"detail":"request body too large"}')
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLargeError
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLargeError:
-            await _send_json(send, 413, b'{"detail":"request body too large"}')
-
-
-class _BodyTooLargeError(Exception):
-    pass
-
-
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 _MAX_CACHED_LABELS = 512
@@ -223,6 +177,8 @@ def create_app(
     ):
         app.include_router(router)
     install_error_handlers(app)
+    # Innermost: the key, then the body size, are checked before a route reads the body (serving/guards).
+    install_request_guards(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -231,7 +187,6 @@ def create_app(
             allow_headers=["X-API-Key", "Authorization", "Content-Type", "Idempotency-Key"],
         )
     app.add_middleware(RequestMetrics, metrics=service_metrics)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _add_access_layer(app, settings, service_metrics)
     return app
 

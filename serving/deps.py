@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from coopscore.settings import ApiKeyEntry, Scope
-from serving.auth import find_key
+from serving.auth import Refusal, admit, presented_key
 from serving.state import AppState, ServedModel
 
 NO_MODEL = (
@@ -30,35 +30,44 @@ async def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def require_scope(scope: Scope) -> Callable[..., Awaitable[ApiKeyEntry]]:
-    """A dependency admitting only keys that carry `scope` (401 without a valid key, 403 without scope)."""
+# The two ways to present a key, declared as OpenAPI security schemes (auto_error off: `ScopeCheck`
+# answers with our own 401 sentence and error shape).
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    auto_error=False,
+    description="an API key (`coopscore keys create`)",
+)
+BEARER = HTTPBearer(
+    scheme_name="Bearer", auto_error=False, description="the same API key as `Authorization: Bearer <key>`"
+)
 
-    async def check(
+
+class ScopeCheck:
+    """A dependency admitting only keys that carry `scope` (401 without a valid key, 403 without scope).
+
+    `serving.guards.AuthGate` finds these on each route and applies the same rule before the body is
+    read; this check still runs, so a route is never open if the gate is not installed."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope: Scope = scope
+
+    async def __call__(
+        self,
         state: StateDep,
-        x_api_key: Annotated[str | None, Header(max_length=256)] = None,
-        authorization: Annotated[str | None, Header(max_length=300)] = None,
+        x_api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
     ) -> ApiKeyEntry:
-        presented = x_api_key
-        if presented is None and authorization and authorization.lower().startswith("bearer "):
-            presented = authorization[7:].strip()
-        if not presented:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing API key: send it as X-API-Key or Authorization: Bearer",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        entry = find_key(presented, state.settings.api_keys)
-        if entry is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"}
-            )
-        if scope not in entry.scopes:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"API key {entry.name!r} lacks the {scope!r} scope"
-            )
-        return entry
+        presented = presented_key(x_api_key, f"Bearer {bearer.credentials}" if bearer else None)
+        admitted = admit(presented, state.settings.api_keys, self.scope)
+        if isinstance(admitted, Refusal):
+            raise HTTPException(admitted.status, admitted.detail, headers=admitted.headers or None)
+        return admitted
 
-    return check
+
+def require_scope(scope: Scope) -> ScopeCheck:
+    """The dependency for routes that need a key with `scope`."""
+    return ScopeCheck(scope)
 
 
 ScoreKey = Annotated[ApiKeyEntry, Depends(require_scope("score"))]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from features.contracts import ID_PATTERN as _ID
 from models.reasons import Reason
@@ -20,8 +22,31 @@ ColumnName = Annotated[str, Field(min_length=1, max_length=200)]
 InlineValue = float | int | Annotated[str, Field(max_length=500)] | bool | None
 
 
+def _iso_8601_only(value: object) -> object:
+    """A date-time comes as an ISO 8601 string (JSON has no date-time type): never a number or a bool,
+    which pydantic would otherwise read as Unix seconds."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or _ISO_8601.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "datetime_iso_8601",
+            "Input should be an ISO 8601 date-time string, e.g. 2026-03-01T09:30:00+08:00",
+        )
+    return value
+
+
+_ISO_8601 = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?"
+)
+# Parsed leniently (`strict=False`) once the validator has checked it is an ISO 8601 string.
+IsoDatetime = Annotated[datetime, Field(strict=False), BeforeValidator(_iso_8601_only)]
+
+
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """Request bodies: unknown fields refused, and numbers, booleans and date-times taken only as
+    themselves (no true as 1, no "5000" as 5000, no 0 as 1970-01-01; an integer is a valid float)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class _Out(BaseModel):
@@ -35,7 +60,7 @@ class ScoreRequest(_In):
     amount_cny: float = Field(gt=0, le=5_000_000, description="amount requested, yuan")
     term_months: int = Field(ge=1, le=120, description="loan term in months")
     purpose: Purpose
-    applied_at: datetime | None = Field(default=None, description="defaults to now (UTC)")
+    applied_at: IsoDatetime | None = Field(default=None, description="defaults to now (UTC); ISO 8601")
     application_id: str | None = Field(default=None, pattern=_ID, description="generated when absent")
     explain: Literal["top", "all"] = Field(
         default="top", description='"all" adds every reason group\'s points (they sum to score)'
@@ -142,7 +167,7 @@ class OutcomeIn(_In):
 
     application_id: str = Field(pattern=_ID)
     defaulted: bool = Field(description="90+ days past due within 12 months")
-    observed_at: datetime
+    observed_at: IsoDatetime = Field(description="ISO 8601")
 
 
 class OutcomesRequest(_In):
@@ -234,12 +259,14 @@ class ErrorResponse(_Out):
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
+        (400, "the body could not be decoded"),
         (401, "missing or invalid API key"),
         (403, "the key lacks the scope"),
-        (404, "not found"),
-        (409, "conflict"),
+        (404, "not found: an unknown member or decision, or nothing stored yet"),
+        (409, "conflict: e.g. a reload that would swap in a champion that cannot score"),
         (413, "request body too large"),
         (422, "invalid input: the fields and their problems"),
-        (503, "no model loaded"),
+        (429, "too many requests: the caller's rate limit is reached"),
+        (503, "no model loaded, or it cannot score the online store's vectors"),
     )
 }

@@ -27,8 +27,13 @@ def get_decision(request_id: RequestId, state: StateDep, _key: ReadKey) -> dict[
 def review_decision(
     request_id: RequestId, body: ReviewRequest, state: StateDep, key: AdminKey
 ) -> ReviewResponse:
-    """A reviewer confirms or overrides an automated decision, with a reason (PIPL art. 24); the log
-    records the name of the admin key that sent it beside the reviewer's own name."""
+    """A reviewer confirms or overrides an automated decision, with a reason (PIPL art. 24).
+
+    `confirm` keeps the automated decision (a `decision` sent with it is ignored); `override` replaces
+    it with `decision`, which it requires (422 without). Every review is kept in order beside the
+    automated decision (GET /v1/decisions/{request_id}), with the name of the admin key that sent it
+    beside the reviewer's own name.
+    """
     found = state.decision_log.get(request_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision {request_id!r}")
