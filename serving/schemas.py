@@ -193,7 +193,8 @@ class ReviewRequest(_In):
 class ReviewResponse(_Out):
     review_id: int
     request_id: str
-    reviewer: str
+    reviewer: str = Field(description="the reviewer's name, as sent")
+    reviewed_by_key: str = Field(description="the name of the API key that sent the review (never the key)")
     action: str
     final_decision: str
     reason: str

@@ -46,7 +46,4 @@ def review_decision(
     stored = state.decision_log.add_review(
         request_id, body.reviewer, body.action, final, body.reason, reviewed_by_key=key.name
     )
-    # The log keeps the person and the key apart (`reviewed_by_key`, shown by GET); the response
-    # names both in `reviewer`, as it always has.
-    by_key = stored.pop("reviewed_by_key")
-    return ReviewResponse(**{**stored, "reviewer": f"{stored['reviewer']} (key {by_key})"})
+    return ReviewResponse(**stored)  # the person and the key apart, as the log keeps them

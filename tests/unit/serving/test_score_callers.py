@@ -132,7 +132,8 @@ def test_a_review_records_the_reviewing_keys_name(client: TestClient, keys: Keys
         headers=keys.header("admin"),
     )
     assert review.status_code == 201
-    assert review.json()["reviewer"] == "officer wang (key admin-only)"
+    assert review.json()["reviewer"] == "officer wang"
+    assert review.json()["reviewed_by_key"] == "admin-only"
     stored = client.get(f"/v1/decisions/{decision['request_id']}", headers=keys.header("read")).json()
     assert stored["reviews"][0]["reviewer"] == "officer wang"
     assert stored["reviews"][0]["reviewed_by_key"] == "admin-only"
