@@ -30,6 +30,8 @@ def readyz(state: StateDep) -> ReadyResponse | JSONResponse:
             f"serving {current.scorer.name} v{current.scorer.version}, trained on a table: applicants' "
             "values are sent inline in `features` (the online store is not read)"
         )
+        if current.signing_note:
+            detail = f"{detail}; {current.signing_note}"
         return ReadyResponse(
             ready=True, model_version=current.scorer.version, online_store=live is not None, detail=detail
         )
@@ -49,6 +51,8 @@ def readyz(state: StateDep) -> ReadyResponse | JSONResponse:
         detail = (
             f"serving {current.scorer.name} v{current.scorer.version}; {live.member_count} members online"
         )
+    if current is not None and current.signing_note:  # development without a key: say what it gives up
+        detail = f"{detail}; {current.signing_note}"
     body = ReadyResponse(
         ready=ready,
         model_version=current.scorer.version if current else None,
