@@ -125,9 +125,7 @@ def rewrite_booster_and_its_tag(registered: Registered) -> None:
     booster = registered.model_dir / "artifacts" / "booster.txt"
     text = booster.read_text(encoding="utf-8")
     booster.write_text(text.replace("learning_rate", "learning_rate ", 1) + "\n", encoding="utf-8")
-    mlflow_io.set_version_tags(
-        registered.uri, MODEL_NAME, "1", {"sha256.booster.txt": sha256_file(booster)}
-    )
+    mlflow_io.set_version_tags(registered.uri, MODEL_NAME, "1", {"sha256.booster.txt": sha256_file(booster)})
 
 
 def test_a_signed_version_verifies_from_its_bytes_and_a_rewritten_booster_and_tag_is_refused(
@@ -142,7 +140,11 @@ def test_a_signed_version_verifies_from_its_bytes_and_a_rewritten_booster_and_ta
     assert loaded.model_card and "v1" in loaded.model_card
     tags = mlflow_io.get_version(registered.uri, MODEL_NAME, "1").tags
     signed_paths = set(json.loads(tags["signature.manifest"]))
-    assert {"artifacts/booster.txt", "artifacts/reference_sample.parquet", "run/model_card.md"} <= signed_paths
+    assert {
+        "artifacts/booster.txt",
+        "artifacts/reference_sample.parquet",
+        "run/model_card.md",
+    } <= signed_paths
 
     rewrite_booster_and_its_tag(registered)
     load_version(CHAMPION, registered.uri)  # the checksum tags alone let it through
