@@ -40,6 +40,9 @@ MANIFEST_FORMAT: Final = "coopscore-model-manifest/1"
 # The model card is a run artifact beside the logged model; in the manifest it is this path.
 MODEL_CARD_FILE: Final = "model_card.md"
 CARD_MANIFEST_PATH: Final = f"run/{MODEL_CARD_FILE}"
+# MLflow itself writes this (model name and version) into a local artifact store whenever something
+# loads `models:/NAME/VERSION` (e.g. `mlflow models serve`); nothing that scores or monitors reads it.
+UNSIGNED_FILES: Final = frozenset({"registered_model_meta"})
 MIN_KEY_LENGTH: Final = 32
 UNSIGNED_RISK: Final = (
     "anyone who can write the artifact store and mlflow.db can swap the model and its checksum tags"
@@ -151,12 +154,13 @@ def hmac_hex(manifest: Mapping[str, Any], key: SigningKey) -> str:
 
 
 def digest_files(model_root: Path, card: Path | None) -> dict[str, str]:
-    """{path relative to the logged model folder: SHA-256} for every file under `model_root`, plus
-    the model card (as `run/model_card.md`) when there is one. Digests come from the bytes."""
+    """{path relative to the logged model folder: SHA-256} for every file under `model_root` (but
+    MLflow's own `registered_model_meta`), plus the model card (as `run/model_card.md`) when there
+    is one. Digests come from the bytes."""
     digests = {
         path.relative_to(model_root).as_posix(): sha256_file(path)
         for path in sorted(model_root.rglob("*"))
-        if path.is_file()
+        if path.is_file() and path.relative_to(model_root).as_posix() not in UNSIGNED_FILES
     }
     if card is not None:
         digests[CARD_MANIFEST_PATH] = sha256_file(card)

@@ -166,3 +166,18 @@ def test_a_rewritten_model_card_is_refused_and_an_altered_version_is_never_signe
     booster.write_text(booster.read_text(encoding="utf-8") + "\n", encoding="utf-8")
     with pytest.raises(ArtifactIntegrityError, match=r"booster\.txt"):
         sign_version(registered.uri, MODEL_NAME, "1", NEW, signed_at="2026-12-03T00:00:00+00:00")
+
+
+def test_the_meta_file_mlflow_writes_when_loading_models_uri_does_not_break_the_signature(
+    registered: Registered,
+) -> None:
+    sign_version(registered.uri, MODEL_NAME, "1", NEW, signed_at="2026-12-03T00:00:00+00:00")
+    # What `mlflow models serve -m models:/NAME/1` leaves in a local artifact store.
+    (registered.model_dir / "registered_model_meta").write_text(
+        "model_name: coopscore-pd\nmodel_version: '1'\n", encoding="utf-8"
+    )
+    loaded = load_version(CHAMPION, registered.uri, keyring=Keyring(NEW, required=True))
+    assert loaded.signature is not None and loaded.signature.signed
+    (registered.model_dir / "extra.json").write_text("{}", encoding="utf-8")  # any other file counts
+    with pytest.raises(SignatureError, match=r"extra\.json"):
+        load_version(CHAMPION, registered.uri, keyring=Keyring(NEW, required=True))
