@@ -168,8 +168,9 @@ def _driver(choice: str) -> tuple[str | None, str]:
     if wrk is None:
         raise SystemExit("--driver wrk: wrk is not installed (`apt-get install wrk`)")
     version = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
-    name = (version.stdout or version.stderr).splitlines()[0] if (version.stdout or version.stderr) else "wrk"
-    return wrk, f"load driver: {name.strip()} ({wrk}), Lua script with rotating member ids"
+    text = (version.stdout or version.stderr or "wrk").splitlines()[0]
+    name = text.split("Copyright")[0].strip()  # "wrk debian/4.1.0-3+b2  Copyright (C) ..."
+    return wrk, f"load driver: {name} ({wrk}), Lua script with rotating member ids"
 
 
 def main() -> None:
