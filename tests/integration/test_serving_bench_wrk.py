@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
+from typing import ClassVar
 
 import pytest
 
@@ -31,7 +32,7 @@ def _bench() -> ModuleType:
 class Recorder(BaseHTTPRequestHandler):
     """Answers 200 to every POST and records its body and key."""
 
-    seen: list[tuple[str, dict[str, object]]] = []
+    seen: ClassVar[list[tuple[str, dict[str, object]]]] = []
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
