@@ -51,7 +51,7 @@ def readyz(state: StateDep) -> ReadyResponse | JSONResponse:
         detail = (
             f"serving {current.scorer.name} v{current.scorer.version}; {live.member_count} members online"
         )
-    if current is not None and current.signing_note:  # development without a key: say what it gives up
+    if problem is None and current is not None and current.signing_note:  # dev without a key
         detail = f"{detail}; {current.signing_note}"
     body = ReadyResponse(
         ready=ready,
