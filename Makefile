@@ -12,7 +12,7 @@ export UV_LINK_MODE := copy
 # otherwise recompile its imports (about a second per command).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install run test test-fast lint bench demo-world clean
+.PHONY: install run test test-fast lint bench bench-serving demo-world clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -50,6 +50,13 @@ lint: install
 
 bench: install
 	$(RUN) python benchmarks/ingest.py
+
+# The serving benchmark drives the load with wrk (Debian package `wrk`), installed here when apt can
+# run as root; without it benchmarks/serving.py falls back to its Python client and says so.
+bench-serving: install
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y wrk; } \
+		|| echo "wrk not installed (apt-get install wrk): the Python client drives the load"
+	$(RUN) python benchmarks/serving.py
 
 clean:
 	rm -rf data .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coopscore.names import MODEL_NAME
@@ -124,10 +124,25 @@ class Settings(BaseSettings):
         default="", description="decision log URL, e.g. sqlite:///PATH (empty: SQLite under data_dir)"
     )
 
+    # Model signing (models.signing): the key is never stored with the model.
+    model_signing_key: SecretStr | None = Field(
+        default=None, description="HMAC key that signs promoted models (>= 32 characters)"
+    )
+    model_signing_key_file: Path | None = Field(
+        default=None, description="file holding the signing key (used when model_signing_key is unset)"
+    )
+    model_signing_old_keys: tuple[SecretStr, ...] = Field(
+        default=(), description='JSON list of retired keys that still verify, e.g. ["old key"]'
+    )
+
     @model_validator(mode="after")
     def _production_is_locked_down(self) -> Settings:
         if self.environment == "production" and not self.api_keys:
             raise ValueError("COOPSCORE_API_KEYS must be set in production")
+        if self.environment == "production" and not (self.model_signing_key or self.model_signing_key_file):
+            raise ValueError(
+                "COOPSCORE_MODEL_SIGNING_KEY or COOPSCORE_MODEL_SIGNING_KEY_FILE must be set in production"
+            )
         return self
 
     @property

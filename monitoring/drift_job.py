@@ -73,6 +73,7 @@ def load_reference(
     """The reference sample from a file, or the one stored with a registered model (default champion)
     of `model_name` (default: the settings')."""
     from models.registry import ArtifactIntegrityError, UnknownModelError, check_model_name
+    from models.signing import Keyring
     from monitoring.sources import reference_from_file, reference_from_registry
 
     if reference is not None and (model is not None or model_name is not None):
@@ -81,10 +82,16 @@ def load_reference(
         return reference_from_file(reference)
     alias = model or CHAMPION
     name = model_name or settings.model_name
+    try:  # the sample is checked against the signed manifest, like the model serving loads
+        keyring = Keyring.from_settings(settings)
+    except ValueError as exc:  # an unreadable or too short signing key
+        raise DriftJobError(str(exc)) from exc
     try:
         if not alias.startswith("models:/"):
             check_model_name(settings.tracking_uri, name)
-        return reference_from_registry(alias, model_name=name, tracking_uri=settings.tracking_uri)
+        return reference_from_registry(
+            alias, model_name=name, tracking_uri=settings.tracking_uri, keyring=keyring
+        )
     except UnknownModelError as exc:
         raise DriftJobError(str(exc)) from exc
     except KeyError as exc:

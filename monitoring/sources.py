@@ -15,9 +15,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from models.signing import Keyring
 
 DecisionRowsReader = Callable[[datetime | None, datetime | None, int | None], Iterable[Mapping[str, Any]]]
 
@@ -131,11 +134,14 @@ def growing_features(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(n for n in names if n in by_name and by_name[n].aggregation == "peer_outcome_count")
 
 
-def reference_from_registry(model: str, *, model_name: str, tracking_uri: str) -> Reference:
+def reference_from_registry(
+    model: str, *, model_name: str, tracking_uri: str, keyring: Keyring | None = None
+) -> Reference:
     """The reference sample stored with a registered model version (alias, version or `models:/` URI).
 
     Read through the model registry's own loader, so the sample's SHA-256 is checked like every
-    other artifact, and the monitored features are exactly the model's inputs.
+    other artifact (and, with `keyring`, against the signed manifest), and the monitored features
+    are exactly the model's inputs.
 
     Raises:
         KeyError: no such alias or version.
@@ -147,7 +153,7 @@ def reference_from_registry(model: str, *, model_name: str, tracking_uri: str) -
     if model.startswith("models:/"):
         target = model.removeprefix("models:/")
         name, _, selector = target.partition("@") if "@" in target else target.partition("/")
-    loaded, stored = load_model_with_reference(selector, tracking_uri, model_name=name)
+    loaded, stored = load_model_with_reference(selector, tracking_uri, model_name=name, keyring=keyring)
     names = tuple(loaded.feature_names)
     version = loaded.identity.version if loaded.identity is not None else None
     label = f"model {name}@{selector}" + (f" (version {version})" if version and version != selector else "")

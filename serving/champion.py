@@ -1,18 +1,21 @@
-"""Adapt the registered `CreditModel` to the API's `Scorer`: load the champion, verified, once."""
+"""Adapt the registered `CreditModel` to the API's `Scorer`: load the champion, verified, once.
+
+Verified means: no pickles, the signature (models.signing) checked over digests recomputed from the
+downloaded bytes of every artifact and the model card, and every checksum tag matched. The model
+card shown by /v1/model is read from those same checked bytes.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from coopscore.settings import Settings
 from models import mlflow_io
 from models.credit_model import CreditModel
 from models.reasons import Assessment
-from models.registry import CHAMPION, CHECKSUM_TAG_PREFIX, MODEL_NAME, load_model
+from models.registry import CHAMPION, MODEL_NAME, load_version
+from models.signing import Keyring, SignatureCheck
 from serving.scoring import FeatureValues, Scored
 
 
@@ -24,8 +27,7 @@ class CreditModelScorer:
         model: CreditModel,
         metadata: dict[str, Any],
         model_card: str | None,
-        *,
-        digest: str = "",
+        signature: SignatureCheck | None = None,
     ) -> None:
         identity = model.identity
         self.model = model
@@ -37,8 +39,13 @@ class CreditModelScorer:
         # Empty (exempt from the feature-set check) for a table-trained model.
         self.feature_set_version = model.catalog_feature_set
         self.table_spec = model.spec if model.spec.source == "table" else None
-        # The SHA-256 of its artifact manifest (`manifest_digest`), logged with every decision.
-        self.digest = digest
+        # Signed and verified (False: unsigned in development, with `signing_note` saying so).
+        self.signed = signature.signed if signature else False
+        self.signature_key_id = signature.key_id if signature else None
+        self.signing_note = signature.note if signature else None
+        # SHA-256 of the manifest of every artifact's digest: names exactly the bytes that score.
+        self.model_digest = signature.manifest_sha256 if signature else None
+        self.digest = self.model_digest or ""  # `Scorer.digest`: logged with every decision
 
     def score_one(self, features: FeatureValues, *, force_review: str | None = None) -> Scored:
         """PD, score, grade, decision and top-4 reasons from one booster call."""
@@ -72,38 +79,25 @@ def _scored(assessment: Assessment, force_review: str | None) -> Scored:
     )
 
 
-def manifest_digest(sha256: Mapping[str, str]) -> str:
-    """SHA-256 of the artifact manifest: the canonical JSON (keys sorted, compact) of artifact name ->
-    SHA-256 as the registry's `sha256.<artifact>` tags record them, checked when the model loaded.
-    One value per model version, which an auditor recomputes from the registry."""
-    canonical = json.dumps(dict(sorted(sha256.items())), separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def load_champion(settings: Settings) -> CreditModelScorer | None:
-    """The champion from the registry (checksums verified), or None when none is registered yet."""
+    """The champion from the registry (signature and checksums verified), or None when none is
+    registered yet.
+
+    Raises:
+        ArtifactIntegrityError: a pickle, an altered artifact or model card, or a signature that is
+            missing where required (`SignatureError`), made with a key not configured, or wrong.
+    """
+    keyring = Keyring.from_settings(settings)
     try:
-        model = load_model(CHAMPION, settings.tracking_uri, model_name=settings.model_name)
+        loaded = load_version(
+            CHAMPION, settings.tracking_uri, model_name=settings.model_name, keyring=keyring, with_card=True
+        )
     except KeyError:
         return None
+    model = loaded.model
     metadata: dict[str, Any] = {"feature_set_version": model.feature_set_version}
-    card: str | None = None
     identity = model.identity
-    digest = ""
-    if identity is not None:
-        tags = mlflow_io.get_version(settings.tracking_uri, identity.name, identity.version).tags
-        digest = manifest_digest(
-            {k[len(CHECKSUM_TAG_PREFIX) :]: v for k, v in tags.items() if k.startswith(CHECKSUM_TAG_PREFIX)}
-        )
     if identity is not None and identity.run_id:
         metadata["metrics"] = mlflow_io.run_metrics(settings.tracking_uri, identity.run_id)
         metadata["params"] = mlflow_io.run_params(settings.tracking_uri, identity.run_id)
-        with mlflow_io.temp_dir("coopscore-card-") as tmp:
-            try:
-                path = mlflow_io.download_run_artifact(
-                    settings.tracking_uri, identity.run_id, "model_card.md", Path(tmp)
-                )
-                card = path.read_text(encoding="utf-8")
-            except Exception:  # a model without a card still serves; /v1/model says so
-                card = None
-    return CreditModelScorer(model, metadata, card, digest=digest)
+    return CreditModelScorer(model, metadata, loaded.model_card, loaded.signature)

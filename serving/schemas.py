@@ -209,6 +209,11 @@ class ModelResponse(_Out):
     loaded_at: datetime
     metadata: dict[str, Any]
     model_card: str | None
+    # Signature verified at load (False: unsigned, allowed only in development; see signing_note).
+    signed: bool = False
+    signature_key_id: str | None = None
+    signing_note: str | None = None
+    model_digest: str | None = None
 
 
 class ReloadResponse(_Out):

@@ -32,6 +32,24 @@ class ServedModel:
     scorer: Scorer
     loaded_at: datetime
 
+    @property
+    def model_digest(self) -> str | None:
+        """SHA-256 of the verified manifest of every artifact's digest (None for a scorer that has
+        none, e.g. a test double): what a decision records to name the exact model bytes."""
+        digest = getattr(self.scorer, "model_digest", None)
+        return str(digest) if digest else None
+
+    @property
+    def signed(self) -> bool:
+        """True when the model's signature was verified at load."""
+        return bool(getattr(self.scorer, "signed", False))
+
+    @property
+    def signing_note(self) -> str | None:
+        """Why the model is served unsigned (development without a key), or None."""
+        note = getattr(self.scorer, "signing_note", None)
+        return str(note) if note else None
+
 
 class ModelHolder:
     """The champion in service; `reload` loads and verifies a new one before swapping it in.

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from models import mlflow_io
 from models.artifacts import ArtifactIntegrityError
-from models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_model
+from models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_model, sign_version
+from models.signing import UNSIGNED_RISK, Keyring
 from training.config import GateConfig
 from training.gates import Gate, GateContext, GateResult, default_gates, run_gates
 from training.tracking import read_oot_frame
@@ -40,6 +41,13 @@ class PromotionResult:
     # Feature-catalog versions the two were trained on ("" for a table-trained model, None if absent).
     challenger_feature_set: str | None = None
     champion_feature_set: str | None = None
+    # Set when promoted: signed with which key, the manifest digest, or why it is unsigned.
+    signature: dict[str, Any] | None = None
+
+    @property
+    def signed(self) -> bool:
+        """True when the promoted version was signed."""
+        return bool(self.signature and self.signature.get("signed"))
 
     @property
     def promoted(self) -> bool:
@@ -84,6 +92,8 @@ class PromotionResult:
                 "champion": self.champion_feature_set,
             },
             "kept_champion_cannot_serve": self.kept_champion_cannot_serve,
+            "signed": self.signed,
+            "signature": self.signature,
         }
 
 
@@ -115,8 +125,12 @@ def promote(
     force: bool = False,
     forced_by: str | None = None,
     force_reason: str | None = None,
+    keyring: Keyring | None = None,
 ) -> PromotionResult:
     """Judge the challenger (or `version`) with the gates; make it champion if all pass or forced.
+
+    A promoted version is signed (before the alias moves, so serving never sees it unsigned) with
+    the current key of `keyring` (default: the settings'); without a key it stays unsigned.
 
     Raises:
         NothingToPromoteError: no challenger alias and no version given.
@@ -154,7 +168,9 @@ def promote(
     if status == "forced":
         tags.update({"promotion.forced_by": str(forced_by), "promotion.force_reason": str(force_reason)})
     champion_after = champion_before
+    signature: dict[str, Any] | None = None
     if status in ("promoted", "forced"):
+        signature = _sign(tracking_uri, model_name, candidate, keyring, now)
         mlflow_io.set_alias(tracking_uri, model_name, CHAMPION, candidate)
         if _current(tracking_uri, model_name, CHALLENGER) == candidate:
             mlflow_io.delete_alias(tracking_uri, model_name, CHALLENGER)
@@ -178,4 +194,19 @@ def promote(
         force_reason=force_reason if status == "forced" else None,
         challenger_feature_set=challenger.catalog_feature_set,
         champion_feature_set=champion_set,
+        signature=signature,
     )
+
+
+def _sign(
+    tracking_uri: str, model_name: str, version: str, keyring: Keyring | None, now: str
+) -> dict[str, Any]:
+    """Sign `version` with the current key; without one, say what that gives up."""
+    if keyring is None:
+        from coopscore.settings import get_settings
+
+        keyring = Keyring.from_settings(get_settings())
+    if keyring.current is None:
+        return {"signed": False, "key_id": None, "note": f"no signing key configured: {UNSIGNED_RISK}"}
+    check = sign_version(tracking_uri, model_name, version, keyring.current, signed_at=now)
+    return check.to_dict()

@@ -1,4 +1,4 @@
-"""`coopscore train / retrain / promote / models list`: the model lifecycle commands.
+"""`coopscore train / retrain / promote / models list / models sign`: the model lifecycle commands.
 
 `training.job_setup` builds each job's config, data source and gates. Heavy modules (pandas,
 LightGBM, MLflow) are imported inside the commands. Every command takes `--json` and then prints
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from training.job import JobSummary, TrainingSource
 
 app = typer.Typer()
-models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
+models_app = typer.Typer(help="Inspect the model registry; sign versions.", no_args_is_help=True)
 
 ModelNameOption = Annotated[
     str | None,
@@ -781,7 +781,73 @@ def promote_command(
         )
         if result.kept_champion_cannot_serve:
             console.print(f"[yellow]warning[/yellow]: {result.kept_champion_cannot_serve}")
+        if result.signature is not None:
+            _print_signature(result.challenger_version, result.signature)
     raise typer.Exit(int(code))
+
+
+def _print_signature(version: str | None, signature: dict[str, Any]) -> None:
+    """One line: signed with which key, or unsigned and what that gives up."""
+    if signature.get("signed"):
+        console.print(
+            f"signed v{version} with key {signature['key_id']} "
+            f"(manifest sha256 {str(signature['manifest_sha256'])[:16]}...)",
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"[yellow]warning[/yellow]: v{version} not signed: {signature.get('note')}", soft_wrap=True
+        )
+
+
+@models_app.command("sign")
+def sign_command(
+    version: Annotated[
+        str,
+        typer.Option("--version", help="Version to sign (re-sign after a key rotation), e.g. --version 3."),
+    ],
+    model_name: ModelNameOption = None,
+    as_json: JsonOnStdoutOption = False,
+) -> None:
+    """Sign a registered version with the current key (COOPSCORE_MODEL_SIGNING_KEY or ..._KEY_FILE).
+
+    Its checksum tags are checked against the artifacts' bytes first: an altered version is never
+    signed. Exit codes: 0 signed, 2 no signing key / unknown version or --model-name, 1 an
+    artifact that does not match its checksum, or another error.
+    """
+    from datetime import UTC, datetime
+
+    from models.registry import ArtifactIntegrityError, sign_version
+    from models.signing import Keyring
+
+    settings = _settings()
+    _check_model_name(settings, model_name, as_json)
+    name = model_name or settings.model_name
+    try:
+        keyring = Keyring.from_settings(settings)
+    except ValueError as error:
+        _fail(as_json, EXIT_BAD_INPUT, "bad_key", str(error))
+    if keyring.current is None:
+        _fail(
+            as_json,
+            EXIT_BAD_INPUT,
+            "no_key",
+            "no signing key: set COOPSCORE_MODEL_SIGNING_KEY or COOPSCORE_MODEL_SIGNING_KEY_FILE",
+        )
+    signed_at = datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        with stdout_kept_for_json(as_json):
+            check = sign_version(settings.tracking_uri, name, version, keyring.current, signed_at=signed_at)
+    except KeyError:
+        _fail(as_json, EXIT_BAD_INPUT, "bad_input", f"{name}: no version {version!r}")
+    except ArtifactIntegrityError as error:
+        _fail(as_json, 1, "integrity_error", f"{name} v{version}: {error}")
+    except Exception as error:
+        _handle(error, as_json)
+    if as_json:
+        emit({"model_name": name, "version": version, "signed_at": signed_at, **check.to_dict()})
+        return
+    _print_signature(version, check.to_dict())
 
 
 @models_app.command("list")

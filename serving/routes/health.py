@@ -31,6 +31,8 @@ def readyz(state: StateDep) -> ReadyResponse | JSONResponse:
             f"serving {current.scorer.name} v{current.scorer.version}, trained on a table: applicants' "
             "values are sent inline in `features` (the online store is not read)"
         )
+        if current.signing_note:
+            detail = f"{detail}; {current.signing_note}"
         if state.settings.production:
             return JSONResponse({"ready": True})
         return ReadyResponse(
@@ -52,6 +54,8 @@ def readyz(state: StateDep) -> ReadyResponse | JSONResponse:
         detail = (
             f"serving {current.scorer.name} v{current.scorer.version}; {live.member_count} members online"
         )
+    if problem is None and current is not None and current.signing_note:  # dev without a key
+        detail = f"{detail}; {current.signing_note}"
     if state.settings.production:
         # Unauthenticated: in production it says only ready or not (no version, counts or errors).
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
