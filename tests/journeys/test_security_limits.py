@@ -16,8 +16,10 @@ from tests.journeys.conftest import JourneyWorld, start_server, stop_server
 
 AUTH_BURST = 10
 KEY_BURST = 5
+SIGNING_KEY = "journey-signing-key-" + "0123456789abcdef" * 2
 LIMITS = {
     "COOPSCORE_ENVIRONMENT": "production",
+    "COOPSCORE_MODEL_SIGNING_KEY": SIGNING_KEY,  # production serves signed models only
     "COOPSCORE_RATE_LIMIT_PER_SECOND": "1",
     "COOPSCORE_RATE_LIMIT_BURST": str(KEY_BURST),
     "COOPSCORE_AUTH_FAILURE_PER_SECOND": "0.1",
@@ -42,6 +44,14 @@ def _metric(text: str, kind: str) -> float:
 
 
 def test_production_server_limits_logs_and_keeps_data_private(journey_world: JourneyWorld) -> None:
+    # The operator signs the champion with the production key first (`coopscore models sign`).
+    _, listed = journey_world.cli.json("models", "list")
+    [champion] = [v["version"] for v in listed["versions"] if "champion" in v["aliases"]]
+    signed = journey_world.cli.run(
+        "models", "sign", "--version", champion, "--json",
+        env={"COOPSCORE_MODEL_SIGNING_KEY": SIGNING_KEY},
+    )  # fmt: skip
+    assert signed.returncode == 0 and json.loads(signed.stdout)["signed"], signed.stderr
     server = start_server(journey_world, env=LIMITS)
     guesses = [f"cs_guess-{i:03d}-{'x' * 20}" for i in range(300)]
     try:

@@ -235,7 +235,8 @@ def test_production_hides_the_docs_and_says_only_ready_or_not(client_factory: Cl
     development = client_factory(no_champion)
     assert development.get("/openapi.json").status_code == 200
     assert set(development.get("/readyz").json()) == {"ready", "model_version", "online_store", "detail"}
-    production = client_factory(no_champion, environment="production")
+    # Production needs a model-signing key (settings refuse to load without one).
+    production = client_factory(no_champion, environment="production", model_signing_key="k" * 32)
     for path in ("/docs", "/redoc", "/openapi.json"):
         assert production.get(path).status_code == 404, path
     ready = production.get("/readyz")
