@@ -77,10 +77,11 @@ AdminKey = Annotated[ApiKeyEntry, Depends(require_scope("admin"))]
 
 
 def served_model(state: AppState) -> ServedModel:
-    """The model in service, or 503 saying how to get one."""
+    """The model in service, or 503 saying why there is none (e.g. a refused signature) and how to
+    get one. Callers hold a key: in production this is where they learn what `/readyz` won't say."""
     current = state.models.current
     if current is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NO_MODEL)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, state.models.last_error or NO_MODEL)
     return current
 
 

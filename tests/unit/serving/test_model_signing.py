@@ -102,5 +102,8 @@ def test_unsigned_serves_in_development_with_a_warning_and_is_refused_in_product
     assert body["signed"] is False and "can swap the model" in body["signing_note"]
     assert "unsigned" in development.get("/readyz").json()["detail"]
     production = client_factory(load_champion, environment="production", model_signing_key=KEY, **store)
-    detail = production.get("/readyz").json()["detail"]
+    # Production's unauthenticated /readyz says only "not ready"; the reason is for key holders.
+    ready = production.get("/readyz")
+    assert (ready.status_code, ready.json()) == (503, {"ready": False})
+    detail = production.get("/v1/model", headers=keys.header("read")).json()["detail"]
     assert "not signed" in detail and "coopscore models sign --version 1" in detail
