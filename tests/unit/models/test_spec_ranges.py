@@ -12,6 +12,7 @@ import pytest
 from features.catalog import default_registry
 from models.spec import ModelSpec, spec_for_table, spec_from_registry
 from simulator.lender_table import lender_table
+from tests.utils.tables import LENDER_TABLE_OPTIONS
 from training.datasets import table_training_set
 
 
@@ -78,14 +79,7 @@ def test_training_on_a_table_records_each_columns_range_and_missingness(tmp_path
     path = tmp_path / "applications.csv"
     table.to_csv(path, index=False)
     training_set = table_training_set(
-        path,
-        label="outcome",
-        time="applied_on",
-        id_column="application_id",
-        protected=("gender",),
-        time_format="%d/%m/%Y",
-        bad_value="default",
-        good_values=("repaid",),
+        path, **LENDER_TABLE_OPTIONS, id_column="application_id", protected=("gender",)
     )
     spec = training_set.spec
     assert spec.names == ["age", "monthly_income", "land_mu", "late_payments", "loan_amount", "crop"]

@@ -19,6 +19,7 @@ from serving.schemas import ScoreResponse
 from simulator.lender_table import write_lender_table
 from tests.utils.api import Keys
 from tests.utils.model_fixtures import fast_config
+from tests.utils.tables import LENDER_TABLE_OPTIONS
 from training.datasets import TableSource
 from training.fit import fit_credit_model
 from training.splits import time_split
@@ -47,16 +48,7 @@ SAFE = {
 def table_model(tmp_path_factory: pytest.TempPathFactory) -> CreditModel:
     """A real model fitted on a generated lender table (as `coopscore train --table` fits it)."""
     path = write_lender_table(tmp_path_factory.mktemp("table") / "applications.csv", rows=3000, seed=8)
-    source = TableSource(
-        path,
-        label="outcome",
-        time="applied_on",
-        id_column="application_id",
-        protected=("gender",),
-        time_format="%d/%m/%Y",
-        bad_value="default",
-        good_values=("repaid",),
-    )
+    source = TableSource(path, **LENDER_TABLE_OPTIONS, id_column="application_id", protected=("gender",))
     training_set = source.load()
     config = fast_config()
     model, _ = fit_credit_model(

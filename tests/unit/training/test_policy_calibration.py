@@ -15,6 +15,7 @@ import pytest
 from models.credit_model import CreditModel
 from models.cutoffs import TargetNotMetError
 from simulator.lender_table import write_lender_table
+from tests.utils.tables import LENDER_TABLE_OPTIONS
 from training.config import CalibrationConfig, PolicyConfig, TrainingConfig
 from training.datasets import TrainingSet, table_training_set
 from training.fit import fit_credit_model
@@ -27,14 +28,7 @@ from training.splits import TimeSplit, time_split
 def _table_set(rows: int, folder: str) -> TrainingSet:
     path = write_lender_table(Path(folder) / f"lender-{rows}.csv", rows)
     return table_training_set(
-        path,
-        label="outcome",
-        time="applied_on",
-        bad_value="default",
-        good_values=("repaid",),
-        time_format="%d/%m/%Y",
-        protected=("gender",),
-        monotone={"late_payments": 1},
+        path, **LENDER_TABLE_OPTIONS, protected=("gender",), monotone={"late_payments": 1}
     )
 
 
