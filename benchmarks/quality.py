@@ -191,6 +191,10 @@ def measure_world(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "target_bad_rate": target,
         "bootstrap": args.boot,
         "retrain_status": summary["status"],
+        # why a first model on a fresh store can be "kept": the gates it failed (e.g. fairness)
+        "failed_gates": [
+            g["gate"] for g in (summary.get("promotion") or {}).get("gates", []) if not g["passed"]
+        ],
         "seconds": seconds,
         "contenders": rows,
     }
@@ -237,7 +241,10 @@ def print_world(world: dict[str, Any]) -> None:
         f"{world['oot_rows']:,} applications, {world['oot_defaults']:,} defaults; "
         f"{world['bootstrap']} bootstrap resamples"
     )
-    table = Table(title=title)
+    timings = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in world["seconds"].items())
+    failed = ", ".join(world["failed_gates"]) or "none"
+    caption = f"retrain {world['retrain_status']} (failed gates: {failed}); {timings}"
+    table = Table(title=title, caption=caption)
     table.add_column("contender")
     table.add_column("AUC [95%]", justify="right")
     table.add_column("thin AUC", justify="right")
