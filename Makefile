@@ -52,7 +52,8 @@ bench: install
 	$(RUN) python benchmarks/ingest.py
 
 # The model-quality yardstick (issue 15): three 200k-member worlds, retrain --truth on each, bootstrap
-# intervals; hours on 2 cores. Worlds are cached in /tmp/cs-quality; results in quality-results.json.
+# intervals. About 3 minutes a world on 2 cores (simulate, ingest, retrain ~1 minute each); the worlds
+# (~3 GB each) are cached in /tmp/cs-quality, so a re-run only retrains. Results: quality-results.json.
 bench-quality: install
 	$(RUN) python benchmarks/quality.py --members 200000 --seeds 21,22,23 --months 26 --boot 500 \
 		--work-dir /tmp/cs-quality --out quality-results.json
