@@ -311,8 +311,19 @@ def main() -> None:
 
 
 def _write(path: Path, worlds: list[dict[str, Any]]) -> None:
-    payload = {"worlds": worlds, "summary": summarise(worlds)}
-    path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    payload = _strict({"worlds": worlds, "summary": summarise(worlds)})
+    path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def _strict(value: Any) -> Any:
+    """NaN (e.g. no thin-file AUC) as null: the results file is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
 
 
 if __name__ == "__main__":
