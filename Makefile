@@ -12,7 +12,7 @@ export UV_LINK_MODE := copy
 # otherwise recompile its imports (about a second per command).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install run test test-fast lint bench bench-serving demo-world clean
+.PHONY: install run test test-fast lint bench bench-serving bench-quality demo-world clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -50,6 +50,13 @@ lint: install
 
 bench: install
 	$(RUN) python benchmarks/ingest.py
+
+# The model-quality yardstick (issue 15): three 200k-member worlds, retrain --truth on each, bootstrap
+# intervals. About 3 minutes a world on 2 cores (simulate, ingest, retrain ~1 minute each); the worlds
+# (~3 GB each) are cached in /tmp/cs-quality, so a re-run only retrains. Results: quality-results.json.
+bench-quality: install
+	$(RUN) python benchmarks/quality.py --members 200000 --seeds 21,22,23 --months 26 --boot 500 \
+		--work-dir /tmp/cs-quality --out quality-results.json
 
 # The serving benchmark drives the load with wrk (Debian package `wrk`), installed here when apt can
 # run as root; without it benchmarks/serving.py falls back to its Python client and says so.

@@ -31,6 +31,10 @@ from training.reports import AnalystReport
 
 EXPERIMENT: Final = "coopscore"
 OOT_ARTIFACT: Final = "evaluation/oot.parquet"
+# Every contender's OOT PD next to the label and the thin-file flag: what a benchmark resamples.
+OOT_PDS_ARTIFACT: Final = "evaluation/oot_pds.parquet"
+OOT_PDS_LABEL: Final = "label"
+OOT_PDS_THIN: Final = "thin"
 TRAINING_KEY_TAG: Final = "coopscore.training_key"
 REPORT_ARTIFACT: Final = f"report/{REPORT_FILE}"
 
@@ -278,7 +282,20 @@ def _log_evaluation(result: TrainingResult, root: Path, tracking_uri: str, run_i
     if result.training_set.labels is not None:
         _write_json(evaluation / "labels.json", result.training_set.labels.to_dict())
     result.oot_frame.to_parquet(evaluation / Path(OOT_ARTIFACT).name, index=False)
+    _oot_pds_frame(result).to_parquet(evaluation / Path(OOT_PDS_ARTIFACT).name, index=False)
     mlflow_io.log_artifacts(tracking_uri, run_id, evaluation, "evaluation")
+
+
+def _oot_pds_frame(result: TrainingResult) -> pd.DataFrame:
+    """Label, thin-file flag (when the source has one) and one PD column per contender, per OOT row."""
+    frame = pd.DataFrame({OOT_PDS_LABEL: result.oot_label})
+    thin = result.training_set.thin_segment
+    segments = result.training_set.segments
+    if thin is not None and thin in segments:
+        frame[OOT_PDS_THIN] = segments.loc[result.split.masks["oot"], thin].to_numpy() == "thin"
+    for name, pd_ in result.oot_pds.items():
+        frame[name] = pd_
+    return frame
 
 
 def ensure_experiment(tracking_uri: str, artifact_root: Path | None) -> str:
@@ -293,6 +310,13 @@ def find_version_by_training_key(tracking_uri: str, model_name: str, training_ke
         if record.tags.get(TRAINING_KEY_TAG) == training_key:
             return record.version
     return None
+
+
+def read_oot_pds(tracking_uri: str, run_id: str) -> pd.DataFrame:
+    """The OOT label, thin flag and every contender's PD a run stored (see `OOT_PDS_ARTIFACT`)."""
+    with tempfile.TemporaryDirectory(prefix="coopscore-oot-") as tmp:
+        path = mlflow_io.download_run_artifact(tracking_uri, run_id, OOT_PDS_ARTIFACT, Path(tmp))
+        return pd.read_parquet(path)
 
 
 def read_oot_frame(tracking_uri: str, run_id: str) -> pd.DataFrame:

@@ -17,7 +17,9 @@ from models.artifacts import REFERENCE_PD, REFERENCE_SCORE, ArtifactIntegrityErr
 from models.registry import CHALLENGER, CHAMPION, load_model, load_model_with_reference
 from tests.utils.model_fixtures import SyntheticSource, fast_config
 from training.job import ExitCode, retrain
+from training.metrics import binary_metrics
 from training.promotion import promote
+from training.tracking import OOT_PDS_LABEL, OOT_PDS_THIN, read_oot_pds
 
 # MLflow 3.17 on SQLAlchemy 2 warns about its own loader options; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
@@ -95,6 +97,23 @@ def test_run_holds_fingerprint_metrics_plots_card_and_oot_rows(registered, tmp_p
     assert "Intended use" in card and "Limitations" in card and "WOE scorecard" in card
     oot = pd.read_parquet(local / "evaluation" / "oot.parquet")
     assert len(oot) == summary.metrics["oot_rows"]
+
+
+def test_run_stores_every_contenders_oot_pd_that_reproduces_the_comparison(registered) -> None:
+    uri, _, _, summary = registered
+    oot = read_oot_pds(uri, summary.run_id)
+    assert len(oot) == summary.metrics["oot_rows"]
+    assert int(oot[OOT_PDS_LABEL].sum()) == summary.metrics["oot_defaults"]
+    rows = {row["contender"]: row for row in summary.comparison}
+    assert set(oot.columns) == {OOT_PDS_LABEL, OOT_PDS_THIN, *rows}
+    y, thin = oot[OOT_PDS_LABEL].to_numpy(), oot[OOT_PDS_THIN].to_numpy()
+    assert 0 < thin.sum() < len(thin)
+    for name, row in rows.items():
+        stored = binary_metrics(y, oot[name].to_numpy())
+        assert stored.auc == pytest.approx(row["auc"], abs=1e-12), name
+        assert stored.approval_rate == pytest.approx(row["approval_rate"], abs=1e-12), name
+        thin_auc = binary_metrics(y[thin], oot[name].to_numpy()[thin]).auc
+        assert thin_auc == pytest.approx(row["thin_auc"], abs=1e-12), name
 
 
 def test_pyfunc_from_code_loads_and_predicts(registered) -> None:
