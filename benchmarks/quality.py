@@ -44,49 +44,6 @@ def _keep_package_importable() -> None:
         sys.path.insert(0, root)
 
 
-def prepare_world(
-    work_dir: Path, *, members: int, months: int, seed: int
-) -> tuple[Path, Path, dict[str, float]]:
-    """Simulate and ingest once; later runs with the same size, months and seed reuse both."""
-    from datetime import UTC, datetime
-
-    from features.event_log import EventLog
-    from features.ingest import ingest_paths
-    from features.ledger import IngestLedger
-    from features.validation import Limits
-    from simulator.world import SimulationConfig, simulate_world
-
-    tag = f"m{members}-mo{months}-s{seed}"
-    world, data = work_dir / f"world-{tag}", work_dir / f"data-{tag}"
-    seconds: dict[str, float] = {}
-    if (data / "ingested.ok").exists() and (world / "manifest.json").exists():
-        return world, data, seconds
-    shutil.rmtree(data, ignore_errors=True)
-    began = time.perf_counter()
-    summary = simulate_world(
-        SimulationConfig(members=members, months=months, seed=seed), world, overwrite=True
-    )
-    seconds["simulate"] = round(time.perf_counter() - began, 1)
-    print(
-        f"seed {seed}: simulated {summary.applications:,} applications, {summary.valid_events:,} events "
-        f"in {seconds['simulate']:.0f} s",
-        file=sys.stderr,
-    )
-    began = time.perf_counter()
-    ledger = IngestLedger(data / "ledger.sqlite")
-    try:
-        limits = Limits(
-            max_amount_cny=5_000_000, max_quantity_kg=1_000_000, now=datetime.now(UTC), clock_skew_seconds=300
-        )
-        ingest_paths([world], EventLog(data / "events", data / "tables"), ledger, data / "quarantine", limits)
-    finally:
-        ledger.close()
-    (data / "ingested.ok").touch()  # an interrupted ingest is redone, not reused
-    seconds["ingest"] = round(time.perf_counter() - began, 1)
-    print(f"seed {seed}: ingested in {seconds['ingest']:.0f} s", file=sys.stderr)
-    return world, data, seconds
-
-
 def _store_env(data: Path, store: Path) -> dict[str, str]:
     return {
         **os.environ,
@@ -146,11 +103,17 @@ def measure_world(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """One world: prepare, retrain with --truth, read the stored OOT PDs, bootstrap the intervals."""
     import numpy as np
 
+    from benchmarks.worlds import prepare_world
+    from simulator.world import SimulationConfig
     from training.config import TrainingConfig
     from training.metrics import approval_rate_at_bad_rate
     from training.tracking import OOT_PDS_LABEL, OOT_PDS_THIN, read_oot_pds
 
-    world, data, seconds = prepare_world(args.work_dir, members=args.members, months=args.months, seed=seed)
+    world, data, seconds = prepare_world(
+        args.work_dir,
+        SimulationConfig(members=args.members, months=args.months, seed=seed),
+        label=f"seed {seed}: ",
+    )
     store = Path(tempfile.mkdtemp(prefix=f"store-s{seed}-", dir=args.work_dir))
     try:
         summary, wall = run_retrain(world, data, store)

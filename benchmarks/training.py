@@ -42,43 +42,6 @@ def _keep_package_importable() -> None:
         sys.path.insert(0, root)
 
 
-def prepare_world(work_dir: Path, *, members: int, application_rate: float, seed: int) -> tuple[Path, Path]:
-    """Simulate and ingest once; reuse on later runs with the same size."""
-    from datetime import UTC, datetime
-
-    from features.event_log import EventLog
-    from features.ingest import ingest_paths
-    from features.ledger import IngestLedger
-    from features.validation import Limits
-    from simulator.world import SimulationConfig, simulate_world
-
-    tag = f"m{members}-r{application_rate}-s{seed}"
-    world, data = work_dir / f"world-{tag}", work_dir / f"data-{tag}"
-    if (data / "ledger.sqlite").exists() and (world / "manifest.json").exists():
-        return world, data
-    shutil.rmtree(data, ignore_errors=True)
-    began = time.perf_counter()
-    summary = simulate_world(
-        SimulationConfig(members=members, application_rate=application_rate, seed=seed), world, overwrite=True
-    )
-    print(
-        f"simulated {summary.applications:,} applications, {summary.valid_events:,} events "
-        f"in {time.perf_counter() - began:.0f} s",
-        file=sys.stderr,
-    )
-    began = time.perf_counter()
-    ledger = IngestLedger(data / "ledger.sqlite")
-    try:
-        limits = Limits(
-            max_amount_cny=5_000_000, max_quantity_kg=1_000_000, now=datetime.now(UTC), clock_skew_seconds=300
-        )
-        ingest_paths([world], EventLog(data / "events", data / "tables"), ledger, data / "quarantine", limits)
-    finally:
-        ledger.close()
-    print(f"ingested in {time.perf_counter() - began:.0f} s", file=sys.stderr)
-    return world, data
-
-
 def run_retrain(data: Path, store: Path) -> dict[str, Any]:
     """`coopscore retrain --json` in a fresh process: wall time, peak RSS, and its JSON summary."""
     env = {
@@ -164,9 +127,11 @@ def main() -> None:
     _keep_package_importable()
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    _, data = prepare_world(
-        args.work_dir, members=args.members, application_rate=args.application_rate, seed=args.seed
-    )
+    from benchmarks.worlds import prepare_world
+    from simulator.world import SimulationConfig
+
+    config = SimulationConfig(members=args.members, application_rate=args.application_rate, seed=args.seed)
+    _, data, _ = prepare_world(args.work_dir, config)
     store = Path(tempfile.mkdtemp(prefix="store-", dir=args.work_dir))
     try:
         run = run_retrain(data, store)
