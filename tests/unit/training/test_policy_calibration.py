@@ -228,9 +228,12 @@ def test_an_unmet_default_target_on_a_table_uses_the_best_achievable_and_says_so
 def test_the_booster_learns_the_calibration_slice_after_calibrating_on_it(
     tables: dict[int, TrainingSet],
 ) -> None:
-    # Default: Platt is fitted on the slice while it is held out, then the booster is refit with it.
+    # Platt is fitted on the slice while it is held out, then the booster is refit with it.
     ts = tables[2000]
-    config = TrainingConfig(calibration=CalibrationConfig(min_slice_defaults=10))
+    config = TrainingConfig(
+        calibration=CalibrationConfig(min_slice_defaults=10),
+        booster=BoosterConfig(refit_on_calibration=True),
+    )
     model, split = _fit(ts, config)
     assert model.calibration.method == "platt"
     assert "refit with that slice" in model.calibration.fitted_on["margins"]
