@@ -112,6 +112,7 @@ class ScaleConfig(_Config):
         return ScoreScale(base_score=self.base_score, base_odds=self.base_odds, pdo=self.pdo)
 
 
+ModelFamily = Literal["auto", "booster", "scorecard"]
 PolicyMode = Literal["auto", "fixed", "target_bad_rate", "target_approval_rate"]
 
 
@@ -242,6 +243,13 @@ class TrainingConfig(_Config):
     policy: PolicyConfig = PolicyConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     gates: GateConfig = GateConfig()
+    model_family: ModelFamily = Field(
+        "auto",
+        description="the champion's family: booster (one-input trees fitted to the labels), scorecard "
+        "(the WOE scorecard, served as one-input trees fitted to its log-odds under the same monotone "
+        "constraints), or auto: the scorecard only when its OOT AUC is higher with the whole paired "
+        "95% bootstrap interval above zero",
+    )
     target_bad_rate: float = Field(
         0.05,
         gt=0,

@@ -26,6 +26,9 @@ CONTENDERS: Final = {
     "feature_ceiling": "feature ceiling",
     "scorecard": "WOE scorecard",
     "bureau": "bureau-only",
+    # The champion family not chosen (see training.pipeline.choose_family).
+    "booster_family": "booster (family not chosen)",
+    "scorecard_family": "scorecard as trees (family not chosen)",
 }
 
 

@@ -11,6 +11,7 @@ Monotone constraints come from the spec; LightGBM handles missing values nativel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,6 +29,25 @@ from training.datasets import TrainingSet
 from training.splits import TimeSplit
 
 FloatArray = npt.NDArray[np.float64]
+# A teacher maps feature rows to log-odds: the booster is then fitted to reproduce them (a
+# scorecard served through the booster's one-input trees) instead of to the labels.
+Teacher = Callable[[Any], FloatArray]
+# How a booster learns a teacher: a deterministic target, so no sampling and a faster rate.
+DISTIL_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "metric": "l2",
+    "learning_rate": 0.3,
+    "num_leaves": 16,
+    "bagging_fraction": 1.0,
+    "bagging_freq": 0,
+    "feature_fraction": 1.0,
+    "lambda_l2": 0.0,
+    "min_child_samples": 20,
+}
+# Rounds and patience when learning a teacher: its log-odds are learned to within a few hundredths
+# in a few hundred rounds; what the monotone constraints forbid is never learned, however long.
+DISTIL_MAX_ROUNDS = 400
+DISTIL_PATIENCE = 20
 MONOTONE_CHECK_ROWS = 300  # training rows swept for wrong-way steps after fitting
 
 
@@ -70,26 +90,31 @@ def fit_credit_model(
     *,
     spec: ModelSpec | None = None,
     baseline: bool = False,
+    teacher: Teacher | None = None,
 ) -> tuple[CreditModel, FitReport]:
     """Fit booster (train, early-stopped on validation; then refit on both unless configured off)
     and Platt calibration (calibration slice).
 
     `spec` restricts the inputs (e.g. the bureau-only baseline); default: every feature of the set.
     A `baseline` whose margin carries no information on the calibration slice predicts its default
-    rate; the model itself is refused in that case.
+    rate; the model itself is refused in that case. With a `teacher` (log-odds of feature rows),
+    the one-input trees are fitted to reproduce it under the same monotone constraints; calibration,
+    cutoffs and points are then those of any booster.
     """
     spec = spec or training_set.spec
     y = training_set.label
     params = config.booster.lightgbm_params()
+    if teacher is not None:
+        params.update(DISTIL_PARAMS)
     constraints = spec.monotone_constraints
     if any(constraints):
         params["monotone_constraints"] = constraints
-    if config.booster.additive:
+    if config.booster.additive or teacher is not None:
         # One input per tree: the margin is a sum of one-input shape functions.
         params["interaction_constraints"] = [[i] for i in range(len(spec.names))]
     categorical: list[int] | Literal["auto"] = spec.categorical_indices or "auto"
     booster, best, rounds, validation_logloss, margin = _fit_booster(
-        params, spec, training_set, split, config, categorical
+        params, spec, training_set, split, config, categorical, teacher
     )
     method = str(params.get("monotone_constraints_method", "basic"))
     if any(constraints) and method != "basic":
@@ -104,10 +129,19 @@ def fit_credit_model(
             method = "basic"
             params = {**params, "monotone_constraints_method": method}
             booster, best, rounds, validation_logloss, margin = _fit_booster(
-                params, spec, training_set, split, config, categorical
+                params, spec, training_set, split, config, categorical, teacher
             )
     calibration, held_out = _calibrate(
-        margin, params, spec, training_set, split, config, categorical, best, baseline=baseline
+        margin,
+        params,
+        spec,
+        training_set,
+        split,
+        config,
+        categorical,
+        best,
+        baseline=baseline,
+        teacher=teacher,
     )
     # Cutoffs are chosen on the rows calibration was judged on, with PDs out of the booster's fit.
     evidence = config.policy.policy().evidence.restricted_to(set(spec.names))
@@ -148,43 +182,54 @@ def _fit_booster(
     split: TimeSplit,
     config: TrainingConfig,
     categorical: list[int] | Literal["auto"],
+    teacher: Teacher | None = None,
 ) -> tuple[Any, int, int, float, FloatArray]:
     """Train with early stopping on validation, then refit on train + validation (unless configured
     off) or keep the trees up to the best round; with `refit_on_calibration`, refit once more on the
     calibration slice too. Returns (booster, best round, rounds, logloss, calibration margins): the
-    margins on the calibration slice of the last booster that had not seen it."""
+    margins on the calibration slice of the last booster that had not seen it. The score logged as
+    validation log-loss is the teacher's squared error when there is one."""
     import lightgbm as lgb
 
-    y = training_set.label
+    def target(mask: npt.NDArray[np.bool_]) -> Any:
+        if teacher is None:
+            return training_set.label[mask]
+        return teacher(training_set.features.loc[mask])
+
     train_data = lgb.Dataset(
         _matrix(spec, training_set, split.masks["train"]),
-        label=y[split.masks["train"]],
+        label=target(split.masks["train"]),
         feature_name=spec.names,
         categorical_feature=categorical,
         free_raw_data=True,
     )
     valid_data = lgb.Dataset(
         _matrix(spec, training_set, split.masks["validation"]),
-        label=y[split.masks["validation"]],
+        label=target(split.masks["validation"]),
         reference=train_data,
         categorical_feature=categorical,
     )
     booster = lgb.train(
         params,
         train_data,
-        num_boost_round=config.booster.max_rounds,
+        num_boost_round=config.booster.max_rounds if teacher is None else DISTIL_MAX_ROUNDS,
         valid_sets=[valid_data],
         valid_names=["validation"],
-        callbacks=[lgb.early_stopping(config.booster.early_stopping_rounds, verbose=False)],
+        callbacks=[
+            lgb.early_stopping(
+                config.booster.early_stopping_rounds if teacher is None else DISTIL_PATIENCE,
+                verbose=False,
+            )
+        ],
     )
     best = int(booster.best_iteration or booster.current_iteration())
     rounds = booster.current_iteration()
-    validation_logloss = float(booster.best_score["validation"]["binary_logloss"])
+    validation_logloss = float(booster.best_score["validation"][str(params["metric"])])
 
     def refit(mask: npt.NDArray[np.bool_]) -> Any:
         data = lgb.Dataset(
             _matrix(spec, training_set, mask),
-            label=y[mask],
+            label=target(mask),
             feature_name=spec.names,
             categorical_feature=categorical,
         )
@@ -219,6 +264,7 @@ def _calibrate(
     rounds: int,
     *,
     baseline: bool,
+    teacher: Teacher | None = None,
 ) -> tuple[PlattCalibration, tuple[npt.NDArray[np.int64], FloatArray, str]]:
     """Platt on the calibration slice, or cross-fitted Platt when that slice is short of defaults
     (`config.calibration`); the result records the method and why. Also
@@ -252,7 +298,7 @@ def _calibrate(
             "calibration",
         )
     oof_rows, oof_margin, oof_label = cross_fitted_margins(
-        params, spec, training_set, split, categorical, rounds, settings.folds, config.booster.seed
+        params, spec, training_set, split, categorical, rounds, settings.folds, config.booster.seed, teacher
     )
     fitted = fit_platt(oof_margin, oof_label, allow_uninformative=baseline)
     described = fitted.described(
@@ -279,6 +325,7 @@ def cross_fitted_margins(
     rounds: int,
     folds: int,
     seed: int,
+    teacher: Teacher | None = None,
 ) -> tuple[npt.NDArray[np.int64], FloatArray, npt.NDArray[np.int64]]:
     """Row positions, out-of-fold margins and labels of every pre-OOT row: `folds` boosters with
     the final booster's parameters and round count, each fitted on the other folds.
@@ -300,7 +347,9 @@ def cross_fitted_margins(
     margin = np.empty(len(rows), dtype=np.float64)
     for k in range(folds):
         held = fold == k
-        data = lgb.Dataset(x[~held], label=y[~held], feature_name=spec.names, categorical_feature=categorical)
+        # Fold boosters learn what the stored booster learns: the labels, or the teacher's log-odds.
+        learn = y[~held] if teacher is None else teacher(training_set.features.iloc[rows[~held]])
+        data = lgb.Dataset(x[~held], label=learn, feature_name=spec.names, categorical_feature=categorical)
         booster = lgb.train(params, data, num_boost_round=rounds)
         margin[held] = np.asarray(booster.predict(x[held], raw_score=True), dtype=np.float64)
     return rows, margin, y

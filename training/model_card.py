@@ -137,6 +137,23 @@ def _monotone_text(result: TrainingResult) -> str:
     return f"monotone constraints declared with --monotone ({named})"
 
 
+def _family_text(result: TrainingResult) -> str:
+    family = result.family
+    what = {
+        "booster": "booster (one-input trees fitted to the outcomes)",
+        "scorecard": "WOE scorecard (optimal binning + logistic regression), served as one-input trees "
+        "fitted to its log-odds under the declared monotone directions, with the same points, reasons "
+        "and API as a booster",
+    }[family["chosen"]]
+    return f"{what}. {family.get('why', '')}".strip()
+
+
+def _objective_text(result: TrainingResult) -> str:
+    if result.family["chosen"] == "scorecard":
+        return "regression on the scorecard's log-odds"
+    return "binary classifier"
+
+
 def _bracket(interval: list[float] | None) -> str:
     return f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
 
@@ -224,7 +241,9 @@ def render_model_card(result: TrainingResult, *, model_name: str, version: str, 
         "",
         "## Model",
         "",
-        f"LightGBM binary classifier, {result.fit.best_iteration} trees (early-stopped on the "
+        f"Family: {_family_text(result)}",
+        "",
+        f"LightGBM {_objective_text(result)}, {result.fit.best_iteration} trees (early-stopped on the "
         f"validation slice{_refit_text(result)}), {_additive_text(result)}"
         f"{_monotone_text(result)}, native missing values. {_calibration_text(result)}: log-odds = "
         f"{model.calibration.slope:.4f} × margin {model.calibration.intercept:+.4f}. "

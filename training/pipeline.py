@@ -24,6 +24,7 @@ from training.config import TrainingConfig
 from training.datasets import InsufficientDataError, TrainingSet
 from training.evaluation import EvaluationReport, evaluate
 from training.fit import FitReport, fit_credit_model, with_oot_outcome
+from training.metrics import paired_bootstrap_auc_difference, roc_auc
 from training.splits import SLICES, TimeSplit, time_split
 
 FloatArray = npt.NDArray[np.float64]
@@ -58,6 +59,8 @@ class TrainingResult:
     bureau_fit: FitReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     scorecard: WoeScorecard | None = None  # the WOE baseline, for the analyst's WOE/IV table
+    # Which family the model is (booster or scorecard), why, and the evidence (see choose_family).
+    family: dict[str, Any] = field(default_factory=lambda: {"chosen": "booster"})
 
     @property
     def oot_label(self) -> npt.NDArray[np.int64]:
@@ -149,11 +152,25 @@ def train_and_evaluate(
     seconds: dict[str, float] = {}
     split = time_split(training_set.applied_at, training_set.horizon, config.splits)
     check_sufficient(training_set, split, config)
-    with _timed(seconds, "fit model", progress):
-        model, fit = fit_credit_model(training_set, split, config)
     oot = split.masks["oot"]
     oot_features = training_set.features.loc[oot]
-    pds: dict[str, FloatArray] = {"model": model.predict_pd(oot_features)}
+    with _timed(seconds, "fit scorecard", progress):
+        scorecard = fit_scorecard(training_set, split)
+    with _timed(seconds, "fit model", progress):
+        families: dict[str, tuple[CreditModel, FitReport]] = {}
+        if config.model_family != "scorecard":
+            families["booster"] = fit_credit_model(training_set, split, config)
+        if config.model_family != "booster":
+            families["scorecard"] = fit_credit_model(
+                training_set, split, config, teacher=scorecard.decision_function
+            )
+        family_pds = {name: model.predict_pd(oot_features) for name, (model, _) in families.items()}
+        family = choose_family(config, training_set.label[oot], family_pds)
+    model, fit = families[family["chosen"]]
+    pds: dict[str, FloatArray] = {"model": family_pds[family["chosen"]]}
+    for name, pd_ in family_pds.items():
+        if name != family["chosen"]:
+            pds[f"{name}_family"] = pd_  # the family not chosen stands beside the model
     with_oot_outcome(model, oot_features, pds["model"], training_set.label[oot])
     with _timed(seconds, "fit baselines", progress):
         if training_set.truth_pd is not None:
@@ -161,7 +178,6 @@ def train_and_evaluate(
             ceiling = feature_ceiling_pd(training_set, split, config)
             if ceiling is not None:
                 pds["feature_ceiling"] = ceiling[oot]
-        scorecard = fit_scorecard(training_set, split)
         pds["scorecard"] = scorecard.predict_proba(oot_features)[:, 1]
         bureau = fit_bureau_model(training_set, split, config)
         bureau_fit = None
@@ -197,7 +213,40 @@ def train_and_evaluate(
         bureau_fit=bureau_fit,
         seconds=seconds,
         scorecard=scorecard,
+        family=family,
     )
+
+
+def choose_family(
+    config: TrainingConfig, label: npt.NDArray[np.int64], pds: dict[str, FloatArray]
+) -> dict[str, Any]:
+    """The champion's family on the OOT evidence (issue 15): the booster, unless the scorecard family
+    ranks better with the whole paired 95% bootstrap interval of AUC(scorecard) - AUC(booster) above
+    zero; a tie keeps the booster. A configured family is taken as given."""
+    if len(pds) == 1:
+        (only,) = pds
+        return {"chosen": only, "why": f"configured: model_family = {config.model_family}"}
+    gates = config.gates
+    differences, dropped = paired_bootstrap_auc_difference(
+        label,
+        pds["scorecard"],
+        pds["booster"],
+        replicates=gates.scorecard_replicates,
+        seed=gates.scorecard_seed,
+    )
+    low, high = (float(v) for v in np.percentile(differences, [2.5, 97.5]))
+    point = roc_auc(label, pds["scorecard"]) - roc_auc(label, pds["booster"])
+    chosen = "scorecard" if low > 0 else "booster"
+    verdict = "above zero: the scorecard family" if low > 0 else "not above zero: the booster"
+    return {
+        "chosen": chosen,
+        "why": f"auto: OOT AUC(scorecard family) - AUC(booster) = {point:+.4f}, paired 95% interval "
+        f"[{low:+.4f}, {high:+.4f}] {verdict}",
+        "auc_difference": point,
+        "auc_difference_95": [low, high],
+        "replicates": len(differences),
+        "dropped": dropped,
+    }
 
 
 def summary_metrics(result: TrainingResult) -> dict[str, Any]:
@@ -210,6 +259,7 @@ def summary_metrics(result: TrainingResult) -> dict[str, Any]:
         "oot_thin_auc": thin.auc if thin else None,
         "oot_rows": overall.n,
         "oot_defaults": overall.defaults,
+        "model_family": result.family,
         "target_bad_rate": result.evaluation.target_bad_rate,
         "best_iteration": result.fit.best_iteration,
         "calibration": result.model.calibration.to_dict(),

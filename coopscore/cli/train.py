@@ -236,6 +236,9 @@ def _print_summary(summary: JobSummary) -> None:
                 _with_interval(row["approval_rate"], row.get("approval_rate_95")),
             )
         console.print(table)
+    family = summary.metrics.get("model_family")
+    if isinstance(family, dict):
+        console.print(f"model family: {family['chosen']} ({family.get('why', '')})")
     _print_policy(summary.metrics)
     if summary.data.get("inputs"):
         _print_inputs(summary.data["inputs"])
