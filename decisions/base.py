@@ -274,10 +274,10 @@ class DecisionLogReader(ABC):
         features themselves, the application, or any key material."""
 
     @abstractmethod
-    def approved_decisions(self, features: tuple[str, ...]) -> list[dict[str, Any]]:
-        """Each application's latest decision whose final word (the latest review, else the model's)
-        is approve, for a batch subsidy allocation: request_id, application_id, member_id,
-        created_at, applied_at, amount_cny, term_months, pd, and the named `features` as scored."""
+    def latest_decisions(self, features: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Each application's latest decision, for a batch subsidy allocation: request_id,
+        application_id, member_id, created_at, applied_at, amount_cny, term_months, pd, `decision`
+        (the final word: the latest review's, else the model's) and the named `features` as scored."""
 
     @abstractmethod
     def programme_reservations(self, programme_id: str, now: datetime) -> list[dict[str, Any]]:

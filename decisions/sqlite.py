@@ -321,9 +321,9 @@ class SqliteDecisionLogReader(DecisionLogReader):
             out.append(item)
         return out
 
-    def approved_decisions(self, features: tuple[str, ...]) -> list[dict[str, Any]]:
-        """Each application's latest decision whose final word (latest review, else the model's) is
-        approve, with the application's time, amount and term and the named features as scored."""
+    def latest_decisions(self, features: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Each application's latest decision with its final word (latest review, else the model's),
+        the application's time, amount and term, and the named features as scored."""
         extracted = "".join(", json_extract(d.features, ?)" for _ in features)
         sql = f"""
             WITH latest AS (
@@ -341,7 +341,7 @@ class SqliteDecisionLogReader(DecisionLogReader):
         names = ("request_id", "application_id", "member_id", "created_at", "applied_at", "amount_cny",
                  "term_months", "pd", "decision", *features)  # fmt: skip
         rows = self._reader().execute(sql, paths).fetchall()
-        return [dict(zip(names, r, strict=True)) for r in rows if r[8] == "approve"]
+        return [dict(zip(names, r, strict=True)) for r in rows]
 
     def programme_reservations(self, programme_id: str, now: datetime) -> list[dict[str, Any]]:
         """Every reservation of the programme, each with its status as of `now`."""
