@@ -177,11 +177,23 @@ def test_each_rule_admits_exactly_whom_it_names() -> None:
 
 def test_all_of_and_any_of_combine_and_each_exclusion_is_counted_by_reason() -> None:
     p = programme(
-        eligibility={"all_of": ["first_formal_loan"], "any_of": ["returning_youth", "left_behind_woman"], "max_pd": 0.2}
+        eligibility={
+            "all_of": ["first_formal_loan"],
+            "any_of": ["returning_youth", "left_behind_woman"],
+            "max_pd": 0.2,
+        }
     )
     cols = columns(
         7,
-        applied_at=["2026-02-01", "2026-02-01", "2026-02-01", "2025-12-31", "2026-02-01", "2026-02-01", "2026-02-01"],
+        applied_at=[
+            "2026-02-01",
+            "2026-02-01",
+            "2026-02-01",
+            "2025-12-31",
+            "2026-02-01",
+            "2026-02-01",
+            "2026-02-01",
+        ],
         county_id=["c1", "c2", "c1", "c1", "c9", None, "c1"],
         returning_youth=[1, 0, 0, 1, 1, 1, 1],
         left_behind_woman=[0, 1, 0, 0, 0, 0, 0],
@@ -196,7 +208,9 @@ def test_all_of_and_any_of_combine_and_each_exclusion_is_counted_by_reason() -> 
 
 
 def test_protected_reads_are_counted_only_for_applications_still_in_contention() -> None:
-    p = programme(eligibility={"all_of": ["first_formal_loan"], "any_of": ["returning_youth", "left_behind_woman"]})
+    p = programme(
+        eligibility={"all_of": ["first_formal_loan"], "any_of": ["returning_youth", "left_behind_woman"]}
+    )
     cols = columns(
         5,
         applied_at=["2026-02-01"] * 4 + ["2025-01-01"],  # the last is outside the period: nothing read
@@ -246,7 +260,9 @@ def instance(n: int, seed: int, *, members: int | None = None, weighted: bool = 
     pd_ = rng.beta(2, 20, n)
     loss = pd_ * 0.5 * rng.uniform(1000, 50000, n)
     value = rng.choice([1.0, 1.5, 3.0], n) if weighted else np.ones(n)
-    budgets = {(c, p): float(cost[(county == c) & (period == p)].sum() * 0.45) for c in "ab" for p in ("p1", "p2")}
+    budgets = {
+        (c, p): float(cost[(county == c) & (period == p)].sum() * 0.45) for c in "ab" for p in ("p1", "p2")
+    }
     ceilings = {p: float(loss[period == p].sum() * 0.35) for p in ("p1", "p2")}
     arrival = rng.permutation(n).astype(np.int64)
     return AllocationProblem(value, cost, loss, pd_, arrival, county, period, member, budgets, ceilings)
