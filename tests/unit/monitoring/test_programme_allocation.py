@@ -170,6 +170,6 @@ def test_evidence_a_file_lacks_is_read_from_the_members_live_vectors(tmp_path: P
     candidates = file_candidates(apps, settings)
     assert "has_prior_loan" in candidates.notes[0] and "read from the online store" in candidates.notes[0]
     vectors = candidates.frame.set_index("member_id")["has_prior_loan"]
-    assert vectors["m5"] == prior["m5"] and np.isnan(vectors["m350"])  # no vector: unknown, not 0
+    assert vectors["m50"] == prior["m50"] and np.isnan(vectors["m350"])  # no vector: unknown, not 0
     run = allocate(load_programme(programme), candidates, profile_book(settings, profiles))
     assert len(run.eligible) > 0
