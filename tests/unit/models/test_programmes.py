@@ -242,7 +242,7 @@ def test_weighted_value_adds_each_met_rules_weight_and_its_reads_are_logged() ->
 def test_a_batch_missing_a_column_a_rule_reads_is_an_error_naming_both() -> None:
     cols = columns(2)
     del cols["training_count_lifetime"]
-    with pytest.raises(EligibilityInputError, match="completed_training.*training_count_lifetime"):
+    with pytest.raises(EligibilityInputError, match=r"completed_training.*training_count_lifetime"):
         assess(programme(eligibility={"all_of": ["completed_training"]}), cols)
     online = assess(programme(eligibility={"all_of": ["completed_training"]}), cols, strict=False)
     assert not online.eligible.any()  # online the rule is simply not met
