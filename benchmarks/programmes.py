@@ -35,18 +35,6 @@ CLI = "from coopscore.cli import app\napp()\n"
 COUNTIES = ("county-01", "county-02", "county-03")
 
 
-def _keep_package_importable() -> None:
-    """Scripts here are named like packages (training.py, features.py): keep this folder off the path."""
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    for name in ("training", "features"):
-        if name in sys.modules and not hasattr(sys.modules[name], "__path__"):
-            del sys.modules[name]
-    root = str(here.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-
-
 def trained_store(world: Path, data: Path, work_dir: Path, tag: str) -> tuple[Path, dict[str, Any]]:
     """The world's model: `coopscore retrain --truth WORLD` once, in a fresh process and store."""
     from benchmarks.quality import run_retrain
@@ -292,7 +280,10 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "cs-programmes")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
-    _keep_package_importable()
+    # Run as a script, `benchmarks/` is first on sys.path, where features.py and training.py would
+    # shadow the packages: put the repository root there instead.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [str(here.parent), *(p for p in sys.path if Path(p or ".").resolve() != here)]
     from benchmarks.worlds import prepare_world
     from simulator.world import SimulationConfig
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -225,6 +225,26 @@ def comparison_rows(payload: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def _by_rule_table(
+    rules: Sequence[Mapping[str, Any]],
+    key: str,
+    headers: Mapping[str, str],
+    fixed: Callable[[Mapping[str, Any]], dict[str, Any]],
+    cell: Callable[[Mapping[str, Any]], str],
+    unit: str,
+) -> str:
+    """One row per line of each rule's `key` list (same order in every rule): the `fixed` columns,
+    then one `cell` per rule."""
+    rows = []
+    for i, line in enumerate(rules[0][key]):
+        row = fixed(line)
+        for rule in rules:
+            row[rule["rule"]] = cell(rule[key][i])
+        rows.append(row)
+    names = [r["rule"] for r in rules]
+    return html_table(rows, [*headers, *names], [*headers.values(), *(f"{n} {unit}" for n in names)])
+
+
 def render_html(payload: Mapping[str, Any], path: Path, chart: Path | None) -> Path:
     """One self-contained page (no CDN, the chart inlined), in Chinese and English."""
     esc = html.escape
@@ -258,43 +278,34 @@ def render_html(payload: Mapping[str, Any], path: Path, chart: Path | None) -> P
     if chart is not None and chart.exists():
         parts.append(f"<img alt='households reached and group shares by rule' src='{png_data_uri(chart)}'/>")
     parts.append("<h2>各县预算 · Budget by county and period</h2>")
-    county_rows = []
-    for i, line in enumerate(rules[0]["by_county"]):
-        row = {k: line[k] for k in ("county_id", "period", "budget_cny", "eligible")}
-        for rule in rules:
-            mine = rule["by_county"][i]
-            row[rule["rule"]] = f"{mine['households']:,} · {_fmt(mine['subsidy_cny'], 'cny')}"
-        county_rows.append(row)
     parts.append(
-        html_table(
-            county_rows,
-            ["county_id", "period", "budget_cny", "eligible", *names],
-            [
-                "县 county",
-                "期 period",
-                "预算 budget (CNY)",
-                "符合条件 eligible",
-                *[f"{n}: 户 · 元" for n in names],
-            ],
+        _by_rule_table(
+            rules,
+            "by_county",
+            {
+                "county_id": "县 county",
+                "period": "期 period",
+                "budget_cny": "预算 budget (CNY)",
+                "eligible": "符合条件 eligible",
+            },
+            lambda line: {k: line[k] for k in ("county_id", "period", "budget_cny", "eligible")},
+            lambda mine: f"{mine['households']:,} · {_fmt(mine['subsidy_cny'], 'cny')}",
+            "户 · 元 households · CNY",
         )
     )
     parts.append("<h2>各群体覆盖 · Reach by group</h2>")
-    group_rows = []
-    for i, line in enumerate(rules[0]["by_group"]):
-        row = {
-            "attribute": line["attribute"],
-            "group": line["group"],
-            "eligible": f"{line['eligible']:,} ({_fmt(line['eligible_share'], 'pct')})",
-        }
-        for rule in rules:
-            mine = rule["by_group"][i]
-            row[rule["rule"]] = f"{mine['households']:,} ({_fmt(mine['share'], 'pct')})"
-        group_rows.append(row)
     parts.append(
-        html_table(
-            group_rows,
-            ["attribute", "group", "eligible", *names],
-            ["属性 attribute", "群体 group", "符合条件 eligible (share)", *[f"{n} (share)" for n in names]],
+        _by_rule_table(
+            rules,
+            "by_group",
+            {"attribute": "属性 attribute", "group": "群体 group", "eligible": "符合条件 eligible (share)"},
+            lambda line: {
+                "attribute": line["attribute"],
+                "group": line["group"],
+                "eligible": f"{line['eligible']:,} ({_fmt(line['eligible_share'], 'pct')})",
+            },
+            lambda mine: f"{mine['households']:,} ({_fmt(mine['share'], 'pct')})",
+            "(share)",
         )
     )
     parts.append("<h2>排除的申请 · Applications left out</h2>")

@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import sqlite3
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from decisions.base import (
     SubsidyClaim,
 )
 from decisions.sqlite import SqliteDecisionLogReader, SqliteDecisionLogWriter
+from tests.unit.decisions.test_sqlite import record as decision_record
 
 PROGRAMME = "green"
 COST_FEN = 17_544  # one subsidy: 175.44 CNY
@@ -57,26 +59,10 @@ def claim(member: str, **kwargs: object) -> SubsidyClaim:
 
 
 def record(i: int, subsidy: SubsidyClaim | None, *, key: str | None = None) -> DecisionRecord:
-    return DecisionRecord(
-        request_id=f"{i:032x}",
-        application_id=f"app-{i}",
-        member_id=f"m{i}",
-        created_at=datetime.now(UTC),
-        model_name="coopscore-pd",
-        model_version="1",
-        pd=0.05,
-        score=610.0,
-        grade="B",
-        decision="approve",
-        application={"amount_cny": 8000, "term_months": 12},
-        features={},
-        reasons=[],
-        response={"request_id": f"{i:032x}", "subsidy": None},
-        latency_ms=1.0,
-        idempotency_key=key,
-        body_sha256="s" if key else None,
-        caller="lender",
-        subsidy=subsidy,
+    """The decision-log tests' record, for member m<i>, carrying a subsidy claim."""
+    plain = decision_record(i, key=key, sha="s" if key else None, caller="lender")
+    return replace(
+        plain, member_id=f"m{i}", application={"amount_cny": 8000, "term_months": 12}, subsidy=subsidy
     )
 
 
