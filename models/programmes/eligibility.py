@@ -26,10 +26,12 @@ import numpy.typing as npt
 from features.contracts import PROTECTED_ATTRIBUTES
 from models.programmes.programme import (
     Age,
+    Budget,
     CompletedTraining,
     FirstFormalLoan,
     Gender,
     LeftBehindWoman,
+    Period,
     Programme,
     ReturningYouth,
     Rule,
@@ -60,6 +62,21 @@ PD_ABOVE: Final = "PD above the programme's max_pd"
 AMOUNT_OUTSIDE: Final = "amount outside the programme's limits"
 TERM_ABOVE: Final = "term above the programme's max_term_months"
 RULES_UNMET: Final = "eligibility rules not met"
+
+
+_REASONS: Final = (OUTSIDE_PERIODS, NO_PROFILE, NO_BUDGET, PD_ABOVE, AMOUNT_OUTSIDE, TERM_ABOVE, RULES_UNMET)
+
+
+@lru_cache(maxsize=256)
+def _bounds(period: Period) -> tuple[np.datetime64, np.datetime64]:
+    """A period's [start, end) as naive-UTC datetime64 (what `applied_at` holds)."""
+    start, end = (np.datetime64(b.replace(tzinfo=None), "us") for b in period.bounds())
+    return start, end
+
+
+@lru_cache(maxsize=64)
+def _budget_lines(budgets: tuple[Budget, ...]) -> frozenset[tuple[str, str]]:
+    return frozenset((b.county_id, b.period) for b in budgets)
 
 
 class EligibilityInputError(ValueError):
@@ -189,14 +206,14 @@ def assess(programme: Programme, columns: Columns, *, strict: bool = True) -> As
     applied = np.asarray(columns["applied_at"]).astype("datetime64[us]")
     n = len(applied)
     reads = _Reads()
-    reason = np.full(n, "", dtype=object)
+    code = np.zeros(n, dtype=np.int8)  # 0: still eligible, else the index of the first reason + 1
     period = np.full(n, "", dtype=object)
 
     def exclude(where: Mask, why: str) -> None:
-        reason[where & (reason == "")] = why
+        code[where & (code == 0)] = _REASONS.index(why) + 1
 
     for spec in programme.periods:
-        start, end = (np.datetime64(b.replace(tzinfo=None), "us") for b in spec.bounds())
+        start, end = _bounds(spec)
         period[(applied >= start) & (applied < end)] = spec.id
     exclude(period == "", OUTSIDE_PERIODS)
 
@@ -212,20 +229,19 @@ def assess(programme: Programme, columns: Columns, *, strict: bool = True) -> As
 
     # The county decides the budget line: a protected read, for applications still in contention.
     counties = np.asarray(_column(columns, "county_id", "county_budget", n, strict), dtype=object)
-    active = reason == ""
-    reads.note("county_budget", active)
-    budgets = {(b.county_id, b.period) for b in programme.budgets}
+    reads.note("county_budget", code == 0)
+    budgets = _budget_lines(programme.budgets)
     has_profile = np.array([isinstance(c, str) and c != "" for c in counties], dtype=bool)
     exclude(~has_profile, NO_PROFILE)
     has_budget = np.array([(c, p) in budgets for c, p in zip(counties, period, strict=True)], dtype=bool)
     exclude(~has_budget, NO_BUDGET)
 
     for rule in e.all_of:
-        active = reason == ""
+        active = code == 0
         reads.note(rule.rule, active)
         exclude(~_holds_where(rule, columns, active, strict=strict), RULES_UNMET)
     if e.any_of:
-        active = reason == ""
+        active = code == 0
         met = np.zeros(n, dtype=bool)
         for rule in e.any_of:
             # Read only for applications no earlier alternative has admitted: an `any_of` stops at
@@ -235,7 +251,8 @@ def assess(programme: Programme, columns: Columns, *, strict: bool = True) -> As
             met |= _holds_where(rule, columns, pending, strict=strict)
         exclude(active & ~met, RULES_UNMET)
 
-    eligible = reason == ""
+    eligible = code == 0
+    reason = np.array(("", *_REASONS), dtype=object)[code]
     value = np.where(eligible, programme.objective.base, 0.0)
     if programme.objective.value == "weighted":
         for name, weight in programme.objective.weights.items():
