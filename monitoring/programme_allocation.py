@@ -341,6 +341,7 @@ def rule_summary(run: AllocationRun, allocation: Allocation) -> dict[str, Any]:
         "loss_ceiling_cny": ceiling,
         "loss_used_share": loss / ceiling if ceiling else None,
         "mean_pd": float(e.loc[chosen, "pd"].mean()) if chosen.any() else None,
+        "mean_amount_cny": float(e.loc[chosen, "amount_cny"].mean()) if chosen.any() else None,
         "seconds": round(allocation.seconds, 4),
         "status": allocation.status,
         "bound": allocation.bound,

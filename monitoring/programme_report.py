@@ -42,6 +42,7 @@ COMPARISON_ROWS: Final = (
     ("expected_loss_cny", "预期损失（元）", "expected loss (CNY)", "cny"),
     ("loss_used_share", "损失上限使用率", "share of loss ceiling", "pct"),
     ("mean_pd", "平均违约概率", "mean PD of the subsidised", "pct"),
+    ("mean_amount_cny", "平均贷款金额（元）", "mean loan of the subsidised (CNY)", "cny"),
     ("seconds", "用时（秒）", "time (s)", "num"),
 )
 SHARE_GROUPS: Final = (
