@@ -95,18 +95,23 @@ def allocate(
         Path | None,
         typer.Option(
             "--applications",
-            help="Approved applications with their PD (CSV, Parquet, JSON Lines); default: the decision log.",
+            help="Approved applications with their PD (CSV, Parquet, JSON Lines), e.g. --applications q1.csv;"
+            " default: the decision log.",
         ),
     ] = None,
     profiles: Annotated[
         Path | None,
         typer.Option(
-            "--profiles", help="Member profiles file; default: the event log's member_profiles table."
+            "--profiles",
+            help="Member profiles file, e.g. --profiles profiles.csv; default: the event log's table.",
         ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Report folder; default <data_dir>/programmes/<id>/<UTC stamp>/."),
+        typer.Option(
+            "--out",
+            help="Report folder, e.g. --out reports/q1; default <data_dir>/programmes/<id>/<UTC stamp>/.",
+        ),
     ] = None,
     time_limit: Annotated[
         float,
@@ -115,7 +120,10 @@ def allocate(
     gap: Annotated[
         float,
         typer.Option(
-            "--gap", min=0.0, max=0.1, help="Relative optimality gap the solver stops at (0: exact)."
+            "--gap",
+            min=0.0,
+            max=0.1,
+            help="Relative optimality gap the solver stops at (0: exact), e.g. --gap 0.001.",
         ),
     ] = 1e-4,
     as_json: JsonOnStdoutOption = False,
