@@ -513,8 +513,10 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
     def _claim(
         con: sqlite3.Connection, row: tuple[object, ...], claim: SubsidyClaim, now: datetime
     ) -> tuple[object, ...]:
-        """Reserve the claim's subsidy under a savepoint (undone if the row is a duplicate) and put
-        the response built for the outcome into the row."""
+        """Log the claim's protected reads (they were made, whatever follows), reserve its subsidy
+        under a savepoint (undone if the row is a duplicate) and put the response built for the
+        outcome into the row."""
+        programmes.log_profile_uses(con, claim, str(row[_REQUEST]), now)
         con.execute("SAVEPOINT claim")
         claim.outcome = programmes.reserve(con, claim, str(row[_REQUEST]), str(row[_APPLICATION]), now)
         claim.response_json = claim.respond(claim.outcome)

@@ -99,11 +99,8 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def reserve(
-    con: sqlite3.Connection, claim: SubsidyClaim, request_id: str, application_id: str, now: datetime
-) -> ReservationOutcome:
-    """Reserve the first candidate whose member, county budget and loss ceiling allow it (inside the
-    caller's transaction); log the claim's profile reads."""
+def log_profile_uses(con: sqlite3.Connection, claim: SubsidyClaim, request_id: str, now: datetime) -> None:
+    """The claim's protected profile reads, one row each (inside the caller's transaction)."""
     used_at = stamp(now)
     con.executemany(
         """INSERT INTO programme_profile_uses
@@ -113,6 +110,14 @@ def reserve(
             for u in claim.profile_uses
         ],
     )
+
+
+def reserve(
+    con: sqlite3.Connection, claim: SubsidyClaim, request_id: str, application_id: str, now: datetime
+) -> ReservationOutcome:
+    """Reserve the first candidate whose member, county budget and loss ceiling allow it (inside the
+    caller's transaction)."""
+    used_at = stamp(now)
     refused: list[tuple[str, Any]] = []
     for c in claim.candidates:
         held = con.execute(

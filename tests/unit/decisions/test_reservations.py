@@ -230,6 +230,8 @@ def test_an_idempotent_duplicate_reserves_nothing(tmp_path: Path) -> None:
     assert duplicate.outcome is None and duplicate.response_json is None
     log.close()
     assert counters(path) == (COST_FEN, 1_000, 1)
+    con = sqlite3.connect(path)  # both requests read the county: both reads are logged
+    assert con.execute("SELECT count(*) FROM programme_profile_uses").fetchone()[0] == 2
 
 
 def test_a_review_that_overturns_an_approval_releases_its_subsidy(tmp_path: Path) -> None:
