@@ -28,7 +28,7 @@ from models.programmes.allocation import (
     solve,
 )
 from models.programmes.cost import expected_loss_cny, subsidy_cny, total_interest_cny
-from models.programmes.eligibility import RULE_FIELDS, assess, rules_of
+from models.programmes.eligibility import EVIDENCE_FEATURES, RULE_FIELDS, assess, rules_of
 from models.programmes.profiles import PROFILE_FIELDS, ProfileBook
 from models.programmes.programme import LoadedProgramme
 
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
     from coopscore.settings import Settings
 
-# The evidence features eligibility rules may read (from the scored vector or the online store).
-EVIDENCE_FEATURES: Final = ("has_prior_loan", "green_verified_count_lifetime", "training_count_lifetime")
 REQUIRED_COLUMNS: Final = ("application_id", "member_id", "applied_at", "amount_cny", "term_months", "pd")
 GROUP_COLUMNS: Final = ("gender", "age_band", "returning_youth", "left_behind_woman", "first_loan", "county")
 NOT_APPROVED: Final = "not approved"

@@ -30,14 +30,12 @@ from decisions.base import (
     SubsidyClaim,
 )
 from models.programmes.cost import expected_loss_cny, subsidy_cny, to_fen, total_interest_cny
-from models.programmes.eligibility import assess
+from models.programmes.eligibility import EVIDENCE_FEATURES, assess
 from models.programmes.profiles import ProfileBook
 from models.programmes.programme import LoadedProgramme, Programme, load_programme
 
 log = logging.getLogger("coopscore.serving")
 
-# The evidence features eligibility rules read from the scored vector.
-EVIDENCE_FEATURES: Final = ("has_prior_loan", "green_verified_count_lifetime", "training_count_lifetime")
 RATE_SOURCE: Final = "programme_reference_rate"
 
 MESSAGES: Final[dict[str, tuple[str, str]]] = {

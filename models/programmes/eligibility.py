@@ -53,6 +53,8 @@ RULE_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "county_budget": ("county_id",),
 }
 PROTECTED: Final = frozenset(PROTECTED_ATTRIBUTES)
+# The features rules read from a member's vector (as scored online; a file's columns in batch).
+EVIDENCE_FEATURES: Final = ("has_prior_loan", "green_verified_count_lifetime", "training_count_lifetime")
 
 # Why an application is not eligible (counted in reports; shown online without naming a protected rule).
 OUTSIDE_PERIODS: Final = "applied outside the programme's periods"
