@@ -12,7 +12,7 @@ export UV_LINK_MODE := copy
 # otherwise recompile its imports (about a second per command).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install run test test-fast lint bench bench-serving bench-quality demo-world clean
+.PHONY: install run test test-fast lint bench bench-serving bench-quality bench-programmes demo-world clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -57,6 +57,13 @@ bench: install
 bench-quality: install
 	$(RUN) python benchmarks/quality.py --members 200000 --seeds 21,22,23 --months 26 --boot 500 \
 		--work-dir /tmp/cs-quality --out quality-results.json
+
+# The subsidy-allocation benchmark (issue 16): a 200k-member world (simulated, ingested and trained once,
+# cached in /tmp/cs-programmes), its OOT quarter allocated by `coopscore programme allocate`, then the
+# solver timed against both greedy rules on 100k applications (median of 5).
+bench-programmes: install
+	$(RUN) python benchmarks/programmes.py --members 200000 --size 100000 --repeats 5 \
+		--work-dir /tmp/cs-programmes --out programmes-results.json
 
 # The serving benchmark drives the load with wrk (Debian package `wrk`), installed here when apt can
 # run as root; without it benchmarks/serving.py falls back to its Python client and says so.

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
         default="", description="decision log URL, e.g. sqlite:///PATH (empty: SQLite under data_dir)"
     )
 
+    # Interest-subsidy programmes (models.programmes): the server attaches subsidies from these files.
+    programmes: tuple[Path, ...] = Field(
+        default=(), description='JSON list of programme files (YAML or JSON), e.g. ["programmes/green.yaml"]'
+    )
+
     # Model signing (models.signing): the key is never stored with the model.
     model_signing_key: SecretStr | None = Field(
         default=None, description="HMAC key that signs promoted models (>= 32 characters)"

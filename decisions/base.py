@@ -13,10 +13,11 @@ import asyncio
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class DecisionRecord:
     caller: str = ""
     # What identifies the served model: the SHA-256 of its artifact manifest (set by the server).
     model_digest: str | None = None
+    # A subsidy to reserve in the same transaction as this row, and the profile reads to log with it.
+    subsidy: SubsidyClaim | None = None
 
     def row(self) -> tuple[object, ...]:
         """The `decisions` row (in `ROW_COLUMNS` order): JSON columns and the inputs hash computed here,
@@ -73,6 +76,90 @@ class DecisionRecord:
             self.model_digest,
             inputs_hash(self.features),
         )
+
+
+# -- interest-subsidy programmes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReservationRequest:
+    """One programme's subsidy an approved application may take, if its county's budget for the period,
+    the period's loss ceiling and the member's one subsidy per period allow. Money in whole fen."""
+
+    programme_id: str
+    programme_version: int
+    period: str
+    county_id: str
+    member_id: str
+    subsidy_fen: int
+    expected_loss_fen: int
+    expires_at: datetime
+
+
+Refusal = Literal["budget_exhausted", "loss_ceiling_reached", "already_subsidised"]
+
+
+@dataclass(frozen=True)
+class ReservationOutcome:
+    """What the writer decided inside the decision's transaction: the reservation made (or none), and
+    why each candidate tried before it was refused."""
+
+    granted: ReservationRequest | None
+    refused: tuple[tuple[str, Refusal], ...] = ()
+
+
+@dataclass(frozen=True)
+class ProfileUse:
+    """A protected member-profile field read by a programme's eligibility rule for one decision
+    (targeting, never scoring): logged in the decision's transaction for auditors."""
+
+    programme_id: str
+    programme_version: int
+    rule: str
+    field: str
+
+
+@dataclass(frozen=True)
+class BudgetLine:
+    """A county's budget for one period of a programme (the writer's running gate), in fen."""
+
+    programme_id: str
+    period: str
+    county_id: str
+    budget_fen: int
+
+
+@dataclass(frozen=True)
+class LossCeilingLine:
+    """A programme period's ceiling on the expected loss of its subsidised loans, in fen."""
+
+    programme_id: str
+    period: str
+    ceiling_fen: int
+
+
+@dataclass
+class SubsidyClaim:
+    """A decision's subsidy, settled by the writer in the transaction that stores the decision row.
+
+    The writer tries `candidates` in order and reserves the first that fits (none may fit), then calls
+    `respond` with the outcome for the response JSON to store and send; it sets `outcome` and
+    `response_json` before the decision's future resolves. A row that turns out to be an idempotent
+    duplicate reserves nothing. `profile_uses` are logged with the row whether or not a candidate fits.
+    """
+
+    candidates: tuple[ReservationRequest, ...]
+    respond: Callable[[ReservationOutcome], str]
+    profile_uses: tuple[ProfileUse, ...] = ()
+    outcome: ReservationOutcome | None = field(default=None, init=False)
+    response_json: str | None = field(default=None, init=False)
+
+
+ReservationAction = Literal["accept", "decline"]
+
+
+class ReservationStateError(ValueError):
+    """A reservation that cannot take the action asked (e.g. declining one that expired)."""
 
 
 # The columns `DecisionRecord.row` fills, in its order.
@@ -186,6 +273,24 @@ class DecisionLogReader(ABC):
         score, grade, reasons (JSON text), the latest review and the observed outcome. Never the
         features themselves, the application, or any key material."""
 
+    @abstractmethod
+    def latest_decisions(self, features: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Each application's latest decision, for a batch subsidy allocation: request_id,
+        application_id, member_id, created_at, applied_at, amount_cny, term_months, pd, `decision`
+        (the final word: the latest review's, else the model's) and the named `features` as scored."""
+
+    @abstractmethod
+    def programme_reservations(self, programme_id: str, now: datetime) -> list[dict[str, Any]]:
+        """Every subsidy reservation of the programme: request_id, member_id, county_id, period,
+        subsidy_fen, expected_loss_fen, created_at, expires_at and the status as of `now`
+        (reserved, accepted, released or expired: a reservation past its expiry is expired even
+        before the writer sweeps it)."""
+
+    @abstractmethod
+    def programme_profile_uses(self, programme_id: str) -> list[dict[str, Any]]:
+        """How often the programme's rules read protected profile fields online: rule, field,
+        count, first and last use (aggregates: never a person)."""
+
     def close(self) -> None:  # noqa: B027 (optional hook; readers without resources need nothing)
         """Release connections."""
 
@@ -232,6 +337,22 @@ class DecisionLogWriter(DecisionLogReader):
     @abstractmethod
     def add_outcomes(self, outcomes: list[tuple[str, bool, datetime]]) -> tuple[int, int]:
         """Store observed outcomes; returns (stored, linked to a logged decision)."""
+
+    @abstractmethod
+    def register_programme(self, budgets: list[BudgetLine], ceilings: list[LossCeilingLine]) -> None:
+        """Set a programme's budget lines and loss ceilings (a new version may change them; what is
+        already reserved stays counted)."""
+
+    @abstractmethod
+    def settle_reservation(
+        self, programme_id: str, request_id: str, action: ReservationAction, reason: str
+    ) -> dict[str, Any] | None:
+        """The applicant accepted the offer (its subsidy is kept and no longer expires) or declined it
+        (its budget is released). Returns the reservation as now stored, or None when there is none.
+
+        Raises:
+            ReservationStateError: the reservation is no longer open to that action.
+        """
 
     @abstractmethod
     def close(self) -> None:

@@ -28,13 +28,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from decisions import sqlite_programmes as programmes
 from decisions.base import (
     AUDIT_COLUMNS,
     ROW_COLUMNS,
+    BudgetLine,
     DecisionLogReader,
     DecisionLogWriter,
     DecisionRecord,
+    LossCeilingLine,
+    ReservationAction,
     StoredResponse,
+    SubsidyClaim,
 )
 
 log = logging.getLogger("coopscore.serving")
@@ -99,6 +104,9 @@ _INSERT = (
     f"INSERT OR IGNORE INTO decisions ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 )
 _CALLER, _KEY = ROW_COLUMNS.index("caller"), ROW_COLUMNS.index("idempotency_key")
+_REQUEST, _APPLICATION, _RESPONSE = (
+    ROW_COLUMNS.index(c) for c in ("request_id", "application_id", "response")
+)
 
 
 def _columns(con: sqlite3.Connection, table: str) -> set[str]:
@@ -135,9 +143,9 @@ def _upgrade(con: sqlite3.Connection) -> None:
         raise
 
 
-# What the writer thread is handed: the encoded row (caller and idempotency key inside it) and who
-# waits for it.
-_Pending = tuple[tuple[object, ...], Future[StoredResponse | None]]
+# What the writer thread is handed: the encoded row (caller and idempotency key inside it), the
+# subsidy to reserve with it (if any) and who waits for it.
+_Pending = tuple[tuple[object, ...], SubsidyClaim | None, Future[StoredResponse | None]]
 
 
 class SqliteDecisionLogReader(DecisionLogReader):
@@ -313,6 +321,41 @@ class SqliteDecisionLogReader(DecisionLogReader):
             out.append(item)
         return out
 
+    def latest_decisions(self, features: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Each application's latest decision with its final word (latest review, else the model's),
+        the application's time, amount and term, and the named features as scored."""
+        extracted = "".join(", json_extract(d.features, ?)" for _ in features)
+        sql = f"""
+            WITH latest AS (
+                SELECT d.*, row_number() OVER (
+                    PARTITION BY d.application_id ORDER BY d.created_at DESC, d.request_id DESC) AS nth
+                FROM decisions d)
+            SELECT d.request_id, d.application_id, d.member_id, d.created_at,
+                   json_extract(d.application, '$.applied_at'), json_extract(d.application, '$.amount_cny'),
+                   json_extract(d.application, '$.term_months'), d.pd,
+                   coalesce((SELECT r.final_decision FROM reviews r WHERE r.request_id = d.request_id
+                             ORDER BY r.review_id DESC LIMIT 1), d.decision) AS final_decision
+                   {extracted}
+            FROM latest d WHERE d.nth = 1"""
+        paths = [f"$.{_json_key(name)}" for name in features]
+        names = ("request_id", "application_id", "member_id", "created_at", "applied_at", "amount_cny",
+                 "term_months", "pd", "decision", *features)  # fmt: skip
+        rows = self._reader().execute(sql, paths).fetchall()
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def programme_reservations(self, programme_id: str, now: datetime) -> list[dict[str, Any]]:
+        """Every reservation of the programme, each with its status as of `now`."""
+        return programmes.reservations(self._reader(), programme_id, now)
+
+    def programme_profile_uses(self, programme_id: str) -> list[dict[str, Any]]:
+        """Protected profile reads by the programme's rules, counted by rule and field."""
+        return programmes.profile_uses(self._reader(), programme_id)
+
+
+def _json_key(name: str) -> str:
+    """A feature name as a JSON path key (quoted unless it is a plain identifier)."""
+    return name if name.isidentifier() else '"' + name.replace('"', '\\"') + '"'
+
 
 class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
     """Append-only decision log with a group-committing writer thread (the server's, one per process)."""
@@ -326,7 +369,7 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._writer_con = self._connect()
         _upgrade(self._writer_con)
-        self._writer_con.executescript(_SCHEMA)
+        self._writer_con.executescript(_SCHEMA + programmes.SCHEMA)
         self._writer_con.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
         self._write_lock = path.with_name(path.name + ".writelock").open("ab")
         self._local = threading.local()
@@ -386,15 +429,15 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
         same idempotency key (a concurrent duplicate), in which case nothing new was written.
         """
         future: Future[StoredResponse | None] = Future()
-        self._queue.put((record.row(), future))
+        self._queue.put((record.row(), record.subsidy, future))
         return future
 
     def submit_many(self, records: list[DecisionRecord]) -> list[Future[StoredResponse | None]]:
         """`submit` for several records; queued together, so they share as few commits as possible."""
-        pending: list[_Pending] = [(r.row(), Future()) for r in records]
+        pending: list[_Pending] = [(r.row(), r.subsidy, Future()) for r in records]
         for item in pending:
             self._queue.put(item)
-        return [future for _, future in pending]
+        return [future for _, _, future in pending]
 
     def _run(self) -> None:
         while True:
@@ -425,8 +468,19 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
         fcntl.flock(self._write_lock, fcntl.LOCK_EX)
         try:
             con.execute("BEGIN IMMEDIATE")
-            for row, _ in group:
+            now = datetime.now(UTC)
+            if any(claim is not None for _, claim, _ in group):
+                programmes.expire(con, now)  # expired offers give their budget back first
+            for row, claim, _ in group:
+                if claim is not None:
+                    row = self._claim(con, row, claim, now)
                 cur = con.execute(_INSERT, row)
+                if claim is not None:
+                    # A duplicate idempotency key reserves nothing: its first request already did.
+                    if cur.rowcount != 1:
+                        con.execute("ROLLBACK TO claim")
+                        claim.outcome = claim.response_json = None
+                    con.execute("RELEASE claim")
                 if cur.rowcount == 1 or row[_KEY] is None:
                     results.append(None)
                 else:  # the same caller's key is already logged: answer with that row
@@ -444,7 +498,7 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
         finally:
             fcntl.flock(self._write_lock, fcntl.LOCK_UN)
         if failure is not None:
-            for _, future in group:
+            for _, _, future in group:
                 future.set_exception(failure)
             return
         self.commits += 1
@@ -452,8 +506,37 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
         if self._rows_since_checkpoint >= self._checkpoint_rows:
             self._rows_since_checkpoint = 0
             self._checkpoint_wanted.set()
-        for (_, future), result in zip(group, results, strict=True):
+        for (_, _, future), result in zip(group, results, strict=True):
             future.set_result(result)
+
+    @staticmethod
+    def _claim(
+        con: sqlite3.Connection, row: tuple[object, ...], claim: SubsidyClaim, now: datetime
+    ) -> tuple[object, ...]:
+        """Log the claim's protected reads (they were made, whatever follows), reserve its subsidy
+        under a savepoint (undone if the row is a duplicate) and put the response built for the
+        outcome into the row."""
+        programmes.log_profile_uses(con, claim, str(row[_REQUEST]), now)
+        con.execute("SAVEPOINT claim")
+        claim.outcome = programmes.reserve(con, claim, str(row[_REQUEST]), str(row[_APPLICATION]), now)
+        claim.response_json = claim.respond(claim.outcome)
+        return (*row[:_RESPONSE], claim.response_json, *row[_RESPONSE + 1 :])
+
+    def register_programme(self, budgets: list[BudgetLine], ceilings: list[LossCeilingLine]) -> None:
+        """Set a programme's budget lines and loss ceilings; reservations made so far stay counted."""
+        con = self._reader()
+        with con:
+            con.execute("BEGIN IMMEDIATE")
+            programmes.register(con, budgets, ceilings)
+
+    def settle_reservation(
+        self, programme_id: str, request_id: str, action: ReservationAction, reason: str
+    ) -> dict[str, Any] | None:
+        """Accept (kept, no longer expires) or decline (budget released) one reservation."""
+        con = self._reader()
+        with con:
+            con.execute("BEGIN IMMEDIATE")
+            return programmes.settle(con, programme_id, request_id, action, reason, datetime.now(UTC))
 
     def add_review(
         self,
@@ -477,6 +560,8 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
                    VALUES (?, ?, ?, ?, ?, ?, ?)""",
                 (request_id, reviewer, reviewed_by_key, action, final_decision, reason, created),
             )
+            if final_decision != "approve":  # no loan, no subsidy: its budget goes back
+                programmes.release_for_review(con, request_id, final_decision, datetime.now(UTC))
         return {
             "review_id": cur.lastrowid,
             "request_id": request_id,

@@ -23,6 +23,7 @@ from serving.access import AccessLayer, configure_access_log
 from serving.errors import install_error_handlers
 from serving.guards import install_request_guards
 from serving.metrics import ServiceMetrics
+from serving.programmes import ProgrammeDesk
 from serving.routes import (
     admin,
     audits,
@@ -34,6 +35,7 @@ from serving.routes import (
     model,
     monitoring,
     outcomes,
+    programmes,
     score,
 )
 from serving.state import AppState, ModelHolder, ScorerLoader
@@ -140,7 +142,10 @@ def create_app(
         if current is not None:
             service_metrics.set_model(current.scorer.name, current.scorer.version)
         events = _record_ingest(settings)
-        app.state.coopscore = AppState(settings, store, decision_log, holder, service_metrics, events=events)
+        programmes = ProgrammeDesk.open(settings, decision_log)
+        app.state.coopscore = AppState(
+            settings, store, decision_log, holder, service_metrics, events=events, programmes=programmes
+        )
         try:
             yield
         finally:
@@ -174,6 +179,7 @@ def create_app(
         metrics.router,
         monitoring.router,
         audits.router,
+        programmes.router,
     ):
         app.include_router(router)
     install_error_handlers(app)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -99,6 +99,40 @@ class BatchScoreRequest(_In):
     applications: list[ScoreRequest] = Field(min_length=1)
 
 
+class LocalText(_Out):
+    """A people-facing text in both languages."""
+
+    zh: str
+    en: str
+
+
+class SubsidyOffer(_Out):
+    """An interest subsidy for this application: reserved from a county's budget in the same
+    transaction as the decision, or why not. Never names a protected attribute."""
+
+    status: Literal[
+        "reserved",
+        "not_approved",
+        "not_eligible",
+        "budget_exhausted",
+        "loss_ceiling_reached",
+        "already_subsidised",
+    ]
+    programme_id: str | None
+    programme_version: int | None
+    programme_name: LocalText | None
+    period: str | None
+    share: float | None = Field(description="share of the loan's total interest the programme pays")
+    annual_rate: float | None = Field(description="the annual rate the interest is computed at")
+    rate_source: Literal["programme_reference_rate"] | None = Field(
+        description="where the rate comes from: the programme's reference rate (until offers price the loan)"
+    )
+    interest_cny: float | None = Field(description="total interest of equal monthly instalments, yuan")
+    amount_cny: float | None = Field(description="the subsidy reserved, yuan")
+    expires_at: datetime | None = Field(description="the reservation is released if not accepted by then")
+    message: LocalText
+
+
 class ScoreResponse(_Out):
     """The decision for one application, with its reasons."""
 
@@ -120,6 +154,9 @@ class ScoreResponse(_Out):
     features_as_of: datetime | None
     feature_set_version: str | None
     scored_at: datetime
+    subsidy: SubsidyOffer | None = Field(
+        default=None, description="the interest subsidy (贴息), when the server runs subsidy programmes"
+    )
 
 
 class BatchScoreResponse(_Out):
@@ -246,6 +283,96 @@ class FairnessAuditResponse(_Out):
         description="the whole audit: thresholds, metrics and 95% intervals by attribute and group, "
         "groups too small to judge, explanations of flagged gaps"
     )
+
+
+class CountyUse(_Out):
+    """One county's budget in a period and what is committed from it."""
+
+    county_id: str
+    budget_cny: float
+    used_cny: float = Field(description="reserved and accepted subsidies")
+    left_cny: float
+    households: int
+
+
+class GroupReach(_Out):
+    """Households subsidised in one group (an aggregate: never a person)."""
+
+    attribute: Literal["gender", "age_band", "returning_youth", "left_behind_woman"]
+    group: str
+    households: int
+    share: float = Field(description="of the households subsidised in the period")
+
+
+class PeriodUse(_Out):
+    """A programme period: budget used and left, expected loss against its ceiling, reach."""
+
+    period: str
+    start: date
+    end: date
+    budget_cny: float
+    used_cny: float = Field(description="reserved + accepted")
+    left_cny: float
+    reserved_cny: float = Field(description="offers not yet accepted (released if declined or expired)")
+    accepted_cny: float
+    expected_loss_cny: float
+    loss_ceiling_cny: float
+    households: int
+    released: int = Field(
+        description="reservations given back: offer declined, or decision changed on review"
+    )
+    expired: int
+    counties: list[CountyUse]
+    groups: list[GroupReach]
+
+
+class ProfileUseCount(_Out):
+    """How often a rule read a protected profile field online (targeting, logged per decision)."""
+
+    rule: str
+    field: str
+    count: int
+    first_used_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ProgrammeStatusResponse(_Out):
+    """A subsidy programme's running budget, as the decision log holds it now."""
+
+    programme_id: str
+    programme_version: int
+    name: LocalText
+    sha256: str = Field(description="SHA-256 of the programme file the server runs")
+    as_of: datetime
+    share: float
+    reference_annual_rate: float
+    reservation_days: int
+    periods: list[PeriodUse]
+    profile_uses: list[ProfileUseCount]
+
+
+class ReservationAction(_In):
+    """The applicant's answer to an offer with a subsidy."""
+
+    action: Literal["accept", "decline"]
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class ReservationResponse(_Out):
+    """One subsidy reservation as stored (no protected attribute)."""
+
+    request_id: str
+    application_id: str
+    member_id: str
+    programme_id: str
+    programme_version: int
+    period: str
+    amount_cny: float
+    status: Literal["reserved", "accepted", "released", "expired"]
+    created_at: datetime
+    expires_at: datetime
+    settled_at: datetime | None
+    settled_reason: str | None
 
 
 class FieldProblem(_Out):

@@ -20,6 +20,7 @@ from serving.scoring import Scorer
 
 if TYPE_CHECKING:
     from features.ingest import RecordIngest
+    from serving.programmes import ProgrammeDesk
 
 ScorerLoader = Callable[[Settings], Scorer | None]
 log = logging.getLogger("coopscore.serving")
@@ -131,3 +132,5 @@ class AppState:
     scoring_pool: ThreadPoolExecutor = field(default_factory=_scoring_pool)
     # POST /v1/events: the key index, DuckDB connection and ledger, kept across requests.
     events: RecordIngest | None = None
+    # Interest-subsidy programmes (COOPSCORE_PROGRAMMES), None when the server runs none.
+    programmes: ProgrammeDesk | None = None

@@ -35,6 +35,7 @@ from decisions.base import DecisionRecord, StoredResponse
 from features.online.base import MemberVector
 from serving.deps import StateDep, require_scope, served_model
 from serving.inline import InlineApplicant, inline_applicant
+from serving.programmes import ProgrammeDesk, attach_subsidy
 from serving.schemas import (
     ERROR_RESPONSES,
     BatchScoreRequest,
@@ -126,6 +127,17 @@ class _Decided:
     score: float
     body_sha: str | None
     logged: Future[StoredResponse | None]
+    record: DecisionRecord
+
+    def final_content(self) -> str:
+        """The response as logged: with a subsidy claim, the writer encoded it with the outcome."""
+        return final_content(self.content, self.record)
+
+
+def final_content(content: str, record: DecisionRecord) -> str:
+    """`content`, or the response the writer built when it settled the record's subsidy claim."""
+    claim = record.subsidy
+    return claim.response_json if claim is not None and claim.response_json is not None else content
 
 
 def _decision(
@@ -140,6 +152,7 @@ def _decision(
     idempotency_key: str | None = None,
     body_sha: str | None = None,
     request_id: str | None = None,
+    programmes: ProgrammeDesk | None = None,
 ) -> tuple[str, DecisionRecord]:
     """The response (fields and order of `ScoreResponse`, encoded once) and its decision-log record.
     `request_id` is the HTTP request's (the access log's and `X-Request-ID`'s); a batch item gets its own."""
@@ -164,7 +177,21 @@ def _decision(
         "features_as_of": _iso(vector.as_of) if vector is not None else None,
         "feature_set_version": vector.feature_set_version if vector is not None else None,
         "scored_at": _iso(scored_at),
+        "subsidy": None,
     }
+    claim = None
+    if programmes is not None:  # the subsidy object; an approval's is settled by the writer
+        claim = attach_subsidy(
+            programmes,
+            payload,
+            member_id=body.member_id,
+            applied_at=body.applied_at,
+            amount_cny=body.amount_cny,
+            term_months=body.term_months,
+            features=features,
+            scored_at=scored_at,
+            encode=_encode,
+        )
     content = _encode(payload)
     # Inline values are the decision's `features`, not repeated in the application.
     application = body.model_dump(
@@ -193,6 +220,7 @@ def _decision(
         response_json=content,
         caller=caller,
         model_digest=served.scorer.digest or None,
+        subsidy=claim,
     )
     return content, record
 
@@ -237,8 +265,11 @@ def _decide(
         idempotency_key=idempotency_key,
         body_sha=body_sha,
         request_id=request_id,
+        programmes=state.programmes,
     )
-    return _Decided(content, scored.decision, scored.score, body_sha, state.decision_log.submit(record))
+    return _Decided(
+        content, scored.decision, scored.score, body_sha, state.decision_log.submit(record), record
+    )
 
 
 def _inline_applicants(
@@ -286,8 +317,11 @@ def _decide_inline(
         idempotency_key=idempotency_key,
         body_sha=body_sha,
         request_id=request_id,
+        programmes=state.programmes,
     )
-    return _Decided(content, scored.decision, scored.score, body_sha, state.decision_log.submit(record))
+    return _Decided(
+        content, scored.decision, scored.score, body_sha, state.decision_log.submit(record), record
+    )
 
 
 async def score_application(
@@ -312,7 +346,7 @@ async def score_application(
         return _replay(duplicate.body_sha256, decided.body_sha, duplicate.response)
     state.metrics.decisions.labels(decision=decided.decision).inc()
     state.metrics.scores.observe(decided.score)
-    return Response(decided.content, media_type=JSON)
+    return Response(decided.final_content(), media_type=JSON)
 
 
 def _replay(stored_sha: str | None, body_sha: str | None, response: dict[str, Any]) -> JSONResponse:
@@ -373,7 +407,16 @@ def _decide_batch(
     contents: list[str] = []
     records: list[DecisionRecord] = []
     for item, one, vector, row in zip(items, scored, vectors, features, strict=True):
-        content, record = _decision(item, one, served, vector, json_safe(row), caller=caller, started=started)
+        content, record = _decision(
+            item,
+            one,
+            served,
+            vector,
+            json_safe(row),
+            caller=caller,
+            started=started,
+            programmes=state.programmes,
+        )
         contents.append(content)
         records.append(record)
     return contents, records, state.decision_log.submit_many(records)
@@ -391,7 +434,14 @@ def _decide_batch_inline(
     records: list[DecisionRecord] = []
     for item, one, applicant in zip(items, scored, applicants, strict=True):
         content, record = _decision(
-            item, one, served, None, applicant.features, caller=caller, started=started
+            item,
+            one,
+            served,
+            None,
+            applicant.features,
+            caller=caller,
+            started=started,
+            programmes=state.programmes,
         )
         contents.append(content)
         records.append(record)
@@ -416,4 +466,5 @@ async def score_batch(key: Caller, body: BatchScoreRequest, state: StateDep) -> 
     for record in records:
         state.metrics.decisions.labels(decision=record.decision).inc()
         state.metrics.scores.observe(record.score)
+    contents = [final_content(c, r) for c, r in zip(contents, records, strict=True)]
     return Response('{"results":[' + ",".join(contents) + "]}", media_type=JSON)
