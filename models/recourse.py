@@ -34,7 +34,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from features.catalog import FeatureRegistry, default_registry
+from features.catalog import FeatureRegistry, application_features_for_request, default_registry
 from features.catalog.levers import ActionMoves
 from features.catalog.schema import Action
 from models.credit_model import CreditModel
@@ -472,6 +472,23 @@ def _units(action: Action) -> FloatArray:
     return _units_of(action.minimum, action.step, action.maximum, action.grid())
 
 
+def applicant_recourse(
+    engine: RecourseEngine,
+    member_features: Mapping[str, float],
+    *,
+    amount_cny: float,
+    term_months: int,
+    non_causal: NonCausal = "drop",
+) -> RecoursePlan:
+    """Recourse for a member's stored vector and the loan they ask for (the request-time features
+    computed by the one shared `application_features`, as serving does)."""
+    row = {
+        **member_features,
+        **application_features_for_request(member_features, amount_cny=amount_cny, term_months=term_months),
+    }
+    return engine.plan(row, non_causal=non_causal)
+
+
 def _same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
@@ -495,27 +512,27 @@ def _summary(
     """One zh and one en paragraph: where the score is, what to do, and where it gets to."""
     now, target = base["score"], base["target_score"]
     zh_steps = "；".join(
-        f"{i}. {s.instruction_zh}（评分至{s.score_after:.0f}分）" for i, s in enumerate(steps, 1)
+        f"{i}. {s.instruction_zh}（评分至{s.score_after:.1f}分）" for i, s in enumerate(steps, 1)
     )
     en_steps = "; ".join(
-        f"{i}. {s.instruction_en} (score {s.score_after:.0f})" for i, s in enumerate(steps, 1)
+        f"{i}. {s.instruction_en} (score {s.score_after:.1f})" for i, s in enumerate(steps, 1)
     )
     if status == "found":
         zh = (
-            f"当前评分{now:.0f}分，获批需要{target:.0f}分。在{months}个月内完成以下行动"
-            f"（折合成本约{cost:,.0f}元）即可达到{reached:.0f}分并获批：{zh_steps}。"
+            f"当前评分{now:.1f}分，获批需要{target:.1f}分。在{months}个月内完成以下行动"
+            f"（折合成本约{cost:,.0f}元）即可达到{reached:.1f}分并获批：{zh_steps}。"
         )
         en = (
-            f"The score is {now:.0f}; approval needs {target:.0f}. Within {months} month(s), at a cost of "
-            f"about {cost:,.0f} CNY, these actions reach {reached:.0f} and approval: {en_steps}."
+            f"The score is {now:.1f}; approval needs {target:.1f}. Within {months} month(s), at a cost of "
+            f"about {cost:,.0f} CNY, these actions reach {reached:.1f} and approval: {en_steps}."
         )
     else:
         zh = (
-            f"当前评分{now:.0f}分，获批需要{target:.0f}分。现有可选行动无法达到获批标准；"
-            f"最接近的方案可达到{reached:.0f}分：{zh_steps or '无'}。"
+            f"当前评分{now:.1f}分，获批需要{target:.1f}分。现有可选行动无法达到获批标准；"
+            f"最接近的方案可达到{reached:.1f}分：{zh_steps or '无'}。"
         )
         en = (
-            f"The score is {now:.0f}; approval needs {target:.0f}. No combination of the actions on offer "
-            f"reaches approval; the closest reaches {reached:.0f}: {en_steps or 'none'}."
+            f"The score is {now:.1f}; approval needs {target:.1f}. No combination of the actions on offer "
+            f"reaches approval; the closest reaches {reached:.1f}: {en_steps or 'none'}."
         )
     return zh, en

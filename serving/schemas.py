@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from features.contracts import ID_PATTERN as _ID
 from models.reasons import Reason
+from serving.recourse import Recourse
 
 # Mirrors features.contracts.LOAN_PURPOSES (a test keeps them equal).
 Purpose = Literal["farm_inputs", "livestock", "equipment", "processing", "trade", "other"]
@@ -91,6 +92,12 @@ class ScoreRequest(_In):
         description="with `features`: score numbers outside the range seen in training instead of "
         "refusing them (422); the decision is then review, with a note naming them",
     )
+    recourse: bool = Field(default=False, description="add `recourse`: what would change the decision")
+    recourse_non_causal: Literal["drop", "last"] = Field(
+        default="drop",
+        description="drop: only actions that change the risk; last: record-only actions too when no "
+        "causal plan reaches approval",
+    )
 
 
 class BatchScoreRequest(_In):
@@ -120,6 +127,7 @@ class ScoreResponse(_Out):
     features_as_of: datetime | None
     feature_set_version: str | None
     scored_at: datetime
+    recourse: Recourse | None = Field(default=None, description='with "recourse": true')
 
 
 class BatchScoreResponse(_Out):
