@@ -203,6 +203,11 @@ class RecourseEngine:
     def _score(self, margin: FloatArray | float) -> FloatArray:
         return np.asarray(self.model.scale.score_from_log_odds(self.model.calibration.log_odds(margin)))
 
+    def approves(self, rows: FloatArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """Booster margins of feature rows (registry order), and which of them the policy approves."""
+        margins = self._margins(rows)
+        return margins, (margins <= self._cut_margin) & self._enough_evidence(rows)
+
     def _enough_evidence(self, rows: FloatArray) -> npt.NDArray[np.bool_]:
         """The policy's thin-file rule on many rows (missing counts as none)."""
         if not self._evidence_min and not self._evidence_any:
@@ -267,10 +272,8 @@ class RecourseEngine:
         evaluated, chunk, start = 0, _FIRST_CHUNK, 0
         while start < lattice:
             picked = order[start : start + chunk]
-            rows = moves.apply(levels[picked])
-            margins = self._margins(rows)
+            margins, ok = self.approves(moves.apply(levels[picked]))
             evaluated += len(picked)
-            ok = (margins <= self._cut_margin) & self._enough_evidence(rows)
             for k in np.flatnonzero(ok):
                 if self._verified(moves, levels[picked[k]], float(margins[k])):
                     return _Search(moves, True, levels[picked[k]], float(margins[k]), lattice, evaluated)

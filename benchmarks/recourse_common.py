@@ -1,0 +1,99 @@
+"""Shared by the recourse benchmarks: a model trained on a simulated world as of a date, and the
+applicants of that world who are not approved (declined or sent to review), scored as of a date.
+
+Import after keeping the benchmarks folder off the import path (see `benchmarks/recourse.py`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.quality import CLI, _store_env, run_retrain
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from models.credit_model import CreditModel
+
+
+def train_model(world: Path, data: Path, store: Path, *, as_of: str | None = None) -> CreditModel:
+    """`coopscore retrain --truth WORLD [--as-of T]` into a fresh MLflow store, the version forced
+    through the gates when they keep it (a benchmark needs a model, not a sign-off), then loaded."""
+    from models.registry import load_version
+
+    store.mkdir(parents=True, exist_ok=True)
+    summary, seconds = run_retrain(world, data, store, as_of=as_of)
+    version = str(summary["version"])
+    print(f"trained version {version} in {seconds:.0f} s ({summary['status']})", file=sys.stderr)
+    if summary["exit_code"] != 0:
+        reason = f"benchmark model: {summary.get('message', '')}"[:500]
+        command = ["promote", "--version", version, "--force", "--by", "benchmark", "--reason", reason]
+        done = subprocess.run(
+            [sys.executable, "-c", CLI, *command, "--json"],
+            env=_store_env(data, store),
+            capture_output=True,
+            cwd=str(store),
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"promote exited {done.returncode}: {done.stderr.decode()[-2000:]}")
+    return load_version(version, f"sqlite:///{store / 'mlflow.db'}").model
+
+
+def not_approved(
+    data: Path, model: CreditModel, as_of: datetime, *, months_back: int = 6
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Members who applied in the `months_back` months before `as_of` (their latest application),
+    scored as if they applied again at `as_of` for the same amount and term; those the model does not
+    approve. Returns the frame (spine columns, features, `pd`, `decision`) and the feature rows."""
+    import pandas as pd
+
+    from features.offline import DuckDBEngine, EngineConfig, build_features, read_applications
+
+    applications = read_applications(data / "tables")
+    applied = pd.to_datetime(applications["applied_at"], utc=True)
+    start = pd.Timestamp(as_of) - pd.DateOffset(months=months_back)
+    recent = applications[(applied >= start) & (applied < pd.Timestamp(as_of))]
+    latest = recent.sort_values("applied_at").groupby("member_id", sort=True).tail(1)
+    spine = pd.DataFrame(
+        {
+            "request_id": latest["member_id"].to_numpy(),
+            "member_id": latest["member_id"].to_numpy(),
+            "as_of": pd.Series([pd.Timestamp(as_of)] * len(latest), dtype="datetime64[us, UTC]"),
+            "amount_cny": latest["amount_cny"].to_numpy(dtype=float),
+            "term_months": latest["term_months"].to_numpy(dtype=float),
+        }
+    )
+    frame = build_features(
+        spine,
+        events_dir=data / "events",
+        tables_dir=data / "tables",
+        engine=DuckDBEngine(EngineConfig(threads=2)),
+    )
+    frame["amount_cny"] = spine["amount_cny"].to_numpy()
+    frame["term_months"] = spine["term_months"].to_numpy()
+    pds = model.predict_pd(frame)
+    frame["pd"] = pds
+    frame["decision"] = [d.outcome for d in model.decisions(frame, pds)]
+    kept = frame[frame["decision"] != "approve"].reset_index(drop=True)
+    names = model_feature_rows_names()
+    rows = [{n: float(v) for n, v in zip(names, values, strict=True)} for values in kept[names].to_numpy()]
+    return kept, rows
+
+
+def model_feature_rows_names() -> list[str]:
+    """Every catalogue feature (what a recourse row holds)."""
+    from features.catalog import default_registry
+
+    return default_registry().names
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of `values`."""
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
