@@ -1,9 +1,10 @@
 """Recourse benchmark: the cost of an exact plan per applicant who is not approved (issue 16, item 3).
 
 Setup (not timed): a world of `--members` members is simulated and ingested (cached under
-`--work-dir`), `coopscore retrain` trains a model on it, and the members who applied in its last six
-months are scored as if they applied again at its end; those not approved (declined or in review)
-are the applicants. Then, per applicant, in process, one at a time as serving does:
+`--work-dir`), `coopscore retrain` trains a model on it as of the decision date T0 (the start of month
+`--decide-month`), and the members who applied in the six months before T0 are scored as if they
+applied again at T0; those not approved (declined or in review) are the applicants. Then, per
+applicant, in process, one at a time as serving does:
 
 - `engine`: `RecourseEngine.plan` (causal actions only, the default; and `last`, record-only actions
   too when no causal plan exists): candidate sizes at the booster's split thresholds, a search by
@@ -14,8 +15,10 @@ are the applicants. Then, per applicant, in process, one at a time as serving do
 
 Each figure is the median of `--repeats` runs; p50 and p99 are over applicants. Target: p99 <= 50 ms.
 
-Usage: `python benchmarks/recourse.py [--members 20000 --months 26 --seed 31 --applicants 1000
---peer 60 --repeats 3 --work-dir /tmp/cs-recourse --out recourse-bench.json]`.
+It shares its world and model with `benchmarks/recourse_world.py` (same arguments, same cache).
+
+Usage: `python benchmarks/recourse.py [--members 20000 --decide-month 24 --horizon 6 --seed 41
+--applicants 1000 --peer 60 --repeats 3 --work-dir /tmp/cs-recourse --out recourse-bench.json]`.
 """
 
 from __future__ import annotations
@@ -66,8 +69,11 @@ def brute_force(engine: Any, row: dict[str, float]) -> tuple[float | None, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=20_000)
-    parser.add_argument("--months", type=int, default=26)
-    parser.add_argument("--seed", type=int, default=31)
+    parser.add_argument("--decide-month", type=int, default=24, help="applicants are scored at its start")
+    parser.add_argument(
+        "--horizon", type=int, default=6, help="months simulated after it (as recourse_world)"
+    )
+    parser.add_argument("--seed", type=int, default=41)
     parser.add_argument("--applicants", type=int, default=1000)
     parser.add_argument("--peer", type=int, default=60, help="applicants the brute force is timed on")
     parser.add_argument("--repeats", type=int, default=3)
@@ -78,19 +84,22 @@ def main() -> None:
 
     import numpy as np
 
-    from benchmarks.recourse_common import not_approved, percentile, train_model
+    from benchmarks.recourse_common import (
+        baseline_config,
+        decision_date,
+        not_approved,
+        percentile,
+        train_model,
+    )
     from benchmarks.worlds import prepare_world
     from models.recourse import RecourseEngine
-    from simulator.world import SimulationConfig
 
-    config = SimulationConfig(members=args.members, months=args.months, seed=args.seed)
+    config = baseline_config(args.members, args.decide_month, args.horizon, args.seed)
     world, data, _ = prepare_world(args.work_dir, config, label="recourse: ")
-    store = args.work_dir / f"store-speed-{args.members}-{args.months}-{args.seed}"
-    end = json.loads((world / "manifest.json").read_text())["world"]["end"]
-    model = train_model(world, data, store)
-    from datetime import datetime
-
-    frame, rows = not_approved(data, model, datetime.fromisoformat(end.replace("Z", "+00:00")))
+    t0 = decision_date(world, args.decide_month)
+    store = args.work_dir / f"store-{args.members}-{config.months}-{args.seed}-t{args.decide_month}"
+    model = train_model(world, data, store, as_of=t0.isoformat())
+    frame, rows = not_approved(data, model, t0.to_pydatetime())
     rows = rows[: args.applicants]
     print(
         f"{len(rows):,} applicants not approved ({frame['decision'].value_counts().to_dict()})",
@@ -137,7 +146,8 @@ def main() -> None:
     }
     result: dict[str, Any] = {
         "members": args.members,
-        "months": args.months,
+        "months": config.months,
+        "decided_at": t0.isoformat(),
         "seed": args.seed,
         "applicants": len(rows),
         "decisions": frame["decision"].value_counts().to_dict(),

@@ -6,6 +6,8 @@ Import after keeping the benchmarks folder off the import path (see `benchmarks/
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -18,14 +20,38 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from models.credit_model import CreditModel
+    from simulator.world import SimulationConfig
+
+
+def baseline_config(members: int, decide_month: int, horizon: int, seed: int) -> SimulationConfig:
+    """The world both recourse benchmarks use: states recorded from the decision month on."""
+    from simulator.world import SimulationConfig
+
+    return SimulationConfig(
+        members=members, months=decide_month + horizon, seed=seed, record_states_from=decide_month
+    )
+
+
+def decision_date(world: Path, decide_month: int) -> pd.Timestamp:
+    """T0: the first instant of month `decide_month` of the world."""
+    import pandas as pd
+
+    start = json.loads((world / "manifest.json").read_text())["world"]["start"]
+    return pd.Timestamp(start) + pd.DateOffset(months=decide_month)
 
 
 def train_model(world: Path, data: Path, store: Path, *, as_of: str | None = None) -> CreditModel:
     """`coopscore retrain --truth WORLD [--as-of T]` into a fresh MLflow store, the version forced
-    through the gates when they keep it (a benchmark needs a model, not a sign-off), then loaded."""
+    through the gates when they keep it (a benchmark needs a model, not a sign-off), then loaded.
+    The store is kept: a second run loads the model trained the first time."""
     from models.registry import load_version
 
-    store.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    done_file = store / "trained.json"
+    if done_file.exists():
+        return load_version(json.loads(done_file.read_text())["version"], uri).model
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True)
     summary, seconds = run_retrain(world, data, store, as_of=as_of)
     version = str(summary["version"])
     print(f"trained version {version} in {seconds:.0f} s ({summary['status']})", file=sys.stderr)
@@ -41,7 +67,8 @@ def train_model(world: Path, data: Path, store: Path, *, as_of: str | None = Non
         )
         if done.returncode != 0:
             raise RuntimeError(f"promote exited {done.returncode}: {done.stderr.decode()[-2000:]}")
-    return load_version(version, f"sqlite:///{store / 'mlflow.db'}").model
+    done_file.write_text(json.dumps({"version": version, "as_of": as_of}) + "\n")
+    return load_version(version, uri).model
 
 
 def not_approved(

@@ -217,7 +217,7 @@ def main() -> None:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from benchmarks.recourse_common import not_approved, train_model
+    from benchmarks.recourse_common import baseline_config, decision_date, not_approved, train_model
     from benchmarks.worlds import prepare_world
     from features.catalog import default_registry
     from models.recourse import RecourseEngine
@@ -225,13 +225,10 @@ def main() -> None:
 
     began = time.perf_counter()
     months = args.decide_month + args.horizon
-    base_config = SimulationConfig(
-        members=args.members, months=months, seed=args.seed, record_states_from=args.decide_month
-    )
+    base_config = baseline_config(args.members, args.decide_month, args.horizon, args.seed)
     world_a, data_a, _ = prepare_world(args.work_dir, base_config, label="baseline: ")
-    manifest = json.loads((world_a / "manifest.json").read_text())
-    t0 = pd.Timestamp(manifest["world"]["start"]) + pd.DateOffset(months=args.decide_month)
-    store = args.work_dir / f"store-world-{args.members}-{months}-{args.seed}"
+    t0 = decision_date(world_a, args.decide_month)
+    store = args.work_dir / f"store-{args.members}-{months}-{args.seed}-t{args.decide_month}"
     model = train_model(world_a, data_a, store, as_of=t0.isoformat())
     frame, rows = not_approved(data_a, model, t0.to_pydatetime())
     rng = np.random.default_rng(args.seed)

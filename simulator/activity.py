@@ -22,7 +22,7 @@ from features.contracts import (
     TRAINING_TOPICS,
 )
 from simulator.events import EventBatch
-from simulator.interventions import MemberActions, action_log_odds
+from simulator.interventions import MemberActions, action_log_odds, expected_shock
 from simulator.population import (
     ANNUAL_DELIVERIES,
     HARVEST_SEASON,
@@ -307,7 +307,7 @@ class WorldActivity:
             "base_exposure": self.base_exposure,
             "savings_balance": self.savings,
             "saved_on_advice": saved,
-            "mean_shock": self.weather[:, : month + 1].mean(axis=1)[pop.county],
+            "mean_shock": expected_shock(self.weather, month)[pop.county],
         }
         for name, values in columns.items():
             self.states.setdefault(name, []).append(np.array(values, copy=True))
@@ -752,7 +752,7 @@ class WorldActivity:
                 amount / term,
                 pop.exposure[who],
                 self.base_exposure[who],
-                self.weather[:, : month + 1].mean(axis=1)[pop.county[who]],
+                expected_shock(self.weather, month)[pop.county[who]],
                 _PD_STRESS,
             )
         true_pd = _sigmoid(logit)

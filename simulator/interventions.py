@@ -17,8 +17,9 @@ only where doing it plausibly changes their risk. The effects are a design, stat
   integrated pest management, drip irrigation). Each multiplies **shock exposure** by
   `GREEN_EXPOSURE_FACTOR` from the next month: weather shocks build less stress and a drought fails
   less of the crop, and the true PD prices the weather stress expected over the loan
-  (`_PD_STRESS * change in exposure * the county's mean shock severity / (1 - 0.6)`, the stationary
-  mean of the stress recursion).
+  (`_PD_STRESS * change in exposure * expected shock severity / (1 - 0.6)`, the stationary mean of
+  the stress recursion; the expected severity is the county's record so far shrunk towards the
+  climate's, `CLIMATE_SHOCK`, with a year's weight, so a calm first year does not read as no risk).
 - `deliver_through_coop` (units: months): one delivery a month of the member's usual size, sold
   through the cooperative instead of elsewhere. The record grows; income does not: **no effect**.
 - `attend_meetings` (units: months): the member attends the cooperative's monthly meeting.
@@ -61,6 +62,10 @@ TRAINING_INCOME_GAIN: Final = 0.03
 FINANCE_DISCIPLINE_GAIN: Final = 0.15
 GREEN_EXPOSURE_FACTOR: Final = 0.8
 STRESS_PERSISTENCE: Final = 0.6  # the stress recursion in `simulator.activity`: 0.6 * stress + shocks
+# Mean shock severity per month of the weather in `simulator.world._weather`: a bad month with
+# probability 0.12 (the four summer months) or 0.05, of severity uniform on [0.3, 0.8].
+CLIMATE_SHOCK: Final = (4 * 0.12 + 8 * 0.05) / 12 * 0.55
+_PRIOR_MONTHS: Final = 12.0
 CAUSAL: Final = {
     "save_group_fund": True,
     "complete_training": True,
@@ -261,6 +266,12 @@ class MemberActions:
     def buffer(self, members: IntArray, savings: FloatArray) -> FloatArray:
         """CNY these members saved on advice that is still in the fund (withdrawals take it first)."""
         return np.minimum(self.saved[members], np.maximum(savings[members], 0.0))
+
+
+def expected_shock(weather: FloatArray, month: int) -> FloatArray:
+    """Expected shock severity per county after `month`: the record so far shrunk towards the climate."""
+    seen = weather[:, : month + 1]
+    return np.asarray((seen.sum(axis=1) + _PRIOR_MONTHS * CLIMATE_SHOCK) / (seen.shape[1] + _PRIOR_MONTHS))
 
 
 def action_log_odds(

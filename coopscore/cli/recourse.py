@@ -27,7 +27,11 @@ def recourse(
     ],
     term: Annotated[int, typer.Option("--term", min=1, max=120, help="Term in months, e.g. --term 12.")],
     purpose: Annotated[
-        str, typer.Option("--purpose", help="farm_inputs, livestock, equipment, processing, trade or other.")
+        str,
+        typer.Option(
+            "--purpose",
+            help="farm_inputs, livestock, equipment, processing, trade or other, e.g. --purpose livestock.",
+        ),
     ] = "farm_inputs",
     model: Annotated[
         str, typer.Option("--model", help="champion, challenger or a version number, e.g. --model 3.")
@@ -37,7 +41,7 @@ def recourse(
         typer.Option(
             "--non-causal",
             help="drop: only actions that change the risk (default); last: actions that only change the "
-            "record too, when no causal plan reaches approval.",
+            "record too, when no causal plan reaches approval; e.g. --non-causal last.",
         ),
     ] = "drop",
     as_json: JsonOption = False,
