@@ -101,11 +101,16 @@ def not_approved(
         tables_dir=data / "tables",
         engine=DuckDBEngine(EngineConfig(threads=2)),
     )
-    frame["amount_cny"] = spine["amount_cny"].to_numpy()
-    frame["term_months"] = spine["term_months"].to_numpy()
     pds = model.predict_pd(frame)
-    frame["pd"] = pds
-    frame["decision"] = [d.outcome for d in model.decisions(frame, pds)]
+    extra = pd.DataFrame(
+        {
+            "amount_cny": spine["amount_cny"].to_numpy(),
+            "term_months": spine["term_months"].to_numpy(),
+            "pd": pds,
+            "decision": [d.outcome for d in model.decisions(frame, pds)],
+        }
+    )
+    frame = pd.concat([frame.reset_index(drop=True), extra], axis=1)
     kept = frame[frame["decision"] != "approve"].reset_index(drop=True)
     names = model_feature_rows_names()
     rows = [{n: float(v) for n, v in zip(names, values, strict=True)} for values in kept[names].to_numpy()]

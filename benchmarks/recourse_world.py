@@ -66,6 +66,7 @@ class Subject:
     actions: dict[str, float] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)
     outcome: dict[str, Any] = field(default_factory=dict)
+    rests_on_record_only: bool = False  # its causal actions alone would not reach approval
 
 
 def _interventions(subjects: list[Subject], decide_month: int) -> list[Any]:
@@ -174,6 +175,7 @@ def _effects(subjects: list[Subject]) -> dict[str, float]:
         "true_pd_falls": _share(
             [x["true_pd"] < x["true_pd_without"] and not sm for x, sm in zip(o, same, strict=True)]
         ),
+        "score_rises": _share([x["score"] > x["score_without"] for x in o]),
         "score_rises_true_pd_unchanged": _share(
             [x["score"] > x["score_without"] and sm for x, sm in zip(o, same, strict=True)]
         ),
@@ -182,10 +184,33 @@ def _effects(subjects: list[Subject]) -> dict[str, float]:
     }
 
 
+def _rests_on_record_only(engine: Any, row: dict[str, float], actions: dict[str, float]) -> bool:
+    """Whether a plan's approval needs its record-only actions: its causal actions alone, scored
+    exactly with the model, do not reach approval."""
+    import numpy as np
+
+    from features.catalog import default_registry
+    from features.catalog.levers import ActionMoves
+
+    registry = default_registry()
+    causal = {name: units for name, units in actions.items() if registry.action_by_name[name].causal}
+    if len(causal) == len(actions):
+        return False
+    if not causal:
+        return True
+    moves = ActionMoves(registry, row, list(causal))
+    levels = np.array([[causal[a.name] for a in moves.actions]])
+    _, approved = engine.approves(moves.apply(levels))
+    return not bool(approved[0])
+
+
 def _arm_summary(subjects: list[Subject]) -> dict[str, Any]:
     planned = [s for s in subjects if s.actions]
     placebo = [s for s in subjects if not s.actions]
+    resting = [s for s in planned if s.rests_on_record_only]
     return {
+        "plans_resting_on_record_only_actions": len(resting),
+        "resting_on_record_only": _effects(resting),
         "plans": len(planned),
         "no_plan": len(placebo),
         "plan_cost_cny": _mean([s.plan["total_cost_cny"] for s in planned]),
@@ -242,14 +267,16 @@ def main() -> None:
         for arm, mode in (("causal", "drop"), ("blind", "equal")):
             plan = engine.plan(row, non_causal=mode).to_dict()  # type: ignore[arg-type]
             found = plan["status"] == "found"
+            actions = {a["action"]: a["units"] for a in plan["actions"]} if found else {}
             arms[arm].append(
                 Subject(
                     member,
                     amount,
                     term,
                     plan["months"] if found else PLACEBO_MONTHS,
-                    {a["action"]: a["units"] for a in plan["actions"]} if found else {},
+                    actions,
                     plan,
+                    rests_on_record_only=bool(actions) and _rests_on_record_only(engine, row, actions),
                 )
             )
     # Probes: other members, active at T0 and through the horizon, each doing one action's fixed dose.
@@ -351,7 +378,8 @@ def _print(result: dict[str, Any]) -> None:
         f"{result['decided_at'][:10]} "
         f"({result['members']:,}-member world, seed {result['seed']}), re-scored when their plan ends",
         caption="with vs without: the same member in the re-simulated world where they acted and in the "
-        "baseline world; gaming = score rises while the true PD does not change",
+        "baseline world; gaming = score rises while the true PD does not change. Members with no plan did "
+        "nothing: their rows measure how much a re-simulated future moves scores by chance",
     )
     for column in (
         "arm",
@@ -361,6 +389,7 @@ def _print(result: dict[str, Any]) -> None:
         "approved with actions",
         "approved without",
         "true PD falls",
+        "score rises",
         "gaming",
         "Δ score",
         "Δ true PD",
@@ -378,21 +407,39 @@ def _print(result: dict[str, Any]) -> None:
             _pct(e["approved_with_actions"]),
             _pct(e["approved_without_actions"]),
             _pct(e["true_pd_falls"]),
+            _pct(e["score_rises"]),
             _pct(e["score_rises_true_pd_unchanged"]),
             f"{e['score_change']:+.1f}",
             _pct(e["true_pd_change_relative"]),
             _pct(summary["plans_with_record_only_actions"]),
         )
+        e = summary["resting_on_record_only"]
+        if e["members"]:
+            table.add_row(
+                "  of which approval rests on record-only actions",
+                f"{e['members']}",
+                "-",
+                "-",
+                _pct(e["approved_with_actions"]),
+                _pct(e["approved_without_actions"]),
+                _pct(e["true_pd_falls"]),
+                _pct(e["score_rises"]),
+                _pct(e["score_rises_true_pd_unchanged"]),
+                f"{e['score_change']:+.1f}",
+                _pct(e["true_pd_change_relative"]),
+                "100.0%",
+            )
     for arm, summary in result["arms"].items():
         e = summary["without_plan"]
         table.add_row(
-            f"  no plan ({arm} arm)",
+            f"  no plan ({arm} arm): the noise floor",
             f"{e['members']}",
             "-",
             f"{PLACEBO_MONTHS}",
             _pct(e["approved_with_actions"]),
             _pct(e["approved_without_actions"]),
             _pct(e["true_pd_falls"]),
+            _pct(e["score_rises"]),
             _pct(e["score_rises_true_pd_unchanged"]),
             f"{e['score_change']:+.1f}",
             _pct(e["true_pd_change_relative"]),
@@ -407,6 +454,7 @@ def _print(result: dict[str, Any]) -> None:
         "members",
         "true PD falls",
         "Δ true PD",
+        "score rises",
         "score rises, true PD same",
         "Δ score",
         "flag holds",
@@ -420,6 +468,7 @@ def _print(result: dict[str, Any]) -> None:
             str(row["members"]),
             _pct(row["true_pd_falls"]),
             _pct(row["true_pd_change_relative"]),
+            _pct(row["score_rises"]),
             _pct(row["score_rises_true_pd_unchanged"]),
             f"{row['score_change']:+.1f}",
             "yes" if row["validated"] else "NO",
