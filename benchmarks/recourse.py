@@ -84,21 +84,10 @@ def main() -> None:
 
     import numpy as np
 
-    from benchmarks.recourse_common import (
-        baseline_config,
-        decision_date,
-        not_approved,
-        percentile,
-        train_model,
-    )
-    from benchmarks.worlds import prepare_world
+    from benchmarks.recourse_common import baseline, not_approved, percentile
     from models.recourse import RecourseEngine
 
-    config = baseline_config(args.members, args.decide_month, args.horizon, args.seed)
-    world, data, _ = prepare_world(args.work_dir, config, label="recourse: ")
-    t0 = decision_date(world, args.decide_month)
-    store = args.work_dir / f"store-{args.members}-{config.months}-{args.seed}-t{args.decide_month}"
-    model = train_model(world, data, store, as_of=t0.isoformat())
+    _, data, t0, model = baseline(args.work_dir, args.members, args.decide_month, args.horizon, args.seed)
     frame, rows = not_approved(data, model, t0.to_pydatetime())
     rows = rows[: args.applicants]
     print(
@@ -146,7 +135,7 @@ def main() -> None:
     }
     result: dict[str, Any] = {
         "members": args.members,
-        "months": config.months,
+        "months": args.decide_month + args.horizon,
         "decided_at": t0.isoformat(),
         "seed": args.seed,
         "applicants": len(rows),

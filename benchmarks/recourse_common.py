@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from benchmarks.quality import CLI, _store_env, run_retrain
 
 if TYPE_CHECKING:
@@ -38,6 +40,42 @@ def decision_date(world: Path, decide_month: int) -> pd.Timestamp:
 
     start = json.loads((world / "manifest.json").read_text())["world"]["start"]
     return pd.Timestamp(start) + pd.DateOffset(months=decide_month)
+
+
+def baseline(
+    work_dir: Path, members: int, decide_month: int, horizon: int, seed: int
+) -> tuple[Path, Path, pd.Timestamp, CreditModel]:
+    """The baseline world (simulated and ingested once), its decision date T0, and the model trained
+    on it as of T0 (once): what both recourse benchmarks start from."""
+    from benchmarks.worlds import prepare_world
+
+    config = baseline_config(members, decide_month, horizon, seed)
+    world, data, _ = prepare_world(work_dir, config, label="baseline: ")
+    t0 = decision_date(world, decide_month)
+    store = work_dir / f"store-{members}-{config.months}-{seed}-t{decide_month}"
+    return world, data, t0, train_model(world, data, store, as_of=t0.isoformat())
+
+
+def spine_at(
+    member_ids: list[str],
+    as_of: list[Any],
+    amounts: list[float],
+    terms: list[float],
+    *,
+    request_ids: list[str] | None = None,
+) -> pd.DataFrame:
+    """A feature spine: each member as of their instant, applying for their amount and term."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "request_id": request_ids or list(member_ids),
+            "member_id": list(member_ids),
+            "as_of": pd.Series(pd.to_datetime(as_of, utc=True), dtype="datetime64[us, UTC]"),
+            "amount_cny": np.asarray(amounts, dtype=float),
+            "term_months": np.asarray(terms, dtype=float),
+        }
+    )
 
 
 def train_model(world: Path, data: Path, store: Path, *, as_of: str | None = None) -> CreditModel:
@@ -79,22 +117,33 @@ def not_approved(
     approve. Returns the frame (spine columns, features, `pd`, `decision`) and the feature rows."""
     import pandas as pd
 
-    from features.offline import DuckDBEngine, EngineConfig, build_features, read_applications
+    from features.offline import read_applications
 
     applications = read_applications(data / "tables")
     applied = pd.to_datetime(applications["applied_at"], utc=True)
     start = pd.Timestamp(as_of) - pd.DateOffset(months=months_back)
     recent = applications[(applied >= start) & (applied < pd.Timestamp(as_of))]
     latest = recent.sort_values("applied_at").groupby("member_id", sort=True).tail(1)
-    spine = pd.DataFrame(
-        {
-            "request_id": latest["member_id"].to_numpy(),
-            "member_id": latest["member_id"].to_numpy(),
-            "as_of": pd.Series([pd.Timestamp(as_of)] * len(latest), dtype="datetime64[us, UTC]"),
-            "amount_cny": latest["amount_cny"].to_numpy(dtype=float),
-            "term_months": latest["term_months"].to_numpy(dtype=float),
-        }
+    spine = spine_at(
+        latest["member_id"].tolist(),
+        [as_of] * len(latest),
+        latest["amount_cny"].tolist(),
+        latest["term_months"].tolist(),
     )
+    frame = scored(model, data, spine)
+    kept = frame[frame["decision"] != "approve"].reset_index(drop=True)
+    names = model_feature_rows_names()
+    rows = [{n: float(v) for n, v in zip(names, values, strict=True)} for values in kept[names].to_numpy()]
+    return kept, rows
+
+
+def scored(model: CreditModel, data: Path, spine: pd.DataFrame) -> pd.DataFrame:
+    """Every feature of each spine row from this data folder's event log, then the row's amount,
+    term, and the model's PD, score and decision."""
+    import pandas as pd
+
+    from features.offline import DuckDBEngine, EngineConfig, build_features
+
     frame = build_features(
         spine,
         events_dir=data / "events",
@@ -107,14 +156,11 @@ def not_approved(
             "amount_cny": spine["amount_cny"].to_numpy(),
             "term_months": spine["term_months"].to_numpy(),
             "pd": pds,
+            "score": model.scale.score_from_pd(pds),
             "decision": [d.outcome for d in model.decisions(frame, pds)],
         }
     )
-    frame = pd.concat([frame.reset_index(drop=True), extra], axis=1)
-    kept = frame[frame["decision"] != "approve"].reset_index(drop=True)
-    names = model_feature_rows_names()
-    rows = [{n: float(v) for n, v in zip(names, values, strict=True)} for values in kept[names].to_numpy()]
-    return kept, rows
+    return pd.concat([frame.reset_index(drop=True), extra], axis=1)
 
 
 def model_feature_rows_names() -> list[str]:

@@ -87,31 +87,21 @@ def _rescore(model: Any, data: Path, subjects: list[Subject], t0: Any) -> dict[s
     """Score, PD and decision of every subject at T0 + their months, from this world's feeds."""
     import pandas as pd
 
-    from features.offline import DuckDBEngine, EngineConfig, build_features
+    from benchmarks.recourse_common import scored, spine_at
 
-    spine = pd.DataFrame(
-        {
-            "request_id": [f"{s.member_id}@{s.months}" for s in subjects],
-            "member_id": [s.member_id for s in subjects],
-            "as_of": pd.Series(
-                [t0 + pd.DateOffset(months=s.months) for s in subjects], dtype="datetime64[us, UTC]"
-            ),
-            "amount_cny": [s.amount for s in subjects],
-            "term_months": [s.term for s in subjects],
-        }
+    spine = spine_at(
+        [s.member_id for s in subjects],
+        [t0 + pd.DateOffset(months=s.months) for s in subjects],
+        [s.amount for s in subjects],
+        [s.term for s in subjects],
+        request_ids=[f"{s.member_id}@{s.months}" for s in subjects],
     ).drop_duplicates("request_id")
-    frame = build_features(
-        spine,
-        events_dir=data / "events",
-        tables_dir=data / "tables",
-        engine=DuckDBEngine(EngineConfig(threads=2)),
-    )
-    pds = model.predict_pd(frame)
-    scores = model.scale.score_from_pd(pds)
-    decisions = [d.outcome for d in model.decisions(frame, pds)]
+    frame = scored(model, data, spine)
     return {
         rid: (float(sc), float(p), d)
-        for rid, sc, p, d in zip(frame["request_id"], scores, pds, decisions, strict=True)
+        for rid, sc, p, d in zip(
+            frame["request_id"], frame["score"], frame["pd"], frame["decision"], strict=True
+        )
     }
 
 
@@ -242,7 +232,7 @@ def main() -> None:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from benchmarks.recourse_common import baseline_config, decision_date, not_approved, train_model
+    from benchmarks.recourse_common import baseline, not_approved
     from benchmarks.worlds import prepare_world
     from features.catalog import default_registry
     from models.recourse import RecourseEngine
@@ -250,11 +240,9 @@ def main() -> None:
 
     began = time.perf_counter()
     months = args.decide_month + args.horizon
-    base_config = baseline_config(args.members, args.decide_month, args.horizon, args.seed)
-    world_a, data_a, _ = prepare_world(args.work_dir, base_config, label="baseline: ")
-    t0 = decision_date(world_a, args.decide_month)
-    store = args.work_dir / f"store-{args.members}-{months}-{args.seed}-t{args.decide_month}"
-    model = train_model(world_a, data_a, store, as_of=t0.isoformat())
+    world_a, data_a, t0, model = baseline(
+        args.work_dir, args.members, args.decide_month, args.horizon, args.seed
+    )
     frame, rows = not_approved(data_a, model, t0.to_pydatetime())
     rng = np.random.default_rng(args.seed)
     picked = np.sort(rng.choice(len(rows), size=min(args.applicants, len(rows)), replace=False))
@@ -368,6 +356,19 @@ def _pct(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.1%}"
 
 
+def _effect_cells(e: dict[str, float]) -> list[str]:
+    """The with-vs-without columns of one row."""
+    return [
+        _pct(e["approved_with_actions"]),
+        _pct(e["approved_without_actions"]),
+        _pct(e["true_pd_falls"]),
+        _pct(e["score_rises"]),
+        _pct(e["score_rises_true_pd_unchanged"]),
+        f"{e['score_change']:+.1f}",
+        _pct(e["true_pd_change_relative"]),
+    ]
+
+
 def _print(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -398,53 +399,22 @@ def _print(result: dict[str, Any]) -> None:
         table.add_column(column, justify="left" if column == "arm" else "right")
     labels = {"causal": "causal actions (default)", "blind": "every action, causality-blind"}
     for arm, summary in result["arms"].items():
-        e = summary["with_plan"]
         table.add_row(
             labels[arm],
             f"{summary['plans']} ({summary['no_plan']} none)",
             f"{summary['plan_cost_cny']:,.0f}",
             f"{summary['plan_months']:.1f}",
-            _pct(e["approved_with_actions"]),
-            _pct(e["approved_without_actions"]),
-            _pct(e["true_pd_falls"]),
-            _pct(e["score_rises"]),
-            _pct(e["score_rises_true_pd_unchanged"]),
-            f"{e['score_change']:+.1f}",
-            _pct(e["true_pd_change_relative"]),
+            *_effect_cells(summary["with_plan"]),
             _pct(summary["plans_with_record_only_actions"]),
         )
-        e = summary["resting_on_record_only"]
-        if e["members"]:
-            table.add_row(
-                "  of which approval rests on record-only actions",
-                f"{e['members']}",
-                "-",
-                "-",
-                _pct(e["approved_with_actions"]),
-                _pct(e["approved_without_actions"]),
-                _pct(e["true_pd_falls"]),
-                _pct(e["score_rises"]),
-                _pct(e["score_rises_true_pd_unchanged"]),
-                f"{e['score_change']:+.1f}",
-                _pct(e["true_pd_change_relative"]),
-                "100.0%",
-            )
+        resting = summary["resting_on_record_only"]
+        if resting["members"]:
+            label = "  of which approval rests on record-only actions"
+            table.add_row(label, str(resting["members"]), "-", "-", *_effect_cells(resting), "100.0%")
     for arm, summary in result["arms"].items():
-        e = summary["without_plan"]
-        table.add_row(
-            f"  no plan ({arm} arm): the noise floor",
-            f"{e['members']}",
-            "-",
-            f"{PLACEBO_MONTHS}",
-            _pct(e["approved_with_actions"]),
-            _pct(e["approved_without_actions"]),
-            _pct(e["true_pd_falls"]),
-            _pct(e["score_rises"]),
-            _pct(e["score_rises_true_pd_unchanged"]),
-            f"{e['score_change']:+.1f}",
-            _pct(e["true_pd_change_relative"]),
-            "-",
-        )
+        nothing = summary["without_plan"]
+        label = f"  no plan ({arm} arm): the noise floor"
+        table.add_row(label, str(nothing["members"]), "-", str(PLACEBO_MONTHS), *_effect_cells(nothing), "-")
     console.print(table)
     actions = Table(title="each action alone (probes: other members doing a fixed dose)")
     for column in (

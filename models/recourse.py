@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
 
 from features.catalog import FeatureRegistry, application_features_for_request, default_registry
 from features.catalog.levers import ActionMoves
@@ -54,8 +55,13 @@ class RecourseUnavailableError(ValueError):
     """This model cannot give recourse (it was not trained on the feature catalogue)."""
 
 
-@dataclass(frozen=True)
-class FeatureMove:
+class _Plain(BaseModel):
+    """The plan types: immutable, no unknown fields; their JSON is the response's `recourse`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FeatureMove(_Plain):
     """One model input an action changes: its value before and right after."""
 
     name: str
@@ -65,42 +71,43 @@ class FeatureMove:
     after: float | None
 
 
-@dataclass(frozen=True)
-class PlannedAction:
+class PlannedAction(_Plain):
     """One step of a plan: what to do, what it costs, what it moves, and where the score then stands."""
 
     action: str
     label_zh: str
     label_en: str
-    units: float
+    units: float = Field(description="how much: CNY saved, trainings, practices, or months")
     unit_zh: str
     unit_en: str
-    cost_cny: float
+    cost_cny: float = Field(description="declared cost: money spent or set aside, or working days valued")
     months: int
-    causal: bool
+    causal: bool = Field(description="false: it changes the record, not the risk (offered only last)")
     instruction_zh: str
     instruction_en: str
     mechanism_zh: str
     mechanism_en: str
-    moves: tuple[FeatureMove, ...]
-    score_after: float  # with this and every earlier step done
+    moves: tuple[FeatureMove, ...] = Field(description="the target values: each model input it moves")
+    score_after: float = Field(description="the score with this and every earlier step done")
     pd_after: float
     decision_after: str
 
 
-@dataclass(frozen=True)
-class RecoursePlan:
-    """What would change the decision, or why nothing within the declared actions would."""
+class RecoursePlan(_Plain):
+    """What would change the decision (zh/en), computed exactly from the model; or why nothing within
+    the declared actions would. It is the one recourse type from model to response (`/v1/score`)."""
 
     status: Status
     non_causal: NonCausal
-    score: float  # now
-    pd: float
-    decision: str
-    target_score: float  # the approve cutoff in points
-    target_pd: float
+    score: float | None = Field(default=None, description="the score now")
+    pd: float | None = None
+    decision: str | None = None
+    target_score: float | None = Field(default=None, description="the approve cutoff, in points")
+    target_pd: float | None = None
     actions: tuple[PlannedAction, ...] = ()
-    reached_score: float | None = None  # with every action done (the closest one when out of reach)
+    reached_score: float | None = Field(
+        default=None, description="with every action done (the closest plan's, when out of reach)"
+    )
     reached_pd: float | None = None
     reached_decision: str | None = None
     total_cost_cny: float = 0.0
@@ -108,24 +115,13 @@ class RecoursePlan:
     summary_zh: str = ""
     summary_en: str = ""
     notes: tuple[str, ...] = ()
-    lattice: int = 0  # candidate combinations
-    evaluated: int = 0  # combinations scored before the answer was known
-    unavailable_actions: dict[str, str] = field(default_factory=dict)
+    lattice: int = Field(default=0, description="candidate combinations of action sizes")
+    evaluated: int = Field(default=0, description="combinations scored before the answer was known")
+    unavailable_actions: dict[str, str] = Field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (NaN as None)."""
-        payload: dict[str, Any] = _json_ready(asdict(self))
-        return payload
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    return value
+        """JSON-ready form."""
+        return self.model_dump(mode="json")
 
 
 def split_thresholds(booster: Any, width: int) -> list[FloatArray]:

@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from features.contracts import ID_PATTERN as _ID
 from models.reasons import Reason
-from serving.recourse import Recourse
+from models.recourse import RecoursePlan
 
 # Mirrors features.contracts.LOAN_PURPOSES (a test keeps them equal).
 Purpose = Literal["farm_inputs", "livestock", "equipment", "processing", "trade", "other"]
@@ -127,7 +127,7 @@ class ScoreResponse(_Out):
     features_as_of: datetime | None
     feature_set_version: str | None
     scored_at: datetime
-    recourse: Recourse | None = Field(default=None, description='with "recourse": true')
+    recourse: RecoursePlan | None = Field(default=None, description='with "recourse": true')
 
 
 class BatchScoreResponse(_Out):

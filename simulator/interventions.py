@@ -187,44 +187,26 @@ class MemberActions:
         who = self.member[rows]
         deposits = np.bincount(who, weights=amount, minlength=pop.size).astype(np.float64)
         self.saved += deposits
-        batches.append(
-            EventBatch.build(
-                "savings_deposit",
-                member=who,
-                coop=pop.coop[who],
-                event_time=np.full(len(who), when),
-                amount=amount,
-            )
-        )
+        batches.append(self._records("savings_deposit", who, when, amount=amount))
         rows = present(self._running(month, "complete_training"))
-        who = self.member[rows]
-        batches.append(
-            EventBatch.build(
-                "training_completed",
-                member=who,
-                coop=pop.coop[who],
-                event_time=np.full(len(who), when),
-                topic=np.array(_TRAINING_ORDER)[
-                    np.minimum(month - self.start[rows], len(_TRAINING_ORDER) - 1)
-                ],
-            )
-        )
+        topic = _in_order(_TRAINING_ORDER, month - self.start[rows])
+        batches.append(self._records("training_completed", self.member[rows], when, topic=topic))
         rows = present(self._running(month, "adopt_green_practice"))
-        who = self.member[rows]
+        practice = _in_order(_PRACTICE_ORDER, month - self.start[rows])
+        verified = np.ones(len(rows), dtype=np.int8)
         batches.append(
-            EventBatch.build(
-                "green_practice",
-                member=who,
-                coop=pop.coop[who],
-                event_time=np.full(len(who), when),
-                practice=np.array(_PRACTICE_ORDER)[
-                    np.minimum(month - self.start[rows], len(_PRACTICE_ORDER) - 1)
-                ],
-                verified=np.ones(len(who), dtype=np.int8),
-            )
+            self._records("green_practice", self.member[rows], when, practice=practice, verified=verified)
         )
         batches.append(self._deliveries(present(self._running(month, "deliver_through_coop")), when, rng))
         return batches, deposits
+
+    def _records(
+        self, event_type: str, who: IntArray, when: int, **payload: np.ndarray[Any, Any]
+    ) -> EventBatch:
+        """One record per member, at `when`, filed under the member and their cooperative."""
+        return EventBatch.build(
+            event_type, member=who, coop=self.pop.coop[who], event_time=np.full(len(who), when), **payload
+        )
 
     def _deliveries(self, rows: IntArray, when: int, rng: np.random.Generator) -> EventBatch:
         """One delivery of the member's usual size, at an ordinary quality mix."""
@@ -236,11 +218,10 @@ class MemberActions:
         quality = np.where(u < 0.3, 0, np.where(u < 0.8, 1, 2))
         unit_price = PRICE_PER_KG[product] * _QUALITY_PRICE[quality]
         quantity = np.maximum(0.5, np.round(value / unit_price * 2) / 2)
-        return EventBatch.build(
+        return self._records(
             "produce_delivery",
-            member=who,
-            coop=pop.coop[who],
-            event_time=np.full(len(who), when),
+            who,
+            when,
             product=product,
             quantity=quantity,
             amount=np.round(quantity * unit_price, 2),
@@ -256,7 +237,7 @@ class MemberActions:
             gain = 1.0 + TRAINING_INCOME_GAIN
             np.multiply.at(pop.income, who, gain)
             np.add.at(pop.income_z, who, math.log(gain) / INCOME_LOG_SD)
-            topic = np.array(_TRAINING_ORDER)[np.minimum(month - self.start[rows], len(_TRAINING_ORDER) - 1)]
+            topic = _in_order(_TRAINING_ORDER, month - self.start[rows])
             finance = np.isin(topic, list(_FINANCE_TOPICS))
             np.add.at(pop.discipline_z, who[finance], FINANCE_DISCIPLINE_GAIN)
         rows = self._running(month, "adopt_green_practice")
@@ -266,6 +247,11 @@ class MemberActions:
     def buffer(self, members: IntArray, savings: FloatArray) -> FloatArray:
         """CNY these members saved on advice that is still in the fund (withdrawals take it first)."""
         return np.minimum(self.saved[members], np.maximum(savings[members], 0.0))
+
+
+def _in_order(order: tuple[int, ...], step: IntArray) -> IntArray:
+    """The code of each intervention's `step`-th item (topic, practice), the last one repeating."""
+    return np.asarray(np.array(order, dtype=np.int64)[np.minimum(step, len(order) - 1)])
 
 
 def expected_shock(weather: FloatArray, month: int) -> FloatArray:
