@@ -203,6 +203,8 @@ def _arm_summary(subjects: list[Subject]) -> dict[str, Any]:
         "resting_on_record_only": _effects(resting),
         "plans": len(planned),
         "no_plan": len(placebo),
+        # Out of reach because the file is too thin for an automatic decision (no action adds history).
+        "no_plan_thin_file": sum(1 for s in placebo if any("minimum" in n for n in s.plan.get("notes", ()))),
         "plan_cost_cny": _mean([s.plan["total_cost_cny"] for s in planned]),
         "plan_months": _mean([s.plan["months"] for s in planned]),
         "promised_score_gain": _mean([s.plan["reached_score"] - s.plan["score"] for s in planned]),
@@ -401,7 +403,7 @@ def _print(result: dict[str, Any]) -> None:
     for arm, summary in result["arms"].items():
         table.add_row(
             labels[arm],
-            f"{summary['plans']} ({summary['no_plan']} none)",
+            f"{summary['plans']} ({summary['no_plan']} none, {summary['no_plan_thin_file']} thin)",
             f"{summary['plan_cost_cny']:,.0f}",
             f"{summary['plan_months']:.1f}",
             *_effect_cells(summary["with_plan"]),

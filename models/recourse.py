@@ -14,7 +14,9 @@ combination of action sizes into feature rows. This module searches those combin
    the lattice holds the optimum of the whole grid.
 2. **Search by cost.** The lattice is sorted by cost (then months, then number of actions) and scored
    with the booster in growing chunks; the first point whose margin reaches the approve cutoff (the
-   model's policy: PD <= approve_max_pd, with enough evidence on file) is the cheapest plan.
+   model's policy: PD <= approve_max_pd, with enough evidence on file) is the cheapest plan. Where
+   record-only actions widen the lattice, a bound from the trees (`models.tree_bounds`) first checks
+   that some combination could reach the cutoff at all.
 3. **Verification.** The chosen row is scored again through `CreditModel.assess`, the path serving
    uses, and must be approved with the same score.
 
@@ -39,6 +41,7 @@ from features.catalog import FeatureRegistry, application_features_for_request, 
 from features.catalog.levers import ActionMoves
 from features.catalog.schema import Action
 from models.credit_model import CreditModel
+from models.tree_bounds import TreeBounds
 
 FloatArray = npt.NDArray[np.float64]
 NonCausal = Literal["drop", "last", "equal"]
@@ -124,22 +127,6 @@ class RecoursePlan(_Plain):
         return self.model_dump(mode="json")
 
 
-def split_thresholds(booster: Any, width: int) -> list[FloatArray]:
-    """Sorted distinct numeric split thresholds of every feature (index) in the booster's trees."""
-    found: list[set[float]] = [set() for _ in range(width)]
-    stack = [tree["tree_structure"] for tree in booster.dump_model()["tree_info"]]
-    while stack:
-        node = stack.pop()
-        if "split_feature" not in node:
-            continue
-        if node.get("decision_type", "<=") == "<=":
-            found[int(node["split_feature"])].add(float(node["threshold"]))
-        else:  # a categorical split: every distinct value is its own side
-            found[int(node["split_feature"])].add(math.inf)
-        stack.extend((node["left_child"], node["right_child"]))
-    return [np.array(sorted(t), dtype=np.float64) for t in found]
-
-
 @dataclass(frozen=True)
 class _Search:
     """The outcome of one search over a set of actions."""
@@ -150,6 +137,7 @@ class _Search:
     margin: float
     lattice: int
     evaluated: int
+    proved: bool = False  # out of reach by the trees' bound, without scoring the lattice
 
 
 class RecourseEngine:
@@ -170,10 +158,10 @@ class RecourseEngine:
         self.registry = registry
         index = {name: i for i, name in enumerate(registry.names)}
         self._columns = np.array([index[n] for n in model.feature_names], dtype=np.int64)
-        thresholds = split_thresholds(model.booster, len(model.feature_names))
+        self._trees = TreeBounds(model.booster, len(model.feature_names))
         # Registry column -> the thresholds that matter for it (empty: the model ignores it).
         self._thresholds: dict[int, FloatArray] = {
-            int(col): t for col, t in zip(self._columns, thresholds, strict=True) if len(t)
+            int(col): t for col, t in zip(self._columns, self._trees.thresholds, strict=True) if len(t)
         }
         policy = model.policy
         self.target_pd = policy.approve_max_pd
@@ -217,8 +205,11 @@ class RecourseEngine:
 
     # ---- the search ----
 
-    def _candidates(self, moves: ActionMoves, action: int, joint: set[int]) -> FloatArray:
-        """Sizes of one action where anything the model or policy can see changes (0 first)."""
+    def _candidates(
+        self, moves: ActionMoves, action: int, joint: set[int]
+    ) -> tuple[FloatArray, dict[int, FloatArray]]:
+        """Sizes of one action where anything the model or policy can see changes (0 first), and the
+        columns it moves at those sizes."""
         units = _units(moves.actions[action])
         moved = moves.moved(moves.single(action, units))
         parts: list[FloatArray] = []
@@ -239,20 +230,56 @@ class RecourseEngine:
             rows = moves.apply(moves.single(action, units))
             parts.append(self._enough_evidence(rows).astype(np.float64))
         if not parts:
-            return units[:1]
+            return units[:1], {col: values[:1] for col, values in moved.items()}
         signature = np.stack(parts, axis=1)
         changed = np.flatnonzero((signature[1:] != signature[:-1]).any(axis=1)) + 1
-        return np.asarray(units[np.concatenate([[0], changed])], dtype=np.float64)
+        keep = np.concatenate([[0], changed])
+        return np.asarray(units[keep], dtype=np.float64), {col: values[keep] for col, values in moved.items()}
 
-    def _search(self, row: Mapping[str, Any], actions: Sequence[str]) -> _Search | None:
+    def _out_of_reach(
+        self, moves: ActionMoves, alone: list[dict[int, FloatArray]], joint: set[int]
+    ) -> float | None:
+        """The trees' bound on the margin over every combination (None when it may reach approval):
+        each model input ranges over what the actions can make of it."""
+        low, high = moves.base[self._columns].copy(), moves.base[self._columns].copy()
+        missing = np.isnan(low)
+        for k, col in enumerate(self._columns):
+            sources = moves.moved_by.get(int(col))
+            if not sources:
+                continue
+            seen = np.concatenate([alone[j][int(col)] for j in sources])
+            kinds = {lever.kind for lever in self.registry.by_name[moves.names[col]].levers}
+            if int(col) in joint and kinds == {"add"}:  # the actions' additions add up
+                start = 0.0 if math.isnan(moves.base[col]) else moves.base[col]
+                deltas = [alone[j][int(col)] - start for j in sources]
+                low[k] = start + sum(float(np.nanmin(d)) for d in deltas)
+                high[k] = start + sum(float(np.nanmax(d)) for d in deltas)
+            elif int(col) in joint and not kinds:  # derived from several actions: anything
+                low[k], high[k], missing[k] = -np.inf, np.inf, True
+                continue
+            else:  # one action, or a reset / floor any of them sets
+                present = seen[~np.isnan(seen)]
+                low[k], high[k] = (present.min(), present.max()) if len(present) else (np.inf, -np.inf)
+            missing[k] = bool(np.isnan(seen).any())
+        bound = self._trees.lowest_margin(low, high, missing)
+        return bound if bound > self._cut_margin else None
+
+    def _search(self, row: Mapping[str, Any], actions: Sequence[str], *, prune: bool) -> _Search | None:
+        """The cheapest approved combination of sizes of `actions` (or the closest one); with `prune`,
+        first the trees' bound, which may prove every combination out of reach without scoring them."""
         moves = ActionMoves(self.registry, row, actions)
         count = len(moves.actions)
         if count == 0:
             return None
         joint = {col for col, sources in moves.moved_by.items() if len(sources) > 1}
-        candidates = [self._candidates(moves, j, joint) for j in range(count)]
+        found = [self._candidates(moves, j, joint) for j in range(count)]
+        candidates = [units for units, _ in found]
         sizes = [len(c) for c in candidates]
         lattice = math.prod(sizes)
+        if prune:
+            bound = self._out_of_reach(moves, [moved for _, moved in found], joint)
+            if bound is not None:
+                return _Search(moves, False, np.zeros(count), bound, lattice, 0, proved=True)
         if lattice > MAX_LATTICE:
             raise ValueError(f"recourse lattice of {lattice:,} combinations is too large to search")
         grid = np.indices(sizes).reshape(count, -1).T  # every combination, as candidate indices
@@ -331,15 +358,17 @@ class RecourseEngine:
         closest: _Search | None = None
         lattice = evaluated = 0
         if not stuck:
-            for actions in rounds:
-                search = self._search(row, actions)
+            for k, actions in enumerate(rounds):
+                # Record-only actions widen the lattice most: a bound first (no closest plan from them).
+                search = self._search(row, actions, prune=k > 0 or non_causal == "equal")
                 if search is None:
                     continue
                 lattice += search.lattice
                 evaluated += search.evaluated
                 if search.found:
                     return self._answer("found", search, base, lattice, evaluated, ())
-                closest = closest or search
+                if not search.proved:
+                    closest = closest or search
         notes = tuple(stuck) or ("no combination of the declared actions reaches the approve cutoff",)
         if closest is None:
             plan = RecoursePlan(status="out_of_reach", notes=notes, **base)  # type: ignore[arg-type]
