@@ -53,11 +53,15 @@ def _store_env(data: Path, store: Path) -> dict[str, str]:
     }
 
 
-def run_retrain(world: Path, data: Path, store: Path) -> tuple[dict[str, Any], float]:
-    """`coopscore retrain --truth WORLD --json` in a fresh process: its JSON summary and wall time."""
+def run_retrain(
+    world: Path, data: Path, store: Path, *, as_of: str | None = None
+) -> tuple[dict[str, Any], float]:
+    """`coopscore retrain --truth WORLD [--as-of T] --json` in a fresh process: its JSON summary and
+    wall time."""
     began = time.perf_counter()
+    when = ["--as-of", as_of] if as_of else []
     process = subprocess.run(
-        [sys.executable, "-c", CLI, "retrain", "--truth", str(world), "--json"],
+        [sys.executable, "-c", CLI, "retrain", "--truth", str(world), *when, "--json"],
         env=_store_env(data, store),
         capture_output=True,
         cwd=str(store),

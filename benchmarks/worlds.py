@@ -1,9 +1,11 @@
-"""A simulated world, ingested once and cached by its shape: what the training and quality benchmarks
-measure on. Scripts import it after keeping their folder off the import path (their names clash with
-the `training` and `features` packages), as `from benchmarks.worlds import prepare_world`."""
+"""A simulated world, ingested once and cached by its shape: what the training, quality and recourse
+benchmarks measure on. Scripts import it after keeping their folder off the import path (their names
+clash with the `training` and `features` packages), as `from benchmarks.worlds import prepare_world`."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import sys
 import time
@@ -27,6 +29,9 @@ def prepare_world(
     from simulator.world import simulate_world
 
     tag = f"m{config.members}-mo{config.months}-r{config.application_rate}-s{config.seed}"
+    if config.interventions or config.record_states_from is not None:  # a re-simulated future
+        described = json.dumps(config.to_dict(), sort_keys=True).encode()
+        tag += "-" + hashlib.sha256(described).hexdigest()[:12]
     world, data = work_dir / f"world-{tag}", work_dir / f"data-{tag}"
     seconds: dict[str, float] = {}
     if (data / "ingested.ok").exists() and (world / "manifest.json").exists():

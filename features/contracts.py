@@ -111,6 +111,17 @@ GREEN_PRACTICES: Final = (
     "integrated_pest_management",
 )
 
+# What a member can do to change their record (recourse). The feature catalogue declares how each one
+# moves the features (`features.catalog.actions`) and the simulator how each one acts in the world
+# (`simulator.interventions`); both are checked against this one list.
+MEMBER_ACTIONS: Final = (
+    "save_group_fund",
+    "complete_training",
+    "adopt_green_practice",
+    "deliver_through_coop",
+    "attend_meetings",
+)
+
 EVENT_PAYLOADS: Final[dict[str, tuple[FieldSpec, ...]]] = {
     "membership": (
         FieldSpec("action", pa.string(), enum=MEMBERSHIP_ACTIONS),

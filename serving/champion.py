@@ -7,6 +7,7 @@ card shown by /v1/model is read from those same checked bytes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from coopscore.settings import Settings
 from models import mlflow_io
 from models.credit_model import CreditModel
 from models.reasons import Assessment
+from models.recourse import NonCausal, RecourseEngine, RecoursePlan
 from models.registry import CHAMPION, MODEL_NAME, load_version
 from models.signing import Keyring, SignatureCheck
 from serving.scoring import FeatureValues, Scored
@@ -46,6 +48,8 @@ class CreditModelScorer:
         # SHA-256 of the manifest of every artifact's digest: names exactly the bytes that score.
         self.model_digest = signature.manifest_sha256 if signature else None
         self.digest = self.model_digest or ""  # `Scorer.digest`: logged with every decision
+        self._recourse: RecourseEngine | None = None  # built on the first request for recourse
+        self._recourse_lock = threading.Lock()
 
     def score_one(self, features: FeatureValues, *, force_review: str | None = None) -> Scored:
         """PD, score, grade, decision and top-4 reasons from one booster call."""
@@ -57,6 +61,13 @@ class CreditModelScorer:
         """`score_one` for several applicants from one (vectorized) booster call."""
         assessments = self.model.assess_many(rows, top_k=4)
         return [_scored(a, note) for a, note in zip(assessments, force_review, strict=True)]
+
+    def recourse_plan(self, features: FeatureValues, *, non_causal: NonCausal) -> RecoursePlan:
+        """Exact recourse over the catalogue's actions (`models.recourse`)."""
+        with self._recourse_lock:
+            if self._recourse is None:
+                self._recourse = RecourseEngine(self.model)
+        return self._recourse.plan(features, non_causal=non_causal)
 
 
 def _scored(assessment: Assessment, force_review: str | None) -> Scored:

@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from features.contracts import ID_PATTERN as _ID
 from models.reasons import Reason
+from models.recourse import RecoursePlan
 
 # Mirrors features.contracts.LOAN_PURPOSES (a test keeps them equal).
 Purpose = Literal["farm_inputs", "livestock", "equipment", "processing", "trade", "other"]
@@ -91,6 +92,12 @@ class ScoreRequest(_In):
         description="with `features`: score numbers outside the range seen in training instead of "
         "refusing them (422); the decision is then review, with a note naming them",
     )
+    recourse: bool = Field(default=False, description="add `recourse`: what would change the decision")
+    recourse_non_causal: Literal["drop", "last"] = Field(
+        default="drop",
+        description="drop: only actions that change the risk; last: record-only actions too when no "
+        "causal plan reaches approval",
+    )
 
 
 class BatchScoreRequest(_In):
@@ -154,6 +161,7 @@ class ScoreResponse(_Out):
     features_as_of: datetime | None
     feature_set_version: str | None
     scored_at: datetime
+    recourse: RecoursePlan | None = Field(default=None, description='with "recourse": true')
     subsidy: SubsidyOffer | None = Field(
         default=None, description="the interest subsidy (贴息), when the server runs subsidy programmes"
     )

@@ -17,6 +17,7 @@ import numpy as np
 
 from features.catalog.request import application_features, application_features_for_request
 from models.reasons import Reason
+from models.recourse import NonCausal, RecoursePlan
 from models.spec import ModelSpec
 
 # Feature name -> value: numbers (NaN or None when missing); a categorical table column's level as text.
@@ -61,6 +62,11 @@ class Scorer(Protocol):
         self, rows: Sequence[FeatureValues], *, force_review: Sequence[str | None]
     ) -> list[Scored]:
         """`score_one` for several vectors at once (one model call); `force_review` per row."""
+        ...
+
+    def recourse_plan(self, features: FeatureValues, *, non_causal: NonCausal) -> RecoursePlan:
+        """The cheapest actions that turn this applicant's decision into an approval (or why none
+        does); raises `RecourseUnavailableError` for a model that cannot give recourse."""
         ...
 
 

@@ -22,6 +22,7 @@ from features.contracts import (
     TRAINING_TOPICS,
 )
 from simulator.events import EventBatch
+from simulator.interventions import MemberActions, action_log_odds, expected_shock
 from simulator.population import (
     ANNUAL_DELIVERIES,
     HARVEST_SEASON,
@@ -145,8 +146,60 @@ def _categorical(rng: np.random.Generator, mix: FloatArray, row: IntArray) -> In
     return codes.astype(np.int64)
 
 
+def application_log_odds(
+    intercept: float,
+    discipline_z: FloatArray,
+    income_z: FloatArray,
+    stress: FloatArray,
+    size_to_income: FloatArray,
+    term: IntArray | FloatArray,
+    engagement_z: FloatArray,
+) -> FloatArray:
+    """True log-odds of default of a lender application (before any effect of advice)."""
+    return np.asarray(
+        intercept
+        + _PD_DISCIPLINE * discipline_z
+        + _PD_INCOME * income_z
+        + _PD_STRESS * stress
+        + _PD_SIZE * np.log(size_to_income / _TYPICAL_SIZE)
+        + _PD_LONG_TERM * (term >= 24)
+        + _PD_ENGAGEMENT * engagement_z
+    )
+
+
+def hypothetical_true_pd(
+    states: dict[str, FloatArray], amount_cny: FloatArray, term_months: FloatArray
+) -> FloatArray:
+    """True PD of applications (amount, term) made by members in recorded states
+    (`truth/member_states.parquet` columns), advice effects included: what the recourse evaluation
+    compares with and without the advised actions."""
+    income = states["income"]
+    log_odds = application_log_odds(
+        ActivityParams(seed=0, months=1).pd_intercept,
+        states["discipline_z"],
+        states["income_z"],
+        states["stress"],
+        amount_cny / (income * 12),
+        term_months,
+        states["engagement_z"],
+    ) + action_log_odds(
+        np.minimum(states["saved_on_advice"], np.maximum(states["savings_balance"], 0.0)),
+        amount_cny / term_months,
+        states["exposure"],
+        states["base_exposure"],
+        states["mean_shock"],
+        _PD_STRESS,
+    )
+    return _sigmoid(log_odds)
+
+
 class WorldActivity:
-    """The world's mutable state (stress, savings, loans, applications) and its monthly step."""
+    """The world's mutable state (stress, savings, loans, applications) and its monthly step.
+
+    With `actions` (interventions), the members' traits in `population` change as advice takes effect:
+    pass a copy whose trait arrays may be written. `record_states_from` keeps every member's state at
+    the end of each month from that month on (`states`), for the recourse evaluation.
+    """
 
     def __init__(
         self,
@@ -154,8 +207,15 @@ class WorldActivity:
         calendar: Calendar,
         weather: FloatArray,
         params: ActivityParams,
+        *,
+        actions: MemberActions | None = None,
+        record_states_from: int | None = None,
     ) -> None:
         self.pop = population
+        self.actions = actions
+        self.record_states_from = record_states_from
+        self.states: dict[str, list[np.ndarray[Any, Any]]] = {}
+        self.base_exposure = population.exposure.copy()
         self.calendar = calendar
         self.weather = weather  # shock severity per (county, month), 0 = normal month
         self.params = params
@@ -210,18 +270,47 @@ class WorldActivity:
             self._deliveries(active, frac, shock, crop_loss, season, window, rng),
             self._inputs(active, frac, season, window, rng),
             *self._savings(active, frac, crop_loss, season, window, rng),
-            self._meetings(active, lo, hi, month_start, rng),
+            self._meetings(active, lo, hi, month, month_start, rng),
             self._trainings(active, frac, window, rng),
             self._mobile_payments(active, frac, window, rng),
             self._green_practices(active, frac, season, window, rng),
             self._coop_loans(active, lo, hi, month, month_start, month_end, rng),
             self._repayments(month, rng),
         ]
+        if self.actions is not None:
+            advised, deposits = self.actions.events(month, lo, hi)
+            batches += advised
+            self.savings += deposits
         self._applications(active, lo, hi, month, month_start, month_end, rng)
+        if self.actions is not None:
+            self.actions.after_month(month)
+        if self.record_states_from is not None and month >= self.record_states_from:
+            self._record_states(month)
         events = EventBatch.concat(batches)
         events.cols["seq"] = self.next_seq + np.arange(len(events), dtype=np.int64)
         self.next_seq += len(events)
         return events
+
+    def _record_states(self, month: int) -> None:
+        """Every member's traits, stress and savings at the end of `month`."""
+        pop = self.pop
+        saved = self.actions.saved if self.actions is not None else np.zeros(pop.size)
+        columns = {
+            "member": np.arange(pop.size, dtype=np.int64),
+            "month": np.full(pop.size, month, dtype=np.int64),
+            "stress": self.stress,
+            "income": pop.income,
+            "income_z": pop.income_z,
+            "discipline_z": pop.discipline_z,
+            "engagement_z": pop.engagement_z,
+            "exposure": pop.exposure,
+            "base_exposure": self.base_exposure,
+            "savings_balance": self.savings,
+            "saved_on_advice": saved,
+            "mean_shock": expected_shock(self.weather, month)[pop.county],
+        }
+        for name, values in columns.items():
+            self.states.setdefault(name, []).append(np.array(values, copy=True))
 
     def _crop_loss(self, month: int) -> FloatArray:
         """Share of each member's harvest income lost to the `drought` scenario this month (else 0).
@@ -419,6 +508,7 @@ class WorldActivity:
         active: IntArray,
         lo: IntArray,
         hi: IntArray,
+        month: int,
         month_start: int,
         rng: np.random.Generator,
     ) -> EventBatch:
@@ -428,6 +518,8 @@ class WorldActivity:
         member_then = (lo[active] <= when) & (when < hi[active])
         p_attend = _sigmoid(-0.2 + 0.9 * pop.engagement_z[active] + 0.3 * pop.discipline_z[active])
         attends = member_then & (rng.random(len(active)) < p_attend)
+        if self.actions is not None:  # advised members come too
+            attends |= member_then & self.actions.attending(month)[active]
         who = active[attends]
         return EventBatch.build(
             "meeting_attendance", member=who, coop=pop.coop[who], event_time=when[attends]
@@ -645,15 +737,24 @@ class WorldActivity:
         purpose_row = np.where(pop.micro_enterprise[who], 2, np.where(pop.primary_product[who] == HOGS, 1, 0))
         purpose = _categorical(rng, _PURPOSE_MIX, purpose_row)
         stress = self.stress[who]
-        logit = (
-            self.params.pd_intercept
-            + _PD_DISCIPLINE * pop.discipline_z[who]
-            + _PD_INCOME * pop.income_z[who]
-            + _PD_STRESS * stress
-            + _PD_SIZE * np.log(size_to_income / _TYPICAL_SIZE)
-            + _PD_LONG_TERM * (term >= 24)
-            + _PD_ENGAGEMENT * pop.engagement_z[who]
+        logit = application_log_odds(
+            self.params.pd_intercept,
+            pop.discipline_z[who],
+            pop.income_z[who],
+            stress,
+            size_to_income,
+            term,
+            pop.engagement_z[who],
         )
+        if self.actions is not None:
+            logit = logit + action_log_odds(
+                self.actions.buffer(who, self.savings),
+                amount / term,
+                pop.exposure[who],
+                self.base_exposure[who],
+                expected_shock(self.weather, month)[pop.county[who]],
+                _PD_STRESS,
+            )
         true_pd = _sigmoid(logit)
         defaulted = rng.random(count) < true_pd
         # A default is observed when the first missed installment reaches 90 days past due.

@@ -16,7 +16,12 @@ Layout of `out_dir` (ingestion relies on it):
     members/member_profiles.csv             contracts.MEMBER_PROFILE_CONTRACT (protected)
     cooperatives/cooperatives.csv           contracts.COOPERATIVE_CONTRACT
     truth/members.parquet, truth/applications.parquet, truth/scenarios.json
+    truth/member_states.parquet             with `record_states_from`: every member's traits, stress
+                                            and savings at the end of each month from then on
     manifest.json                           config, summary, per-file row counts (written last)
+
+`interventions` re-run the same world with members acting on advice (`simulator.interventions`):
+every month before the first one is the same as without them, byte for byte.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from features.contracts import (
 )
 from simulator.activity import ActivityParams, WorldActivity
 from simulator.feeds import MALFORMED_KINDS, FeedFaults, FeedWriter, iso_strings
+from simulator.interventions import Intervention, MemberActions, state_table
 from simulator.population import (
     NULL_TIME,
     SECONDS_PER_DAY,
@@ -112,6 +118,9 @@ class SimulationConfig:
     # under another household's id; "household" books all of them, and her group-savings records,
     # under that household head (cooperatives that keep one book per household).
     proxy_trap: ProxyTrap = "mild"
+    # Members acting on advice (recourse evaluation), and the month from which states are recorded.
+    interventions: tuple[Intervention, ...] = ()
+    record_states_from: int | None = None
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -136,6 +145,11 @@ class SimulationConfig:
         names = [s.name for s in self.scenarios]
         if len(set(names)) != len(names):
             raise ValueError(f"each scenario may appear once, got {names}")
+        late = [i for i in self.interventions if i.start_month >= self.months]
+        if late:
+            raise ValueError(f"an intervention starts at month {late[0].start_month}, after the world ends")
+        if self.record_states_from is not None and not 0 <= self.record_states_from < self.months:
+            raise ValueError("record_states_from must be a month of the world")
         for scenario in self.scenarios:
             if scenario.start_month >= self.months:
                 raise ValueError(
@@ -148,6 +162,10 @@ class SimulationConfig:
         data = asdict(self)
         data["start"] = self.start.isoformat()
         data["scenarios"] = [s.to_dict() for s in self.scenarios]
+        # Left out when unused, so a default world's manifest is what it always was.
+        for name in ("interventions", "record_states_from"):
+            if not data[name]:
+                del data[name]
         return data
 
 
@@ -229,8 +247,19 @@ def simulate_world(
     )
     weather = _weather(config, calendar, scenarios, np.random.default_rng([config.seed, 0, 2]))
     drought = scenarios.get("drought")
+    acting, actions = population, None
+    if config.interventions:
+        # Advice changes traits as it takes effect: act on copies, keep the drawn ones for truth/.
+        acting = replace(
+            population,
+            income=population.income.copy(),
+            income_z=population.income_z.copy(),
+            discipline_z=population.discipline_z.copy(),
+            exposure=population.exposure.copy(),
+        )
+        actions = MemberActions(config.interventions, acting, calendar, config.seed)
     activity = WorldActivity(
-        population,
+        acting,
         calendar,
         weather,
         ActivityParams(
@@ -247,6 +276,8 @@ def simulate_world(
                 else {}
             ),
         ),
+        actions=actions,
+        record_states_from=config.record_states_from,
     )
     fen = scenarios.get("unit_fen")
     coop_index = {c.coop_id: c.index for c in coops}
@@ -272,6 +303,12 @@ def simulate_world(
     applications = _finish_applications(activity, population, calendar)
     _write_reference_tables(out_dir, population, calendar, applications)
     _write_truth(out_dir, population, calendar, activity, applications)
+    if activity.states:
+        pq.write_table(
+            state_table(activity.states, population.member_ids),
+            out_dir / "truth" / "member_states.parquet",
+            compression="zstd",
+        )
     stats = writer.stats
     _write_json(
         out_dir / "truth" / "scenarios.json",
@@ -315,7 +352,8 @@ def simulate_world(
         malformed_injected=stats.malformed,
         late_injected=stats.late,
         seconds=0.0,
-        files=event_files + 4 + 3 + 1,  # + reference tables, truth files, manifest
+        # + reference tables, truth files (and the states), manifest
+        files=event_files + 4 + 3 + (1 if activity.states else 0) + 1,
         events_by_type=dict(sorted(stats.valid_by_type.items())),
         malformed_by_kind={k: stats.malformed_by_kind.get(k, 0) for k in MALFORMED_KINDS},
     )

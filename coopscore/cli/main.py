@@ -13,7 +13,19 @@ from typing import Annotated
 
 import typer
 
-from coopscore.cli import audit, decisions, features, ingest, keys, monitor, programme, serve, simulate, train
+from coopscore.cli import (
+    audit,
+    decisions,
+    features,
+    ingest,
+    keys,
+    monitor,
+    programme,
+    recourse,
+    serve,
+    simulate,
+    train,
+)
 from coopscore.cli.output import console, debug_enabled, internal_error, set_debug
 from coopscore.files import restrict_new_files
 
@@ -48,6 +60,7 @@ app.add_typer(simulate.app)
 app.add_typer(ingest.app)
 app.add_typer(serve.app)
 app.add_typer(train.app)
+app.add_typer(recourse.app)
 # Command groups.
 app.add_typer(ingest.events_app, name="events")
 app.add_typer(keys.app, name="keys")

@@ -42,9 +42,26 @@ def simulate(
         ),
     ] = "mild",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing world folder.")] = False,
+    interventions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Re-simulate the same world with members acting on advice: a JSON file "
+            '{"interventions": [{"member_id", "action", "units", "start_month"}]}, e.g. '
+            "--interventions advice.json (the same seed gives the same months before the first).",
+            dir_okay=False,
+        ),
+    ] = None,
+    record_states_from: Annotated[
+        int | None,
+        typer.Option(
+            help="Write every member's latent state at the end of each month from this month on "
+            "(truth/member_states.parquet), e.g. --record-states-from 24.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a cooperative world with known truth: raw feeds, applications, outcomes, truth/."""
+    from simulator.interventions import read_interventions
     from simulator.scenarios import parse_scenario
     from simulator.world import SimulationConfig, simulate_world
 
@@ -58,6 +75,8 @@ def simulate(
             seed=seed,
             scenarios=scenarios,
             proxy_trap=cast("ProxyTrap", proxy_trap),
+            interventions=read_interventions(interventions) if interventions else (),
+            record_states_from=record_states_from,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

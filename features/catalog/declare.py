@@ -6,7 +6,7 @@ earlier features of the same row, and the window helpers keep the zh/en descript
 
 from __future__ import annotations
 
-from features.catalog.schema import Aggregation, Condition, Direction, Entity, Feature, _dtype_of
+from features.catalog.schema import Aggregation, Condition, Direction, Entity, Feature, Lever, _dtype_of
 
 
 def _zh_window(days: int | None, offset: int = 0) -> str:
@@ -41,6 +41,8 @@ def _feature(
     values: tuple[str, ...] = (),
     inputs: tuple[str, ...] = (),
     entity: Entity = "member",
+    levers: tuple[Lever, ...] = (),
+    immutable: bool = False,
 ) -> Feature:
     """Declare one feature; its dtype follows from the aggregation."""
     return Feature(
@@ -59,6 +61,8 @@ def _feature(
         reason_group=group,
         description_zh=zh,
         description_en=en,
+        levers=levers,
+        immutable=immutable,
     )
 
 
@@ -72,6 +76,7 @@ def _derived(
     zh: str,
     en: str,
     window: int | None = None,
+    immutable: bool = False,
 ) -> Feature:
     """Declare a feature computed from earlier features of the same row."""
     return _feature(
@@ -84,8 +89,18 @@ def _derived(
         group=group,
         zh=zh,
         en=en,
+        immutable=immutable,
     )
 
 
 def _suffix(days: int | None) -> str:
     return "lifetime" if days is None else f"{days}d"
+
+
+# Months of a monthly action that fall inside a window of this many days (re-scored right after it).
+_MONTHS_IN_WINDOW = {30: 1.0, 90: 3.0, 180: 6.0, 365: 12.0}
+
+
+def _in_window(days: int | None) -> float | None:
+    """`max_units` of a one-event-a-month action for a window (None: every month counts)."""
+    return None if days is None else _MONTHS_IN_WINDOW[days]

@@ -32,6 +32,58 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _lever_label(feature: Feature, moved: set[str]) -> str:
+    """What recourse may do with a feature: the actions that move it, immutable, or following inputs."""
+    if feature.immutable:
+        return "immutable"
+    if feature.levers:
+        return ", ".join(sorted({lever.action for lever in feature.levers}))
+    if set(feature.inputs) & moved:
+        return "follows its inputs"
+    return "—"
+
+
+def _moved_features(registry: FeatureRegistry) -> set[str]:
+    """Features some action moves, directly or through their inputs."""
+    moved: set[str] = set()
+    for f in registry.features:
+        if f.levers or set(f.inputs) & moved:
+            moved.add(f.name)
+    return moved
+
+
+def _action_lines(registry: FeatureRegistry) -> list[str]:
+    """The member actions recourse may suggest, as a table."""
+    if not registry.actions:
+        return []
+    lines = [
+        "## Member actions (recourse) · 可采取的行动",
+        "",
+        "What a declined or reviewed member may do to reach approval (`features/catalog/actions.py`). "
+        "The recourse column of each feature table says which actions move the feature (its `levers`: "
+        "how much, all else equal, right after the action), `immutable` for what no action changes, and "
+        "`follows its inputs` for derived features. Non-causal actions change the record, not the risk: "
+        "recourse leaves them out unless asked, and then offers them last.",
+        "",
+        "| action | unit | sizes | cost (CNY per unit) | months | causal | why (en) | 说明 (zh) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for a in registry.actions:
+        months = f"{a.months}" if a.months is not None else "1 per unit"
+        cells = [
+            f"`{a.name}` ({a.label_en} · {a.label_zh})",
+            a.unit_en,
+            f"{a.minimum:g} to {a.maximum:g} by {a.step:g}",
+            f"{a.cost_cny_per_unit:g}",
+            months,
+            "yes" if a.causal else "no",
+            a.mechanism_en,
+            a.mechanism_zh,
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return [*lines, ""]
+
+
 def render_feature_reference(registry: FeatureRegistry) -> str:
     """Markdown reference of every feature, grouped by reason group (`docs/features.md`)."""
     lines = [
@@ -57,6 +109,7 @@ def render_feature_reference(registry: FeatureRegistry) -> str:
         "other features are empty (NaN) when undefined, e.g. a ratio over zero.",
         "",
     ]
+    moved = _moved_features(registry)
     for group in registry.reason_groups:
         members = [f for f in registry.features if f.reason_group == group.name]
         if not members:
@@ -65,8 +118,8 @@ def render_feature_reference(registry: FeatureRegistry) -> str:
             f"## {group.label_en} · {group.label_zh} (`{group.name}`)",
             "",
             "| feature | entity | sources | computed as | window | dtype | direction "
-            "| description (en) | 说明 (zh) |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| recourse | description (en) | 说明 (zh) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for f in members:
             sources = ", ".join(f.sources) if len(f.sources) < 4 else "all event types"
@@ -78,16 +131,19 @@ def render_feature_reference(registry: FeatureRegistry) -> str:
                 f.window_label,
                 f.dtype,
                 _direction_label(f.direction),
+                _lever_label(f, moved),
                 f.description_en,
                 f.description_zh,
             ]
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         lines.append("")
+    lines += _action_lines(registry)
     return "\n".join(lines)
 
 
 def feature_table_rows(registry: FeatureRegistry) -> Iterable[dict[str, Any]]:
     """One plain dict per feature (the `coopscore features list --json` payload)."""
+    moved = _moved_features(registry)
     for f in registry.features:
         yield {
             "name": f.name,
@@ -99,6 +155,7 @@ def feature_table_rows(registry: FeatureRegistry) -> Iterable[dict[str, Any]]:
             "dtype": f.dtype,
             "direction": f.direction,
             "reason_group": f.reason_group,
+            "recourse": _lever_label(f, moved),
             "description_zh": f.description_zh,
             "description_en": f.description_en,
         }

@@ -1,4 +1,5 @@
-"""The coopscore feature set: the reason groups, and every group's declarations in one fixed order.
+"""The coopscore feature set: the reason groups, every group's declarations in one fixed order, and the
+member actions recourse may suggest (`features.catalog.actions`).
 
 The order below is the column order of every feature frame and of the model, and it is part of the
 feature-set version: append new groups or features, do not reorder.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Final
 
+from features.catalog import actions
 from features.catalog.groups import (
     application,
     deliveries,
@@ -57,4 +59,4 @@ def default_registry() -> FeatureRegistry:
         + application.declarations()
     )
     groups = tuple(ReasonGroup(name=n, label_zh=zh, label_en=en) for n, zh, en in REASON_GROUPS)
-    return FeatureRegistry(features=tuple(features), reason_groups=groups)
+    return FeatureRegistry(features=tuple(features), reason_groups=groups, actions=actions.declarations())

@@ -1,23 +1,27 @@
-"""The declaration types: `Feature`, `Condition`, `ReasonGroup`, the validated `FeatureRegistry`.
+"""The declaration types: `Feature`, `Condition`, `ReasonGroup`, `Action`, `Lever`, the validated
+`FeatureRegistry`.
 
 A `Feature` is pure data: what to aggregate (source event types, column, filter, window) and what it
-means (risk direction, reason-code group, zh/en description). `FeatureRegistry` validates a whole
-set at construction, so a declaration the builders could not compute, or one that would reach a
-protected attribute, fails at import time rather than in a training run.
+means (risk direction, reason-code group, zh/en description), and for recourse whether a member can
+move it (`levers`: which `Action` moves it and how) or never can (`immutable`). `FeatureRegistry`
+validates a whole set at construction, so a declaration the builders could not compute, one that
+would reach a protected attribute, or a lever that would move a feature against its declared
+direction, fails at import time rather than in a training run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from features.contracts import EVENT_PAYLOADS, EVENT_TYPES, PROTECTED_ATTRIBUTES
+from features.contracts import EVENT_PAYLOADS, EVENT_TYPES, MEMBER_ACTIONS, PROTECTED_ATTRIBUTES
 
 # Bump when the meaning of an aggregation changes without its declaration changing (e.g. the compiler
 # now treats a boundary differently): the feature-set version then changes with it.
@@ -51,6 +55,8 @@ Aggregation = Literal[
     "application",
 ]
 ConditionOp = Literal["eq", "ne", "gt", "ge", "lt", "le", "in", "is_true", "is_false"]
+LeverKind = Literal["add", "at_least", "set"]
+ActionUnit = Literal["cny", "count", "months"]
 
 EVENT_AGGREGATIONS: Final = frozenset(
     {
@@ -115,6 +121,97 @@ class Condition(_Declaration):
         return self
 
 
+class Action(_Declaration):
+    """Something a member can do to change their record, with what it costs and how long it takes.
+
+    Its size is `units` (CNY saved, trainings completed, months of an activity) on the grid
+    `minimum, minimum + step, ..., maximum`. `cost_cny_per_unit` prices it in yuan (money spent or set
+    aside, or the value of the working days it takes); it takes `months` months, or one month per
+    unit when `months` is None. `causal` says whether doing it changes the member's risk (a training
+    raises income) or only the record of it (attending meetings): recourse offers the non-causal ones
+    last or not at all, and the simulator checks the claim (`mechanism_*` says why, in zh/en).
+    `instruction_*` are format strings over `units` and `months`.
+    """
+
+    name: str
+    label_zh: str
+    label_en: str
+    unit: ActionUnit
+    unit_zh: str
+    unit_en: str
+    minimum: float
+    step: float
+    maximum: float
+    cost_cny_per_unit: float
+    months: int | None = None
+    causal: bool
+    mechanism_zh: str
+    mechanism_en: str
+    instruction_zh: str
+    instruction_en: str
+
+    @model_validator(mode="after")
+    def _grid_is_sound(self) -> Action:
+        if self.name not in MEMBER_ACTIONS:
+            raise ValueError(f"unknown action {self.name!r}; actions are {MEMBER_ACTIONS}")
+        if not (self.step > 0 and 0 < self.minimum <= self.maximum and self.cost_cny_per_unit >= 0):
+            raise ValueError(f"action {self.name!r}: need 0 < step, 0 < minimum <= maximum, cost >= 0")
+        if self.months is not None and self.months < 1:
+            raise ValueError(f"action {self.name!r}: months must be >= 1")
+        return self
+
+    def duration_months(self, units: float) -> int:
+        """Months it takes to do `units` of it (0 for none)."""
+        if units <= 0:
+            return 0
+        return self.months if self.months is not None else max(1, math.ceil(units - 1e-9))
+
+    def grid(self) -> tuple[float, ...]:
+        """Every allowed size, smallest first (0, doing nothing, not included)."""
+        return _grid(self.minimum, self.step, self.maximum)
+
+
+@lru_cache(maxsize=64)
+def _grid(minimum: float, step: float, maximum: float) -> tuple[float, ...]:
+    count = math.floor((maximum - minimum) / step + 1e-9) + 1
+    return tuple(round(minimum + i * step, 6) for i in range(count))
+
+
+class Lever(_Declaration):
+    """How one action moves one feature, all else equal, right after the action is done.
+
+    With `u` units of the action (`u' = min(u, max_units)` when the feature's window only holds part of
+    it) and `s` the applicant's own scale (1, or the value of `scale_by`: one feature, or the ratio of
+    two, e.g. their average delivery value):
+
+    - `add`: value + fixed + per_unit * s * u' (a missing value counts as 0): sums and counts;
+    - `at_least`: max(value, fixed + per_unit * u'): distinct months or kinds, pessimistically assuming
+      the action's months or kinds may be ones already on record;
+    - `set`: `fixed`: a recency reset (months since the last event becomes 0).
+
+    Nothing moves with `u = 0`.
+    """
+
+    action: str
+    kind: LeverKind = "add"
+    per_unit: float = 0.0
+    fixed: float = 0.0
+    max_units: float | None = None
+    scale_by: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _shape(self) -> Lever:
+        if self.action not in MEMBER_ACTIONS:
+            raise ValueError(f"unknown action {self.action!r}; actions are {MEMBER_ACTIONS}")
+        if len(self.scale_by) > 2 or (self.scale_by and self.kind != "add"):
+            raise ValueError("scale_by names one feature or a ratio of two, for an `add` lever")
+        if self.kind == "set" and self.per_unit:
+            raise ValueError("a `set` lever sets `fixed`; it has no per_unit")
+        if self.max_units is not None and self.max_units <= 0:
+            raise ValueError("max_units must be positive")
+        return self
+
+
 class Feature(_Declaration):
     """One model input: what it aggregates, over which window, and what it means for risk.
 
@@ -122,6 +219,12 @@ class Feature(_Declaration):
     window back, e.g. days 90-180 before the application for a trend's "prior" period.
     `direction` is the expected effect of a larger value on default risk (+1 raises it, -1 lowers it,
     0 no constraint); training turns it into a monotone constraint.
+
+    For recourse, `levers` say which member actions move the feature and how (`Lever`); `immutable`
+    marks what no action can change (length of history, past loans and lateness). A feature with
+    neither is context the member does not control (peers, purchases); derived and request-time
+    features follow their inputs. Neither field changes what the feature computes, so neither is
+    part of the feature-set version.
     """
 
     name: str
@@ -139,6 +242,8 @@ class Feature(_Declaration):
     reason_group: str
     description_zh: str
     description_en: str
+    levers: tuple[Lever, ...] = ()
+    immutable: bool = False
 
     @property
     def is_event_aggregate(self) -> bool:
@@ -169,9 +274,16 @@ class FeatureRegistry:
 
     features: tuple[Feature, ...]
     reason_groups: tuple[ReasonGroup, ...]
+    actions: tuple[Action, ...] = ()
 
     def __post_init__(self) -> None:
         _validate(self.features, self.reason_groups)
+        _validate_levers(self.features, self.actions)
+
+    @cached_property
+    def action_by_name(self) -> dict[str, Action]:
+        """Declared member actions keyed by name."""
+        return {a.name: a for a in self.actions}
 
     @cached_property
     def by_name(self) -> dict[str, Feature]:
@@ -198,9 +310,7 @@ class FeatureRegistry:
         """Feature-set version: a hash of the declarations' semantics (descriptions excluded)."""
         payload = {
             "semantics": FEATURE_SEMANTICS_VERSION,
-            "features": [
-                f.model_dump(mode="json", exclude={"description_zh", "description_en"}) for f in self.features
-            ],
+            "features": [f.model_dump(mode="json", exclude=_NOT_SEMANTICS) for f in self.features],
         }
         canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
@@ -215,6 +325,44 @@ class FeatureRegistry:
             if group.name == name:
                 return group
         raise KeyError(name)
+
+
+# Declaration fields that do not change what a feature computes: left out of the feature-set version.
+_NOT_SEMANTICS: Final = {"description_zh", "description_en", "levers", "immutable"}
+
+
+def _validate_levers(features: tuple[Feature, ...], actions: tuple[Action, ...]) -> None:
+    """Levers name declared actions, sit on the member's own event aggregates, and move a feature only
+    the way its declared direction calls better (or a feature without a direction)."""
+    declared = {a.name for a in actions}
+    if len(declared) != len(actions):
+        raise ValueError("action names must be unique")
+    members = {f.name for f in features if not f.is_application}
+    moved: set[str] = set()
+    for f in features:
+        where = f"feature {f.name!r}"
+        if f.levers and (f.immutable or not f.is_event_aggregate):
+            raise ValueError(f"{where}: only a mutable event aggregate has levers (others follow inputs)")
+        if len({lever.kind for lever in f.levers}) > 1:
+            raise ValueError(f"{where}: all levers of a feature are of one kind")
+        for lever in f.levers:
+            if lever.action not in declared:
+                raise ValueError(f"{where}: lever of undeclared action {lever.action!r}")
+            # The scale is read from the applicant's record before the action, so any member feature.
+            missing = [n for n in lever.scale_by if n not in members]
+            if missing:
+                raise ValueError(f"{where}: scale_by must name member features: {missing}")
+            raises = lever.kind != "set" and (lever.per_unit > 0 or lever.fixed > 0)
+            if lever.kind != "set" and (lever.per_unit < 0 or lever.fixed < 0 or not raises):
+                raise ValueError(f"{where}: an {lever.kind} lever must raise the value")
+            if raises and f.direction > 0:
+                raise ValueError(f"{where}: a lever may not raise a feature whose larger values raise risk")
+            if lever.kind == "set" and (f.direction < 0 or lever.fixed != 0):
+                raise ValueError(f"{where}: a set lever resets a recency (to 0) of a direction >= 0 feature")
+            moved.add(lever.action)
+    idle = declared - moved
+    if idle:
+        raise ValueError(f"actions that move no feature: {sorted(idle)}")
 
 
 def _validate(features: tuple[Feature, ...], groups: tuple[ReasonGroup, ...]) -> None:

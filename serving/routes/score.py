@@ -36,6 +36,7 @@ from features.online.base import MemberVector
 from serving.deps import StateDep, require_scope, served_model
 from serving.inline import InlineApplicant, inline_applicant
 from serving.programmes import ProgrammeDesk, attach_subsidy
+from serving.recourse import recourse_payload
 from serving.schemas import (
     ERROR_RESPONSES,
     BatchScoreRequest,
@@ -77,7 +78,12 @@ async def _in_pool(state: AppState, fn: Callable[P, T], *args: P.args, **kwargs:
 def _body_sha(body: ScoreRequest) -> str:
     dumped = body.model_dump(mode="json")
     # Left out at their defaults, so a body's hash is what it was before these fields existed.
-    for name, default in (("features", None), ("allow_out_of_range", False)):
+    for name, default in (
+        ("features", None),
+        ("allow_out_of_range", False),
+        ("recourse", False),
+        ("recourse_non_causal", "drop"),
+    ):
         if dumped[name] == default:
             del dumped[name]
     canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
@@ -177,8 +183,14 @@ def _decision(
         "features_as_of": _iso(vector.as_of) if vector is not None else None,
         "feature_set_version": vector.feature_set_version if vector is not None else None,
         "scored_at": _iso(scored_at),
+        "recourse": None,
         "subsidy": None,
     }
+    if body.recourse:  # computed here, in the worker thread, and logged with the decision
+        on_record = vector is not None or served.scorer.table_spec is not None
+        payload["recourse"] = recourse_payload(
+            served.scorer, features, non_causal=body.recourse_non_causal, on_record=on_record
+        )
     claim = None
     if programmes is not None:  # the subsidy object; an approval's is settled by the writer
         claim = attach_subsidy(
@@ -195,7 +207,15 @@ def _decision(
     content = _encode(payload)
     # Inline values are the decision's `features`, not repeated in the application.
     application = body.model_dump(
-        mode="json", exclude={"explain", "allow_new_member", "features", "allow_out_of_range"}
+        mode="json",
+        exclude={
+            "explain",
+            "allow_new_member",
+            "features",
+            "allow_out_of_range",
+            "recourse",
+            "recourse_non_causal",
+        },
     )
     application["applied_at"] = application["applied_at"] or payload["scored_at"]
     application["application_id"] = application_id

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from features.catalog.declare import _derived, _en_window, _feature, _suffix, _zh_window
-from features.catalog.schema import Condition, Feature
+from features.catalog.declare import _derived, _en_window, _feature, _in_window, _suffix, _zh_window
+from features.catalog.schema import Condition, Feature, Lever
+
+# `deliver_through_coop`: one delivery a month at the member's usual size and quality mix.
+_DELIVER = "deliver_through_coop"
+_USUAL_AMOUNT = ("delivery_mean_amount_365d",)
+_USUAL_WEIGHT = ("delivery_quantity_kg_365d", "delivery_count_365d")
+_USUAL_GRADE_A = ("delivery_grade_a_count_365d", "delivery_count_365d")
+
+
+def _monthly(days: int | None, scale_by: tuple[str, ...] = ()) -> tuple[Lever, ...]:
+    """One delivery a month: the months of the action inside the window count."""
+    return (Lever(action=_DELIVER, per_unit=1.0, max_units=_in_window(days), scale_by=scale_by),)
 
 
 def declarations() -> list[Feature]:
@@ -20,6 +31,7 @@ def declarations() -> list[Feature]:
             group="deliveries",
             zh=f"{_zh_window(w)}向合作社交售农产品的金额（元）",
             en=f"Value of produce delivered to the cooperative {_en_window(w)} (CNY)",
+            levers=_monthly(w, _USUAL_AMOUNT),
         )
         for w in (30, 90, 180, 365, None)
     ]
@@ -33,6 +45,7 @@ def declarations() -> list[Feature]:
             group="deliveries",
             zh=f"{_zh_window(w)}交售次数",
             en=f"Number of produce deliveries {_en_window(w)}",
+            levers=_monthly(w),
         )
         for w in (90, 365)
     ]
@@ -47,6 +60,7 @@ def declarations() -> list[Feature]:
             group="deliveries",
             zh=f"{_zh_window(w)}交售农产品重量（公斤）",
             en=f"Weight of produce delivered {_en_window(w)} (kg)",
+            levers=_monthly(w, _USUAL_WEIGHT),
         )
         for w in (90, 365)
     ]
@@ -60,6 +74,7 @@ def declarations() -> list[Feature]:
             group="deliveries",
             zh=f"{_zh_window(w)}有交售记录的月数（按30.4天一月倒推；交售规律性）",
             en=f"Months (30.4-day spans) with at least one delivery {_en_window(w)} (regularity)",
+            levers=(Lever(action=_DELIVER, kind="at_least", per_unit=1.0, max_units=_in_window(w)),),
         )
         for w in (180, 365)
     ]
@@ -107,6 +122,7 @@ def declarations() -> list[Feature]:
             group="deliveries",
             zh="近365天A级品质交售次数",
             en="Deliveries graded A in the last 365 days",
+            levers=_monthly(365, _USUAL_GRADE_A),
         ),
         _derived(
             "delivery_grade_a_share_365d",
@@ -137,6 +153,7 @@ def declarations() -> list[Feature]:
             group="deliveries",
             zh="距最近一次交售的月数",
             en="Months since the last produce delivery",
+            levers=(Lever(action=_DELIVER, kind="set"),),
         ),
     ]
     return out

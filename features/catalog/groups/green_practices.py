@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from features.catalog.declare import _feature
-from features.catalog.schema import Condition, Feature
+from features.catalog.schema import Condition, Feature, Lever
+
+_ADOPT = "adopt_green_practice"
 
 
 def declarations() -> list[Feature]:
@@ -19,6 +21,7 @@ def declarations() -> list[Feature]:
             group="green_practices",
             zh="近365天记录的绿色生产实践次数",
             en="Green practices recorded in the last 365 days",
+            levers=(Lever(action=_ADOPT, per_unit=1.0),),
         ),
         _feature(
             "green_verified_count_lifetime",
@@ -29,6 +32,7 @@ def declarations() -> list[Feature]:
             group="green_practices",
             zh="历史经核验的绿色生产实践次数",
             en="Verified green practices, ever",
+            levers=(Lever(action=_ADOPT, per_unit=1.0),),
         ),
         _feature(
             "green_practices_distinct_lifetime",
@@ -39,5 +43,6 @@ def declarations() -> list[Feature]:
             group="green_practices",
             zh="历史采用的绿色生产实践种类数",
             en="Distinct green practices adopted, ever",
+            levers=(Lever(action=_ADOPT, kind="at_least", per_unit=1.0),),
         ),
     ]

@@ -19,6 +19,7 @@ def declarations() -> list[Feature]:
             group="membership",
             zh="入社月数（自首次入社起）",
             en="Months since first joining the cooperative",
+            immutable=True,
         ),
         _feature(
             "membership_is_active",
@@ -51,5 +52,6 @@ def declarations() -> list[Feature]:
             group="membership",
             zh="历史退社次数",
             en="Times the member has left a cooperative",
+            immutable=True,
         ),
     ]

@@ -3,7 +3,8 @@
 The two groups stay in one module because their declarations interleave (per window: counts, on-time
 share, then late counts): declaration order is the model's column order and part of the feature-set
 version, so splitting them would change both. `has_prior_loan` (group `evidence`) is declared here
-too, between the loan counts it derives from.
+too, between the loan counts it derives from. Every one of them is history: `immutable`, recourse never
+suggests changing them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def declarations() -> list[Feature]:
             aggregation="count",
             direction=0,
             group="repayment",
+            immutable=True,
             zh="历史上获得的小额借款笔数",
             en="Earlier small loans disbursed",
         ),
@@ -35,6 +37,7 @@ def declarations() -> list[Feature]:
             column="amount_cny",
             direction=0,
             group="repayment",
+            immutable=True,
             zh="历史上获得的小额借款总额（元）",
             en="Total of earlier small loans disbursed (CNY)",
         ),
@@ -44,6 +47,7 @@ def declarations() -> list[Feature]:
             ("prior_loan_count",),
             direction=0,
             group="evidence",
+            immutable=True,
             zh="是否曾获得过小额借款（1=是）",
             en="Has had an earlier small loan (1 = yes)",
         ),
@@ -53,6 +57,7 @@ def declarations() -> list[Feature]:
             aggregation="months_since_last",
             direction=0,
             group="repayment",
+            immutable=True,
             zh="距最近一笔借款发放的月数",
             en="Months since the last earlier loan was disbursed",
         ),
@@ -67,6 +72,7 @@ def declarations() -> list[Feature]:
                 window=w,
                 direction=0,
                 group="repayment",
+                immutable=True,
                 zh=f"{_zh_window(w)}还款次数",
                 en=f"Loan repayments {_en_window(w)}",
             ),
@@ -78,6 +84,7 @@ def declarations() -> list[Feature]:
                 window=w,
                 direction=-1,
                 group="repayment",
+                immutable=True,
                 zh=f"{_zh_window(w)}按时还款次数",
                 en=f"Repayments made on time {_en_window(w)}",
             ),
@@ -88,6 +95,7 @@ def declarations() -> list[Feature]:
                 window=w,
                 direction=-1,
                 group="repayment",
+                immutable=True,
                 zh=f"{_zh_window(w)}按时还款占比",
                 en=f"Share of repayments made on time {_en_window(w)}",
             ),
@@ -99,6 +107,7 @@ def declarations() -> list[Feature]:
                 window=w,
                 direction=1,
                 group="late_repayment",
+                immutable=True,
                 zh=f"{_zh_window(w)}逾期还款次数",
                 en=f"Late repayments {_en_window(w)}",
             ),
@@ -110,6 +119,7 @@ def declarations() -> list[Feature]:
                 window=w,
                 direction=1,
                 group="late_repayment",
+                immutable=True,
                 zh=f"{_zh_window(w)}单次还款最长逾期天数",
                 en=f"Longest delay of a repayment {_en_window(w)} (days)",
             ),
@@ -122,6 +132,7 @@ def declarations() -> list[Feature]:
             where=late30,
             direction=1,
             group="late_repayment",
+            immutable=True,
             zh="历史上逾期30天及以上的还款次数",
             en="Repayments 30 or more days late, ever",
         ),
@@ -132,6 +143,7 @@ def declarations() -> list[Feature]:
             column="days_late",
             direction=1,
             group="late_repayment",
+            immutable=True,
             zh="历史平均每次还款逾期天数",
             en="Average days late per repayment, ever",
         ),
@@ -142,6 +154,7 @@ def declarations() -> list[Feature]:
             where=late,
             direction=-1,
             group="late_repayment",
+            immutable=True,
             zh="距最近一次逾期还款的月数（无逾期则为空）",
             en="Months since the last late repayment (empty if never late)",
         ),
@@ -152,6 +165,7 @@ def declarations() -> list[Feature]:
             column="amount_cny",
             direction=0,
             group="repayment",
+            immutable=True,
             zh="历史累计还款金额（元）",
             en="Total repaid on earlier loans (CNY)",
         ),
@@ -161,6 +175,7 @@ def declarations() -> list[Feature]:
             ("repayment_amount_lifetime", "prior_loan_amount"),
             direction=-1,
             group="repayment",
+            immutable=True,
             zh="累计还款金额与累计借款金额之比",
             en="Amount repaid relative to amount borrowed, ever",
         ),

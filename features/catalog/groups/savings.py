@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from features.catalog.declare import _derived, _en_window, _feature, _suffix, _zh_window
-from features.catalog.schema import Feature
+from features.catalog.schema import Feature, Lever
+
+# `save_group_fund`: the amount, in three monthly deposits (all three inside a 90-day window).
+_SAVE = "save_group_fund"
+_DEPOSITS = 3.0
 
 
 def declarations() -> list[Feature]:
@@ -20,6 +24,7 @@ def declarations() -> list[Feature]:
             group="savings",
             zh=f"{_zh_window(w)}存入互助储蓄金额（元）",
             en=f"Deposited into group savings {_en_window(w)} (CNY)",
+            levers=(Lever(action=_SAVE, per_unit=1.0),),
         )
         for w in (90, 365, None)
     ]
@@ -47,6 +52,7 @@ def declarations() -> list[Feature]:
             group="savings",
             zh="近365天存款次数",
             en="Savings deposits in the last 365 days",
+            levers=(Lever(action=_SAVE, fixed=_DEPOSITS),),
         ),
         _feature(
             "savings_withdrawal_count_365d",
@@ -67,6 +73,7 @@ def declarations() -> list[Feature]:
             group="savings",
             zh="近365天有存款的月数（按30.4天一月倒推；储蓄规律性）",
             en="Months (30.4-day spans) with a savings deposit in the last 365 days (regularity)",
+            levers=(Lever(action=_SAVE, kind="at_least", fixed=_DEPOSITS),),
         ),
         _derived(
             "savings_balance",
@@ -105,6 +112,7 @@ def declarations() -> list[Feature]:
             group="savings",
             zh="距最近一次存款的月数",
             en="Months since the last savings deposit",
+            levers=(Lever(action=_SAVE, kind="set"),),
         ),
     ]
     return out

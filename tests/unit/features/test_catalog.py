@@ -150,9 +150,13 @@ def test_feature_set_version_tracks_semantics_not_wording() -> None:
             Feature(**{**f.model_dump(), **changes}) if f.name == "delivery_amount_90d" else f
             for f in REGISTRY.features
         )
-        return FeatureRegistry(features=features, reason_groups=REGISTRY.reason_groups)
+        return FeatureRegistry(
+            features=features, reason_groups=REGISTRY.reason_groups, actions=REGISTRY.actions
+        )
 
     assert variant(description_en="Produce sold, 90 days").version == REGISTRY.version
+    # What recourse may do with a feature does not change what it computes.
+    assert variant(levers=()).version == REGISTRY.version
     assert variant(direction=0).version != REGISTRY.version
     assert variant(window_days=180).version != REGISTRY.version
 

@@ -217,3 +217,23 @@ def test_an_event_log_model_refuses_inline_features(client: TestClient, keys: Ke
     # Nothing was scored or logged for the refused requests.
     con = sqlite3.connect(tmp_path / "data" / "decisions.sqlite")
     assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 0
+
+
+def test_recourse_is_given_on_request_and_logged_with_the_decision(
+    client: TestClient, keys: Keys, tmp_path: Path
+) -> None:
+    assert score(client, keys, "weak")["recourse"] is None  # only on request
+    weak = score(client, keys, "weak", recourse=True)
+    assert ScoreResponse.model_validate(weak).model_dump(mode="json") == weak
+    plan = weak["recourse"]
+    assert weak["decision"] != "approve" and plan["status"] in ("found", "out_of_reach")
+    assert plan["score"] == pytest.approx(weak["score"], abs=1e-6) and plan["target_score"] > weak["score"]
+    assert plan["summary_en"] and plan["summary_zh"]
+    assert all(a["causal"] for a in plan["actions"])  # record-only actions are dropped by default
+    strong = score(client, keys, "strong", recourse=True)
+    assert strong["decision"] != "approve" or strong["recourse"]["status"] == "not_needed"
+    ghost = score(client, keys, "ghost", allow_new_member=True, recourse=True)
+    assert ghost["recourse"]["status"] == "unavailable" and ghost["recourse"]["notes"]
+    con = sqlite3.connect(tmp_path / "data" / "decisions.sqlite")
+    stored = con.execute("SELECT response FROM decisions WHERE request_id = ?", (weak["request_id"],))
+    assert '"recourse":{"status"' in stored.fetchone()[0]
