@@ -37,7 +37,11 @@ def test_retrain_then_no_new_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert summary["data"]["source"] == "event_log"
         assert summary["data"]["labels"]["labelled"] > 0
         contenders = {row["contender"] for row in summary["comparison"]}
-        assert contenders == {"model", "oracle", "feature_ceiling", "scorecard", "bureau"}
+        # The model's family (auto) stands beside the other family, not chosen.
+        other = {"booster": "scorecard_family", "scorecard": "booster_family"}
+        chosen = summary["metrics"]["model_family"]["chosen"]
+        expected = {"model", "oracle", "feature_ceiling", "scorecard", "bureau", other[chosen]}
+        assert contenders == expected
         oracle = next(r for r in summary["comparison"] if r["contender"] == "oracle")
         assert 0.6 < oracle["auc"] < 1.0
         # The world has a member-profile table, so the fairness gate judges the decisions too.

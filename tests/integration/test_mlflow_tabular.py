@@ -77,7 +77,9 @@ def test_train_on_a_lenders_table_then_promote(cli, tmp_path: Path) -> None:
     assert summary["status"] == "registered" and summary["version"] == "1"
     assert summary["data"]["source"] == "table"
     contenders = {row["contender"] for row in summary["comparison"]}
-    assert contenders == {"model", "scorecard"}  # no bureau view, no oracle for a lender's table
+    # No bureau view, no oracle for a lender's table; the family not chosen stands beside the model.
+    other = {"booster": "scorecard_family", "scorecard": "booster_family"}
+    assert contenders == {"model", "scorecard", other[summary["metrics"]["model_family"]["chosen"]]}
     # The analyst report of a table model: beside the data, with the categorical input's WOE bins.
     page = Path(summary["report"]["path"])
     assert page.is_file() and page.is_relative_to((tmp_path / "data").resolve())
