@@ -40,4 +40,16 @@ def declarations() -> list[Feature]:
             zh="历史采用的绿色生产实践种类数",
             en="Distinct green practices adopted, ever",
         ),
+        # Recent verified practices: what the pricing policy's green discount counts (models.pricing).
+        _feature(
+            "green_verified_count_365d",
+            sources=src,
+            aggregation="count",
+            where=(Condition(column="verified", op="is_true"),),
+            window=365,
+            direction=-1,
+            group="green_practices",
+            zh="近365天经核验的绿色生产实践次数",
+            en="Verified green practices in the last 365 days",
+        ),
     ]
