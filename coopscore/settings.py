@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     docs_enabled: bool = Field(default=True, description="serve /docs and /openapi.json")
     cors_origins: tuple[str, ...] = Field(default=(), description="allowed CORS origins (closed by default)")
     model_name: str = Field(default=MODEL_NAME, description="registered model name")
+    pricing_policy: Path | None = Field(
+        default=None,
+        description="pricing policy file for offers, YAML or JSON (unset: models/pricing_policy.yaml)",
+    )
 
     # Access log and rate limits (per worker process: with N workers a client gets up to N times these).
     access_log: bool = Field(default=True, description="one JSON line per request on stderr")

@@ -47,6 +47,10 @@ class DecisionRecord:
     caller: str = ""
     # What identifies the served model: the SHA-256 of its artifact manifest (set by the server).
     model_digest: str | None = None
+    # The offer made with the decision (None: no offer) and the pricing policy that priced it.
+    offer: dict[str, Any] | None = None
+    pricing_policy_version: str | None = None
+    pricing_policy_digest: str | None = None
 
     def row(self) -> tuple[object, ...]:
         """The `decisions` row (in `ROW_COLUMNS` order): JSON columns and the inputs hash computed here,
@@ -72,6 +76,9 @@ class DecisionRecord:
             self.caller,
             self.model_digest,
             inputs_hash(self.features),
+            None if self.offer is None else dumps(self.offer),
+            self.pricing_policy_version,
+            self.pricing_policy_digest,
         )
 
 
@@ -97,6 +104,9 @@ ROW_COLUMNS: tuple[str, ...] = (
     "caller",
     "model_digest",
     "inputs_hash",
+    "offer",
+    "pricing_policy_version",
+    "pricing_policy_digest",
 )
 
 # The columns of `DecisionLogReader.audit_rows` (and of `coopscore decisions export`), in order.
@@ -123,6 +133,9 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "outcome_defaulted",
     "outcome_observed_at",
     "outcome_reported_at",
+    "pricing_policy_version",
+    "pricing_policy_digest",
+    "offer",
 )
 
 
@@ -183,8 +196,9 @@ class DecisionLogReader(ABC):
     def audit_rows(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
         """One row per decision logged in [since, until), oldest first, for auditors: request id,
         time, caller, model name/version/digest, feature-set version, inputs hash, decision, PD,
-        score, grade, reasons (JSON text), the latest review and the observed outcome. Never the
-        features themselves, the application, or any key material."""
+        score, grade, reasons (JSON text), the latest review, the observed outcome, the pricing
+        policy's version and digest and the offer (JSON text). Never the features themselves, the
+        application, or any key material."""
 
     def close(self) -> None:  # noqa: B027 (optional hook; readers without resources need nothing)
         """Release connections."""

@@ -19,6 +19,7 @@ from coopscore.settings import Settings, get_settings
 from decisions.factory import decision_log_writer
 from features.online import factory as online_factory
 from features.online.base import OnlineStore
+from models.pricing import load_pricing_policy
 from serving.access import AccessLayer, configure_access_log
 from serving.errors import install_error_handlers
 from serving.guards import install_request_guards
@@ -125,6 +126,8 @@ def create_app(
     """Build the API. Tests pass their own settings, loader or store; `coopscore serve` passes none."""
     settings = settings or get_settings()
     service_metrics = ServiceMetrics()
+    # Before anything starts: a bad policy file stops the server with one line naming the field.
+    pricing = load_pricing_policy(settings.pricing_policy)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -140,7 +143,9 @@ def create_app(
         if current is not None:
             service_metrics.set_model(current.scorer.name, current.scorer.version)
         events = _record_ingest(settings)
-        app.state.coopscore = AppState(settings, store, decision_log, holder, service_metrics, events=events)
+        app.state.coopscore = AppState(
+            settings, store, decision_log, holder, service_metrics, events=events, pricing=pricing
+        )
         try:
             yield
         finally:

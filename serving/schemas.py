@@ -10,6 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from features.contracts import ID_PATTERN as _ID
+from models.offers import NoOffer, Offer
 from models.reasons import Reason
 
 # Mirrors features.contracts.LOAN_PURPOSES (a test keeps them equal).
@@ -120,6 +121,10 @@ class ScoreResponse(_Out):
     features_as_of: datetime | None
     feature_set_version: str | None
     scored_at: datetime
+    offer: Offer | None = Field(
+        default=None, description="approve or review: limit, rate and its parts, payment (zh/en names)"
+    )
+    no_offer: NoOffer | None = Field(default=None, description="why there is no offer (e.g. a decline)")
 
 
 class BatchScoreResponse(_Out):

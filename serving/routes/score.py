@@ -33,6 +33,8 @@ from fastapi.responses import JSONResponse
 from coopscore.settings import ApiKeyEntry
 from decisions.base import DecisionRecord, StoredResponse
 from features.online.base import MemberVector
+from models.offers import Offer, price_application
+from models.pricing import LoadedPricingPolicy
 from serving.deps import StateDep, require_scope, served_model
 from serving.inline import InlineApplicant, inline_applicant
 from serving.schemas import (
@@ -137,13 +139,24 @@ def _decision(
     *,
     caller: str,
     started: float,
+    pricing: LoadedPricingPolicy,
     idempotency_key: str | None = None,
     body_sha: str | None = None,
     request_id: str | None = None,
 ) -> tuple[str, DecisionRecord]:
     """The response (fields and order of `ScoreResponse`, encoded once) and its decision-log record.
-    `request_id` is the HTTP request's (the access log's and `X-Request-ID`'s); a batch item gets its own."""
+    `request_id` is the HTTP request's (the access log's and `X-Request-ID`'s); a batch item gets its own.
+    The offer is priced by `pricing` on the features scored (`models.offers`)."""
     scored_at = datetime.now(UTC)
+    priced = price_application(
+        pricing,
+        decision=scored.decision,
+        pd=scored.pd,
+        amount_cny=body.amount_cny,
+        term_months=body.term_months,
+        features=features,
+    )
+    offer = priced.model_dump() if isinstance(priced, Offer) else None
     request_id = request_id or uuid.uuid4().hex
     application_id = body.application_id or f"app-{request_id[:16]}"
     reasons = [r.model_dump() for r in scored.reasons]  # the model's `Reason`, as JSON
@@ -164,6 +177,8 @@ def _decision(
         "features_as_of": _iso(vector.as_of) if vector is not None else None,
         "feature_set_version": vector.feature_set_version if vector is not None else None,
         "scored_at": _iso(scored_at),
+        "offer": offer,
+        "no_offer": None if offer is not None else priced.model_dump(),
     }
     content = _encode(payload)
     # Inline values are the decision's `features`, not repeated in the application.
@@ -193,6 +208,9 @@ def _decision(
         response_json=content,
         caller=caller,
         model_digest=served.scorer.digest or None,
+        offer=offer,
+        pricing_policy_version=pricing.version,
+        pricing_policy_digest=pricing.digest,
     )
     return content, record
 
@@ -234,6 +252,7 @@ def _decide(
         json_safe(features),
         caller=caller,
         started=started,
+        pricing=state.pricing,
         idempotency_key=idempotency_key,
         body_sha=body_sha,
         request_id=request_id,
@@ -283,6 +302,7 @@ def _decide_inline(
         applicant.features,
         caller=caller,
         started=started,
+        pricing=state.pricing,
         idempotency_key=idempotency_key,
         body_sha=body_sha,
         request_id=request_id,
@@ -373,7 +393,9 @@ def _decide_batch(
     contents: list[str] = []
     records: list[DecisionRecord] = []
     for item, one, vector, row in zip(items, scored, vectors, features, strict=True):
-        content, record = _decision(item, one, served, vector, json_safe(row), caller=caller, started=started)
+        content, record = _decision(
+            item, one, served, vector, json_safe(row), caller=caller, started=started, pricing=state.pricing
+        )
         contents.append(content)
         records.append(record)
     return contents, records, state.decision_log.submit_many(records)
@@ -391,7 +413,7 @@ def _decide_batch_inline(
     records: list[DecisionRecord] = []
     for item, one, applicant in zip(items, scored, applicants, strict=True):
         content, record = _decision(
-            item, one, served, None, applicant.features, caller=caller, started=started
+            item, one, served, None, applicant.features, caller=caller, started=started, pricing=state.pricing
         )
         contents.append(content)
         records.append(record)
