@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from coopscore.cli import audit, decisions, features, ingest, keys, monitor, serve, simulate, train
+from coopscore.cli import audit, decisions, features, ingest, keys, monitor, pricing, serve, simulate, train
 from coopscore.cli.output import console, debug_enabled, internal_error, set_debug
 from coopscore.files import restrict_new_files
 
@@ -56,6 +56,7 @@ app.add_typer(train.models_app, name="models")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(audit.app, name="audit")
 app.add_typer(decisions.app, name="decisions")
+app.add_typer(pricing.app, name="pricing")
 
 
 def main() -> None:
