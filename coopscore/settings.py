@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coopscore.names import MODEL_NAME
@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     model_signing_old_keys: tuple[SecretStr, ...] = Field(
         default=(), description='JSON list of retired keys that still verify, e.g. ["old key"]'
     )
+
+    @field_validator("pricing_policy", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _production_is_locked_down(self) -> Settings:

@@ -19,6 +19,8 @@ For an approved or reviewed application the pricing policy (`models.pricing`) gi
   product charges no fees) on the principal offered, the smaller of the amount asked and the limit.
 
 A decline gets no offer, and so does an application the product cannot serve; `NoOffer` says why.
+`quote_application` gives plain dicts in exactly the shape of `Offer` / `NoOffer` (the score API sends
+them as they are, on its hot path); `price_application` gives the same as validated models.
 Everything here is monotone by construction: a higher PD never lowers the rate or raises the limit,
 and a verified green practice never raises the rate.
 """
@@ -28,14 +30,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.pricing import LoadedPricingPolicy, window_months
 
 MICRO: Final = 1_000_000  # annual rates in millionths: 1 unit = 0.01 bp
-Unit = Literal["annual_rate", "cny", "cny_per_month", "ratio", "count"]
+Unit = Literal["annual_rate", "cny", "cny_per_month", "ratio"]
 LimitBinding = Literal["affordability", "payment_to_income", "product_max"]
 NoOfferCode = Literal["declined", "term_outside_product", "no_income_on_record", "below_product_minimum"]
 
@@ -135,6 +137,14 @@ class NoOffer(BaseModel):
 
 
 @dataclass(frozen=True)
+class Quote:
+    """An offer, or why there is none: dicts in exactly the shape of `Offer` and `NoOffer`."""
+
+    offer: dict[str, Any] | None
+    no_offer: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class RateBreakdown:
     """The annual rate in millionths, part by part (`parts` add up to `rate`)."""
 
@@ -214,16 +224,19 @@ def _value(features: Mapping[str, float | str | None], name: str | None) -> floa
     return max(float(value), 0.0)
 
 
-def _component(code: str, value: float, unit: Unit, labels: Mapping[str, tuple[str, str]]) -> OfferComponent:
+def _component(
+    code: str, value: float, unit: Unit, labels: Mapping[str, tuple[str, str]]
+) -> dict[str, object]:
+    """An `OfferComponent`'s fields."""
     zh, en = labels[code]
-    return OfferComponent(code=code, label_zh=zh, label_en=en, value=value, unit=unit)
+    return {"code": code, "label_zh": zh, "label_en": en, "value": value, "unit": unit}
 
 
-def _no_offer(policy: LoadedPricingPolicy, code: NoOfferCode, zh: str, en: str) -> NoOffer:
-    return NoOffer(code=code, text_zh=zh, text_en=en, policy_version=policy.version)
+def _no_offer(policy: LoadedPricingPolicy, code: NoOfferCode, zh: str, en: str) -> Quote:
+    return Quote(None, {"code": code, "text_zh": zh, "text_en": en, "policy_version": policy.version})
 
 
-def _below_minimum(policy: LoadedPricingPolicy, amount_cny: float, limit: float) -> NoOffer:
+def _below_minimum(policy: LoadedPricingPolicy, amount_cny: float, limit: float) -> Quote:
     """No offer: the amount asked, or else the limit, is below the product's minimum."""
     least = policy.policy.product.min_amount_cny
     if amount_cny < least:
@@ -256,7 +269,26 @@ def price_application(
     term_months: int,
     features: Mapping[str, float | str | None],
 ) -> Offer | NoOffer:
-    """The offer for one decision, or why there is none.
+    """`quote_application` as typed, validated models."""
+    quote = quote_application(
+        policy, decision=decision, pd=pd, amount_cny=amount_cny, term_months=term_months, features=features
+    )
+    if quote.offer is not None:
+        return Offer.model_validate(quote.offer)
+    return NoOffer.model_validate(quote.no_offer)
+
+
+def quote_application(
+    policy: LoadedPricingPolicy,
+    *,
+    decision: str,
+    pd: float,
+    amount_cny: float,
+    term_months: int,
+    features: Mapping[str, float | str | None],
+) -> Quote:
+    """The offer for one decision, or why there is none, as JSON-ready dicts (the score API's hot path
+    sends them as they are; `price_application` gives the same as validated models).
 
     Args:
         policy: the loaded pricing policy.
@@ -330,31 +362,36 @@ def price_application(
         ("payment_to_income_cap", round(pti_cap, 2), "cny"),
         ("product_max", product.max_amount_cny, "cny"),
     ]
-    return Offer(
-        policy_version=policy.version,
-        policy_digest=policy.digest,
-        principal_cny=principal,
-        requested_cny=amount_cny,
-        limit_cny=limit,
-        limit_binding=binding,
-        term_months=term_months,
-        annual_rate=customer_rate,
-        rate_components=[
-            _component(code, units / MICRO, "annual_rate", _RATE_LABELS) for code, units in rate.parts
-        ],
-        monthly_payment_cny=round(monthly_payment_cny(principal, customer_rate, term_months), 2),
-        total_interest_cny=interest,
-        total_cost_of_credit_cny=interest,
-        total_repayment_cny=round(principal + interest, 2),
-        limit_components=[_component(code, value, unit, _LIMIT_LABELS) for code, value, unit in limit_steps],
-        green=GreenIncentive(
-            verified_practices=practices,
-            window_months=window_months(rules.green.count_feature),
-            discount_bps=rate.discount / 100,
-            applied_bps=(rate.without_discount - rate.rate) / 100,
-            rate_without_discount=rate.without_discount / MICRO,
-            programme_cost_cny=programme_cost,
-            funded_by_zh=rules.green.programme_zh,
-            funded_by_en=rules.green.programme_en,
-        ),
+    return Quote(
+        {
+            "policy_version": policy.version,
+            "policy_digest": policy.digest,
+            "principal_cny": principal,
+            "requested_cny": amount_cny,
+            "limit_cny": limit,
+            "limit_binding": binding,
+            "term_months": term_months,
+            "annual_rate": customer_rate,
+            "rate_components": [
+                _component(code, units / MICRO, "annual_rate", _RATE_LABELS) for code, units in rate.parts
+            ],
+            "monthly_payment_cny": round(monthly_payment_cny(principal, customer_rate, term_months), 2),
+            "total_interest_cny": interest,
+            "total_cost_of_credit_cny": interest,
+            "total_repayment_cny": round(principal + interest, 2),
+            "limit_components": [
+                _component(code, value, unit, _LIMIT_LABELS) for code, value, unit in limit_steps
+            ],
+            "green": {
+                "verified_practices": practices,
+                "window_months": window_months(rules.green.count_feature),
+                "discount_bps": rate.discount / 100,
+                "applied_bps": (rate.without_discount - rate.rate) / 100,
+                "rate_without_discount": rate.without_discount / MICRO,
+                "programme_cost_cny": programme_cost,
+                "funded_by_zh": rules.green.programme_zh,
+                "funded_by_en": rules.green.programme_en,
+            },
+        },
+        None,
     )

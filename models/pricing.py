@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final
@@ -222,6 +223,7 @@ class PricingPolicy(_Policy):
     green: GreenDiscount
 
 
+@lru_cache(maxsize=64)
 def window_months(feature: str) -> float | None:
     """Months a catalogue feature's window spans (D days count as D / 365 × 12); None for lifetime."""
     days = _catalog_feature(feature).window_days

@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from coopscore.settings import ApiKeyEntry
 from decisions.base import DecisionRecord, StoredResponse
 from features.online.base import MemberVector
-from models.offers import Offer, price_application
+from models.offers import quote_application
 from models.pricing import LoadedPricingPolicy
 from serving.deps import StateDep, require_scope, served_model
 from serving.inline import InlineApplicant, inline_applicant
@@ -148,7 +148,7 @@ def _decision(
     `request_id` is the HTTP request's (the access log's and `X-Request-ID`'s); a batch item gets its own.
     The offer is priced by `pricing` on the features scored (`models.offers`)."""
     scored_at = datetime.now(UTC)
-    priced = price_application(
+    quote = quote_application(
         pricing,
         decision=scored.decision,
         pd=scored.pd,
@@ -156,7 +156,6 @@ def _decision(
         term_months=body.term_months,
         features=features,
     )
-    offer = priced.model_dump() if isinstance(priced, Offer) else None
     request_id = request_id or uuid.uuid4().hex
     application_id = body.application_id or f"app-{request_id[:16]}"
     reasons = [r.model_dump() for r in scored.reasons]  # the model's `Reason`, as JSON
@@ -177,8 +176,8 @@ def _decision(
         "features_as_of": _iso(vector.as_of) if vector is not None else None,
         "feature_set_version": vector.feature_set_version if vector is not None else None,
         "scored_at": _iso(scored_at),
-        "offer": offer,
-        "no_offer": None if offer is not None else priced.model_dump(),
+        "offer": quote.offer,
+        "no_offer": quote.no_offer,
     }
     content = _encode(payload)
     # Inline values are the decision's `features`, not repeated in the application.
@@ -208,7 +207,7 @@ def _decision(
         response_json=content,
         caller=caller,
         model_digest=served.scorer.digest or None,
-        offer=offer,
+        offer=quote.offer,
         pricing_policy_version=pricing.version,
         pricing_policy_digest=pricing.digest,
     )
