@@ -154,7 +154,8 @@ class RateBreakdown:
     discount: int
 
 
-_RATE_LABELS: Final = {
+# Every component's zh/en label, by code: the rate's parts (in the order they add up), then the limit's steps.
+_LABELS: Final = {
     "funding_cost": ("资金成本", "Funding cost"),
     "expected_loss": (
         "预期损失（违约概率 × 违约损失率，按期限分摊）",
@@ -164,8 +165,7 @@ _RATE_LABELS: Final = {
     "margin": ("利润", "Margin"),
     "green_discount": ("绿色生产优惠（项目承担）", "Green discount (paid by the programme)"),
     "floor_cap_adjustment": ("利率下限/上限调整", "Floor / cap adjustment"),
-}
-_LIMIT_LABELS: Final = {
+    # The limit's steps.
     "monthly_income": (
         "记录中的月收入（交售、移动收款，按政策比例）",
         "Monthly income on record (deliveries, mobile receipts; policy shares)",
@@ -224,11 +224,9 @@ def _value(features: Mapping[str, float | str | None], name: str | None) -> floa
     return max(float(value), 0.0)
 
 
-def _component(
-    code: str, value: float, unit: Unit, labels: Mapping[str, tuple[str, str]]
-) -> dict[str, object]:
+def _component(code: str, value: float, unit: Unit) -> dict[str, object]:
     """An `OfferComponent`'s fields."""
-    zh, en = labels[code]
+    zh, en = _LABELS[code]
     return {"code": code, "label_zh": zh, "label_en": en, "value": value, "unit": unit}
 
 
@@ -372,16 +370,12 @@ def quote_application(
             "limit_binding": binding,
             "term_months": term_months,
             "annual_rate": customer_rate,
-            "rate_components": [
-                _component(code, units / MICRO, "annual_rate", _RATE_LABELS) for code, units in rate.parts
-            ],
+            "rate_components": [_component(code, units / MICRO, "annual_rate") for code, units in rate.parts],
             "monthly_payment_cny": round(monthly_payment_cny(principal, customer_rate, term_months), 2),
             "total_interest_cny": interest,
             "total_cost_of_credit_cny": interest,
             "total_repayment_cny": round(principal + interest, 2),
-            "limit_components": [
-                _component(code, value, unit, _LIMIT_LABELS) for code, value, unit in limit_steps
-            ],
+            "limit_components": [_component(code, value, unit) for code, value, unit in limit_steps],
             "green": {
                 "verified_practices": practices,
                 "window_months": window_months(rules.green.count_feature),

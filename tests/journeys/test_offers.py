@@ -20,18 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.journeys.conftest import JourneyServer, JourneyWorld, start_server, stop_server
+from tests.utils.api import RATE_COMPONENTS
 
 APPLICATION = {"amount_cny": 8000, "term_months": 12, "purpose": "farm_inputs"}
 APPLICANTS = 400
 CJK = re.compile(r"[\u4e00-\u9fff]")
-RATE_PARTS = [
-    "funding_cost",
-    "expected_loss",
-    "operating_cost",
-    "margin",
-    "green_discount",
-    "floor_cap_adjustment",
-]
 
 
 def _exact(value: float) -> Decimal:
@@ -49,7 +42,7 @@ def _check_offer(result: dict[str, Any], policy: dict[str, Any]) -> None:
         assert no_offer["policy_version"] == policy["version"]
         return
     assert (offer["policy_version"], offer["policy_digest"]) == (policy["version"], policy["digest"])
-    assert [c["code"] for c in offer["rate_components"]] == RATE_PARTS
+    assert tuple(c["code"] for c in offer["rate_components"]) == RATE_COMPONENTS
     assert all(CJK.search(c["label_zh"]) and c["label_en"] for c in offer["rate_components"])
     assert all(CJK.search(c["label_zh"]) and c["label_en"] for c in offer["limit_components"])
     assert sum(_exact(c["value"]) for c in offer["rate_components"]) == _exact(offer["annual_rate"])

@@ -23,6 +23,7 @@ from models.offers import (
     total_interest_cny,
 )
 from models.pricing import LoadedPricingPolicy, PricingPolicy, load_pricing_policy, policy_digest
+from tests.utils.api import RATE_COMPONENTS
 
 DEFAULT = load_pricing_policy()
 EXAMPLES = 300
@@ -125,14 +126,7 @@ def test_the_named_components_add_up_to_the_rate_exactly(
     if not isinstance(offer, Offer):
         return
     parts = {c.code: _decimal(c.value) for c in offer.rate_components}
-    assert list(parts) == [
-        "funding_cost",
-        "expected_loss",
-        "operating_cost",
-        "margin",
-        "green_discount",
-        "floor_cap_adjustment",
-    ]
+    assert tuple(parts) == RATE_COMPONENTS
     assert all(c.unit == "annual_rate" and c.label_zh and c.label_en for c in offer.rate_components)
     assert sum(parts.values()) == _decimal(offer.annual_rate)  # exactly, in decimal
     before_bounds = sum(v for k, v in parts.items() if k != "floor_cap_adjustment")

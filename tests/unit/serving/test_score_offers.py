@@ -19,7 +19,7 @@ from serving.app import create_app
 from serving.champion import load_champion
 from serving.schemas import ScoreResponse
 from tests.unit.serving.test_score import APPLICATION, score
-from tests.utils.api import Keys, champion_settings, fill_online_store, make_settings
+from tests.utils.api import Keys, champion_settings, make_settings
 
 ClientFactory = Callable[..., TestClient]
 # The synthetic training set's amounts are small: the golden strong applicant's deliveries are raised
@@ -28,18 +28,9 @@ STRONG_DELIVERIES_CNY = 60_000.0
 
 
 @pytest.fixture
-def client(
-    champion_store: tuple[Path, dict[str, dict[str, float]]],
-    client_factory: ClientFactory,
-    keys: Keys,
-    tmp_path: Path,
-) -> TestClient:
-    root, members = champion_store
-    members = {**members, "strong": {**members["strong"], "delivery_amount_365d": STRONG_DELIVERIES_CNY}}
-    settings = make_settings(tmp_path, keys, **champion_settings(root))
-    names = tuple(n for n in members["strong"] if not n.startswith("application_"))
-    fill_online_store(settings, names, {m: [v[n] for n in names] for m, v in members.items()})
-    return client_factory(load_champion, **champion_settings(root))
+def online_members(champion_store: tuple[Path, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    members = champion_store[1]
+    return {**members, "strong": {**members["strong"], "delivery_amount_365d": STRONG_DELIVERIES_CNY}}
 
 
 def _logged(tmp_path: Path, request_id: str) -> tuple[str | None, str | None, str | None]:
