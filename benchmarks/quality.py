@@ -6,7 +6,7 @@ fresh process against a fresh temporary MLflow store, exactly as the scheduled j
 summary gives each contender's OOT AUC, thin/thick-file AUC and approval rate at the target bad rate
 (model, WOE scorecard, feature ceiling, oracle, bureau-only); the run's stored OOT PDs
 (`evaluation/oot_pds.parquet`) give bootstrap 95% intervals of the AUC and the approval rate, computed
-with the same functions the evaluation uses. One table per world, then mean and min-max over worlds;
+with the evaluation's own `contender_intervals`. One table per world, then mean and min-max over worlds;
 the seeds are the repeats.
 
 Usage: `python benchmarks/quality.py [--members 200000 --seeds 21,22,23 --months 26 --boot 500
@@ -73,32 +73,6 @@ def run_retrain(world: Path, data: Path, store: Path) -> tuple[dict[str, Any], f
     return summary, wall
 
 
-def bootstrap(
-    label: Any, pds: dict[str, Any], *, target_bad_rate: float, boot: int, seed: int
-) -> dict[str, dict[str, tuple[float, float]]]:
-    """Percentile 95% intervals of AUC and approval rate, the same resamples for every contender."""
-    import numpy as np
-
-    from training.metrics import approval_rate_at_bad_rate, roc_auc
-
-    y = np.asarray(label, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    samples = [rng.integers(0, len(y), size=len(y)) for _ in range(boot)]
-    intervals: dict[str, dict[str, tuple[float, float]]] = {}
-    for name, pd_ in pds.items():
-        # the evaluation clips PDs the same way before ranking (training.metrics.binary_metrics)
-        probs = np.clip(np.asarray(pd_, dtype=np.float64), 1e-12, 1 - 1e-12)
-        aucs = [roc_auc(y[i], probs[i]) for i in samples]
-        approvals = [approval_rate_at_bad_rate(y[i], probs[i], target_bad_rate) for i in samples]
-        low_auc, high_auc = np.nanpercentile(aucs, [2.5, 97.5])
-        low_app, high_app = np.percentile(approvals, [2.5, 97.5])
-        intervals[name] = {
-            "auc": (float(low_auc), float(high_auc)),
-            "approval_rate": (float(low_app), float(high_app)),
-        }
-    return intervals
-
-
 def measure_world(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """One world: prepare, retrain with --truth, read the stored OOT PDs, bootstrap the intervals."""
     import numpy as np
@@ -106,7 +80,7 @@ def measure_world(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from benchmarks.worlds import prepare_world
     from simulator.world import SimulationConfig
     from training.config import TrainingConfig
-    from training.metrics import approval_rate_at_bad_rate
+    from training.metrics import approval_rate_at_bad_rate, contender_intervals
     from training.tracking import OOT_PDS_LABEL, OOT_PDS_THIN, read_oot_pds
 
     world, data, seconds = prepare_world(
@@ -127,7 +101,7 @@ def measure_world(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     label = oot[OOT_PDS_LABEL].to_numpy()
     names = [c for c in oot.columns if c not in (OOT_PDS_LABEL, OOT_PDS_THIN)]
     pds = {name: oot[name].to_numpy() for name in names}
-    intervals = bootstrap(label, pds, target_bad_rate=target, boot=args.boot, seed=seed)
+    intervals = contender_intervals(label, pds, target_bad_rate=target, resamples=args.boot, seed=seed)
     rows: dict[str, dict[str, Any]] = {}
     for row in summary["comparison"]:
         name = row["contender"]

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from training.metrics import Metrics, binary_metrics
+from training.metrics import Metrics, binary_metrics, contender_intervals
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -55,6 +55,9 @@ class EvaluationReport:
     thick: dict[str, Metrics] | None = None
     segments: list[SegmentResult] = field(default_factory=list)
     target_bad_rate: float = 0.05
+    # Overall 95% bootstrap intervals per contender: {"auc": (low, high), "approval_rate": (...)}.
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    resamples: int = 0
 
     def headline(self) -> list[dict[str, Any]]:
         """One row per contender: the side-by-side OOT table."""
@@ -66,6 +69,8 @@ class EvaluationReport:
             row["thick_auc"] = self.thick[name].auc if self.thick and name in self.thick else math.nan
             for key in ("gini", "ks", "brier", "log_loss", "ece", "approval_rate"):
                 row[key] = getattr(metrics, key)
+            for key in ("auc", "approval_rate"):
+                row[f"{key}_95"] = list(self.intervals[name][key]) if name in self.intervals else None
             rows.append(row)
         return rows
 
@@ -101,6 +106,8 @@ class EvaluationReport:
 
         return {
             "target_bad_rate": self.target_bad_rate,
+            "intervals": {name: {k: list(v) for k, v in i.items()} for name, i in self.intervals.items()},
+            "resamples": self.resamples,
             "overall": table(self.overall),
             "thin": table(self.thin),
             "thick": table(self.thick),
@@ -129,11 +136,19 @@ def evaluate(
     thin_segment: str | None,
     target_bad_rate: float = 0.05,
     bins: int = 10,
+    resamples: int = 0,
+    seed: int = 0,
 ) -> EvaluationReport:
-    """Metrics of each contender's PDs against the OOT labels `y`, overall and per segment."""
+    """Metrics of each contender's PDs against the OOT labels `y`, overall and per segment, with
+    bootstrap intervals of the overall AUC and approval rate when `resamples` > 0."""
     everything = np.ones(len(y), dtype=bool)
     report = EvaluationReport(
-        overall=_metrics_of(y, pds, everything, target_bad_rate, bins), target_bad_rate=target_bad_rate
+        overall=_metrics_of(y, pds, everything, target_bad_rate, bins),
+        target_bad_rate=target_bad_rate,
+        intervals=contender_intervals(y, pds, target_bad_rate=target_bad_rate, resamples=resamples, seed=seed)
+        if resamples
+        else {},
+        resamples=resamples,
     )
     if thin_segment is not None and thin_segment in segments:
         thin = segments[thin_segment].to_numpy() == "thin"

@@ -40,6 +40,8 @@ class FitReport:
     validation_logloss: float  # at the best round, before any refit
     constrained_features: int
     refit_on_validation: bool
+    refit_on_calibration: bool = False
+    additive: bool = False
     monotone_method: str | None = None  # the LightGBM method that produced the stored booster
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,6 +52,8 @@ class FitReport:
             "validation_logloss": self.validation_logloss,
             "constrained_features": self.constrained_features,
             "refit_on_validation": self.refit_on_validation,
+            "refit_on_calibration": self.refit_on_calibration,
+            "additive": self.additive,
             "monotone_method": self.monotone_method,
         }
 
@@ -80,8 +84,11 @@ def fit_credit_model(
     constraints = spec.monotone_constraints
     if any(constraints):
         params["monotone_constraints"] = constraints
+    if config.booster.additive:
+        # One input per tree: the margin is a sum of one-input shape functions.
+        params["interaction_constraints"] = [[i] for i in range(len(spec.names))]
     categorical: list[int] | Literal["auto"] = spec.categorical_indices or "auto"
-    booster, best, rounds, validation_logloss = _fit_booster(
+    booster, best, rounds, validation_logloss, margin = _fit_booster(
         params, spec, training_set, split, config, categorical
     )
     method = str(params.get("monotone_constraints_method", "basic"))
@@ -96,24 +103,22 @@ def fit_credit_model(
         if direction_violations(lambda x: booster.predict(x, raw_score=True), sample, spec):
             method = "basic"
             params = {**params, "monotone_constraints_method": method}
-            booster, best, rounds, validation_logloss = _fit_booster(
+            booster, best, rounds, validation_logloss, margin = _fit_booster(
                 params, spec, training_set, split, config, categorical
             )
-    x_cal = _matrix(spec, training_set, split.masks["calibration"])
-    margin = np.asarray(booster.predict(x_cal, raw_score=True), dtype=np.float64)
     calibration, held_out = _calibrate(
         margin, params, spec, training_set, split, config, categorical, best, baseline=baseline
     )
     # Cutoffs are chosen on the rows calibration was judged on, with PDs out of the booster's fit.
     evidence = config.policy.policy().evidence.restricted_to(set(spec.names))
-    rows, held_margin = held_out
+    rows, held_margin, held_slice = held_out
     policy = choose_policy(
         config,
         training_set.fingerprint.source,
         calibration.pd(held_margin),
         y[rows],
         judgeable(evidence, training_set.features.iloc[rows]),
-        slice_name="calibration" if calibration.method == "platt" else "out-of-fold pre-OOT",
+        slice_name=held_slice,
         baseline=baseline,
     )
     model = CreditModel(
@@ -129,6 +134,8 @@ def fit_credit_model(
         validation_logloss=validation_logloss,
         constrained_features=sum(1 for c in constraints if c),
         refit_on_validation=config.booster.refit_on_validation,
+        refit_on_calibration=config.booster.refit_on_calibration,
+        additive=config.booster.additive,
         monotone_method=method if any(constraints) else None,
     )
     return model, report
@@ -141,9 +148,11 @@ def _fit_booster(
     split: TimeSplit,
     config: TrainingConfig,
     categorical: list[int] | Literal["auto"],
-) -> tuple[Any, int, int, float]:
+) -> tuple[Any, int, int, float, FloatArray]:
     """Train with early stopping on validation, then refit on train + validation (unless configured
-    off) or keep the trees up to the best round. Returns (booster, best round, rounds, logloss)."""
+    off) or keep the trees up to the best round; with `refit_on_calibration`, refit once more on the
+    calibration slice too. Returns (booster, best round, rounds, logloss, calibration margins): the
+    margins on the calibration slice of the last booster that had not seen it."""
     import lightgbm as lgb
 
     y = training_set.label
@@ -171,21 +180,32 @@ def _fit_booster(
     best = int(booster.best_iteration or booster.current_iteration())
     rounds = booster.current_iteration()
     validation_logloss = float(booster.best_score["validation"]["binary_logloss"])
-    if config.booster.refit_on_validation:
-        # The validation slice chose the number of rounds; now let it teach too (small files
-        # are short of defaults). Calibration and OOT stay unseen.
-        both = split.masks["train"] | split.masks["validation"]
-        refit_data = lgb.Dataset(
-            _matrix(spec, training_set, both),
-            label=y[both],
+
+    def refit(mask: npt.NDArray[np.bool_]) -> Any:
+        data = lgb.Dataset(
+            _matrix(spec, training_set, mask),
+            label=y[mask],
             feature_name=spec.names,
             categorical_feature=categorical,
         )
-        booster = lgb.train(params, refit_data, num_boost_round=best)
+        return lgb.train(params, data, num_boost_round=best)
+
+    learned = split.masks["train"]
+    if config.booster.refit_on_validation:
+        # The validation slice chose the number of rounds; now let it teach too (small files
+        # are short of defaults). Calibration and OOT stay unseen.
+        learned = learned | split.masks["validation"]
+        booster = refit(learned)
     else:
         # Keep only the trees up to the best iteration: the stored model is what was validated.
         booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-    return booster, best, rounds, validation_logloss
+    x_cal = _matrix(spec, training_set, split.masks["calibration"])
+    margin = np.asarray(booster.predict(x_cal, raw_score=True), dtype=np.float64)
+    if config.booster.refit_on_calibration and split.masks["calibration"].any():
+        # The latest pre-OOT months teach the most about the applicants to come. Calibration is
+        # fitted on the held-out margins above, from the same configuration and round count.
+        booster = refit(learned | split.masks["calibration"])
+    return booster, best, rounds, validation_logloss, margin
 
 
 def _calibrate(
@@ -199,10 +219,11 @@ def _calibrate(
     rounds: int,
     *,
     baseline: bool,
-) -> tuple[PlattCalibration, tuple[npt.NDArray[np.int64], FloatArray]]:
+) -> tuple[PlattCalibration, tuple[npt.NDArray[np.int64], FloatArray, str]]:
     """Platt on the calibration slice, or cross-fitted Platt when that slice is short of defaults
-    (`config.calibration`); the result records the method and why. Also returns the rows it was
-    fitted on with their out-of-fit margins (where the policy's cutoffs are chosen)."""
+    (`config.calibration`); the result records the method and why. Also
+    returns the rows it was fitted on with their out-of-fit margins and the name of those rows
+    (where the policy's cutoffs are chosen)."""
     y_cal = training_set.label[split.masks["calibration"]]
     rows, defaults = len(y_cal), int(y_cal.sum())
     settings = config.calibration
@@ -220,7 +241,16 @@ def _calibrate(
     if method == "platt":
         fitted = fit_platt(margin, y_cal, allow_uninformative=baseline)
         facts = {"slice": "calibration", "rows": rows, "defaults": defaults, **slice_facts}
-        return fitted.described("platt", facts), (np.flatnonzero(split.masks["calibration"]), margin)
+        if config.booster.refit_on_calibration:
+            facts["margins"] = (
+                "of the booster fitted before the calibration slice; the stored booster was then "
+                "refit with that slice, same configuration and round count"
+            )
+        return fitted.described("platt", facts), (
+            np.flatnonzero(split.masks["calibration"]),
+            margin,
+            "calibration",
+        )
     oof_rows, oof_margin, oof_label = cross_fitted_margins(
         params, spec, training_set, split, categorical, rounds, settings.folds, config.booster.seed
     )
@@ -237,7 +267,7 @@ def _calibrate(
             **slice_facts,
         },
     )
-    return described, (oof_rows, oof_margin)
+    return described, (oof_rows, oof_margin, "out-of-fold pre-OOT")
 
 
 def cross_fitted_margins(
@@ -300,7 +330,8 @@ def choose_policy(
     The rows are the calibration slice (the latest pre-OOT rows the booster was not fitted on: with
     `refit_on_validation` it has learned the validation slice, so PDs there flatter it), or, with
     cross-fitted calibration, every pre-OOT row's out-of-fold PD: a small table's calibration slice
-    is too few applicants to place a cutoff. Raises `TargetNotMetError` naming the best value."""
+    is too few applicants to place a cutoff, and a booster refit on that slice has learned it.
+    Raises `TargetNotMetError` naming the best value."""
     policy_config = config.policy.resolved(source)
     base = policy_config.policy()
     mode = policy_config.mode

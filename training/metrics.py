@@ -8,6 +8,7 @@ are empty), and the approval rate a lender could afford at a target bad rate.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -143,3 +144,30 @@ def binary_metrics(
         ece=expected_calibration_error(labels, probs, bins),
         approval_rate=approval_rate_at_bad_rate(labels, probs, target_bad_rate),
     )
+
+
+def contender_intervals(
+    y: npt.ArrayLike,
+    pds: Mapping[str, npt.ArrayLike],
+    *,
+    target_bad_rate: float,
+    resamples: int,
+    seed: int = 0,
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Percentile 95% bootstrap intervals of AUC and of the approval rate at the target bad rate, per
+    contender. Every contender is judged on the same resampled applications, so their intervals
+    differ by the PDs alone; PDs are clipped as `binary_metrics` clips them before ranking."""
+    labels = np.asarray(y, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, len(labels), size=len(labels)) for _ in range(resamples if len(labels) else 0)]
+    intervals: dict[str, dict[str, tuple[float, float]]] = {}
+    for name, pd_ in pds.items():
+        probs = np.clip(np.asarray(pd_, dtype=np.float64), 1e-12, 1 - 1e-12)
+        aucs = [roc_auc(labels[i], probs[i]) for i in samples]
+        approvals = [approval_rate_at_bad_rate(labels[i], probs[i], target_bad_rate) for i in samples]
+        counted = [a for a in aucs if not math.isnan(a)]  # one-class resamples have no AUC
+        nan = (math.nan, math.nan)
+        auc = tuple(float(v) for v in np.percentile(counted, [2.5, 97.5])) if counted else nan
+        approval = tuple(float(v) for v in np.percentile(approvals, [2.5, 97.5])) if approvals else nan
+        intervals[name] = {"auc": (auc[0], auc[1]), "approval_rate": (approval[0], approval[1])}
+    return intervals

@@ -137,6 +137,23 @@ def _monotone_text(result: TrainingResult) -> str:
     return f"monotone constraints declared with --monotone ({named})"
 
 
+def _bracket(interval: list[float] | None) -> str:
+    return f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+
+
+def _refit_text(result: TrainingResult) -> str:
+    slices = ["train"]
+    slices += ["validation"] if result.fit.refit_on_validation else []
+    slices += ["calibration"] if result.fit.refit_on_calibration else []
+    return f", then refit on {' + '.join(slices)}" if len(slices) > 1 else ""
+
+
+def _additive_text(result: TrainingResult) -> str:
+    if not result.fit.additive:
+        return ""
+    return "one input per tree (an additive model: a feature's points depend on its own value only), "
+
+
 def _calibration_text(result: TrainingResult) -> str:
     method = result.model.calibration.method
     if method == "cross_fitted_platt":
@@ -208,7 +225,7 @@ def render_model_card(result: TrainingResult, *, model_name: str, version: str, 
         "## Model",
         "",
         f"LightGBM binary classifier, {result.fit.best_iteration} trees (early-stopped on the "
-        f"validation slice{', then refit on train + validation' if result.fit.refit_on_validation else ''}), "
+        f"validation slice{_refit_text(result)}), {_additive_text(result)}"
         f"{_monotone_text(result)}, native missing values. {_calibration_text(result)}: log-odds = "
         f"{model.calibration.slope:.4f} × margin {model.calibration.intercept:+.4f}. "
         f"Score: {model.scale.base_score:g} points at "
@@ -224,16 +241,24 @@ def render_model_card(result: TrainingResult, *, model_name: str, version: str, 
         "Approval rate = share approvable (lowest PD first) at a bad rate ≤ "
         f"{evaluation.target_bad_rate:.0%}.",
         "",
-        "| contender | AUC | thin-file AUC | thick-file AUC | Gini | KS | Brier | ECE | approval rate |",
+        "| contender | AUC [95%] | thin-file AUC | thick-file AUC | Gini | KS | Brier | ECE | "
+        "approval rate [95%] |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in evaluation.headline():
         lines.append(
-            f"| {CONTENDERS.get(row['contender'], row['contender'])} | {_number(row['auc'])} | "
+            f"| {CONTENDERS.get(row['contender'], row['contender'])} | "
+            f"{_number(row['auc'])}{_bracket(row['auc_95'])} | "
             f"{_number(row['thin_auc'])} | {_number(row['thick_auc'])} | {_number(row['gini'])} | "
             f"{_number(row['ks'])} | {_number(row['brier'], 4)} | {_number(row['ece'], 4)} | "
-            f"{_number(row['approval_rate'])} |"
+            f"{_number(row['approval_rate'])}{_bracket(row['approval_rate_95'])} |"
         )
+    if evaluation.resamples:
+        lines += [
+            "",
+            f"[95%]: percentile bootstrap over {evaluation.resamples} resamples of the OOT "
+            "applications, the same resamples for every contender.",
+        ]
     lines += [
         "",
         "### Segments (model)",

@@ -176,6 +176,8 @@ def train_and_evaluate(
             thin_segment=training_set.thin_segment,
             target_bad_rate=config.target_bad_rate,
             bins=config.ece_bins,
+            resamples=config.interval_resamples,
+            seed=config.booster.seed,
         )
         frame = oot_frame(training_set, oot)
         frame[OOT_SCORECARD_PD] = pds["scorecard"]
@@ -208,6 +210,7 @@ def summary_metrics(result: TrainingResult) -> dict[str, Any]:
         "oot_thin_auc": thin.auc if thin else None,
         "oot_rows": overall.n,
         "oot_defaults": overall.defaults,
+        "target_bad_rate": result.evaluation.target_bad_rate,
         "best_iteration": result.fit.best_iteration,
         "calibration": result.model.calibration.to_dict(),
         "policy": dict(result.model.policy.selection),

@@ -27,6 +27,11 @@ SECTIONS: Final = (
         "Discrimination: KS, Gini, AUC with 95% interval",
         "区分能力：KS、基尼系数、AUC 及 95% 置信区间",
     ),
+    (
+        "contenders",
+        "Contenders: approval at the target bad rate, with 95% intervals",
+        "对比模型：目标坏账率下的可批准比例及 95% 置信区间",
+    ),
     ("deciles", "Gains table (deciles, riskiest first)", "十分位收益表（风险由高到低）"),
     ("grades", "Bad rate by grade", "各等级坏账率"),
     ("calibration", "Calibration by grade", "各等级校准"),
@@ -106,6 +111,46 @@ def cutoff_plot(report: AnalystReport, path: Path) -> Path:
     return _save(figure, path)
 
 
+def _contenders_table(report: AnalystReport) -> str:
+    """Every contender on the same OOT rows: what a committee trades off (issue 15)."""
+    if not report.contenders:
+        return "<p>No contenders in this run · 本次无对比模型</p>"
+
+    def bracket(row: Mapping[str, Any], key: str, fmt: Any) -> str:
+        interval = row.get(f"{key}_95")
+        low_high = f" [{fmt(interval[0])}, {fmt(interval[1])}]" if interval else ""
+        return f"{fmt(row[key])}{low_high}"
+
+    rows = [
+        {
+            "contender": row["label"],
+            "auc": bracket(row, "auc", _num),
+            "thin_auc": _num(row["thin_auc"]),
+            "thick_auc": _num(row["thick_auc"]),
+            "approval_rate": bracket(row, "approval_rate", _pct),
+        }
+        for row in report.contenders
+    ]
+    target = f"{report.target_bad_rate:.0%}"
+    note = (
+        f"<p>Approval rate: the largest share of OOT applicants, lowest PD first, whose observed bad "
+        f"rate stays at or below {target}; intervals are percentile bootstraps over the same "
+        f"resampled applications for every contender · 可批准比例：按违约概率从低到高，在样本外观测坏账率"
+        f"不超过 {target} 的前提下可批准的最大申请比例；区间为对同一组重抽样申请的百分位自助法区间。</p>"
+    )
+    return note + html_table(
+        rows,
+        ["contender", "auc", "thin_auc", "thick_auc", "approval_rate"],
+        [
+            "contender · 模型",
+            "AUC [95%]",
+            "thin-file AUC · 薄档案",
+            "thick-file AUC · 厚档案",
+            f"approval at {target} bad [95%] · 可批准比例",
+        ],
+    )
+
+
 def _heading(anchor: str) -> str:
     _, english, chinese = next(s for s in SECTIONS if s[0] == anchor)
     return f'<h2 id="{anchor}">{html.escape(english)} · {html.escape(chinese)}</h2>'
@@ -160,6 +205,7 @@ def render_report(
             ["slice", "AUC", "95% low", "95% high", "bootstrap resamples", "seed"],
         )
     )
+    parts += [_heading("contenders"), _contenders_table(report)]
     parts += [_heading("deciles"), _image(gains, "gains")]
     parts.append(
         html_table(

@@ -321,6 +321,9 @@ class AnalystReport:
     woe: dict[str, Any] | None
     validation_auc: dict[str, Any] | None = None
     policy: dict[str, Any] = field(default_factory=dict)
+    # Every contender's OOT headline row (AUC, approval at target, their 95% intervals).
+    contenders: list[dict[str, Any]] = field(default_factory=list)
+    target_bad_rate: float = 0.05
 
     @property
     def grade_order_breaks(self) -> list[str]:
@@ -343,6 +346,8 @@ class AnalystReport:
                 "grade_order_breaks": self.grade_order_breaks,
                 "cutoffs": self.cutoffs,
                 "policy": self.policy,
+                "target_bad_rate": self.target_bad_rate,
+                "contenders": self.contenders,
                 "decisions": self.decisions,
                 "importance": self.importance,
                 "psi": self.psi,
@@ -400,4 +405,6 @@ def analyst_report(result: TrainingResult, *, resamples: int = AUC_RESAMPLES) ->
         psi=input_psi_table(train_features, features, model.feature_names),
         woe=woe,
         policy={"approve_max_pd": model.policy.approve_max_pd, "decline_min_pd": model.policy.decline_min_pd},
+        contenders=result.evaluation.headline(),
+        target_bad_rate=result.evaluation.target_bad_rate,
     )

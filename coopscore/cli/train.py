@@ -220,18 +220,20 @@ def _print_summary(summary: JobSummary) -> None:
             title=f"out-of-time comparison ({summary.metrics.get('oot_rows', '?')} applications, "
             f"{summary.metrics.get('oot_defaults', '?')} defaults)"
         )
-        for column in ("", "AUC", "thin AUC", "thick AUC", "KS", "Brier", "ECE", "approve"):
+        target = summary.metrics.get("target_bad_rate")
+        approve = f"approvable at {target:.0%} bad [95%]" if isinstance(target, float) else "approvable"
+        for column in ("", "AUC [95%]", "thin AUC", "thick AUC", "KS", "Brier", "ECE", approve):
             table.add_column(column, justify="right" if column else "left")
         for row in summary.comparison:
             table.add_row(
                 CONTENDERS.get(row["contender"], row["contender"]),
-                _number(row["auc"], 3),
+                _with_interval(row["auc"], row.get("auc_95")),
                 _number(row["thin_auc"], 3),
                 _number(row["thick_auc"], 3),
                 _number(row["ks"], 3),
                 _number(row["brier"], 3),
                 _number(row["ece"], 3),
-                _number(row["approval_rate"], 2),
+                _with_interval(row["approval_rate"], row.get("approval_rate_95")),
             )
         console.print(table)
     _print_policy(summary.metrics)
@@ -245,6 +247,13 @@ def _print_summary(summary: JobSummary) -> None:
     console.print(f"[{colour}]{summary.status}[/{colour}]: {summary.message}")
     if summary.report:
         console.print(f"model report: {summary.report['path'] or summary.report['mlflow_artifact']}")
+
+
+def _with_interval(value: Any, interval: Any) -> str:
+    """`0.802 [0.741, 0.861]`, or the value alone when the run has no interval."""
+    if not interval or any(v is None or math.isnan(v) for v in interval):
+        return _number(value, 3)
+    return f"{_number(value, 3)} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def _print_policy(metrics: dict[str, Any]) -> None:

@@ -62,3 +62,32 @@ def test_models_list_points_to_each_version_report(journey_world: JourneyWorld) 
     assert (
         shown.returncode == 0 and f"model report: {summary['report']['path']}" in shown.stdout + shown.stderr
     )
+
+
+def test_a_credit_committee_sees_approval_at_target_with_its_interval_for_every_contender(
+    journey_world: JourneyWorld,
+) -> None:
+    """Issue 15: the retrain table and the model report carry each contender's approval rate at the
+    target bad rate with a 95% interval, so the trade-off between them is visible."""
+    summary = journey_world.retrain_summary
+    rows = {row["contender"]: row for row in summary["comparison"]}
+    # --truth: the oracle and the feature ceiling stand beside the model and the baselines.
+    assert {"model", "scorecard", "feature_ceiling", "oracle"} <= set(rows)
+    for name, row in rows.items():
+        low, high = row["approval_rate_95"]
+        assert low <= row["approval_rate"] <= high, (name, row)
+        auc_low, auc_high = row["auc_95"]
+        assert auc_low <= row["auc"] <= auc_high, (name, row)
+    assert summary["metrics"]["target_bad_rate"] == 0.05
+    assert rows["oracle"]["approval_rate"] >= rows.get("bureau", rows["oracle"])["approval_rate"]
+
+    tables = summary["report"]["tables"]
+    assert tables["target_bad_rate"] == 0.05
+    assert [row["contender"] for row in tables["contenders"]] == list(rows)
+    text = Path(summary["report"]["path"]).read_text(encoding="utf-8")
+    section = text[text.index('id="contenders"') : text.index('id="deciles"')]
+    for row in tables["contenders"]:
+        low, high = row["approval_rate_95"]
+        shown = f"{row['approval_rate']:.1%} [{low:.1%}, {high:.1%}]"
+        assert row["label"] in section and shown in section, (row["label"], shown)
+    assert "approval at 5% bad [95%]" in section and "可批准比例" in section

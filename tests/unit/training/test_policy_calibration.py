@@ -16,7 +16,7 @@ from models.credit_model import CreditModel
 from models.cutoffs import TargetNotMetError
 from simulator.lender_table import write_lender_table
 from tests.utils.tables import LENDER_TABLE_OPTIONS
-from training.config import CalibrationConfig, PolicyConfig, TrainingConfig
+from training.config import BoosterConfig, CalibrationConfig, PolicyConfig, TrainingConfig
 from training.datasets import TrainingSet, table_training_set
 from training.fit import fit_credit_model
 from training.gates import CalibrationGate, GateContext
@@ -57,13 +57,17 @@ def _slice_outcome(model: CreditModel, training_set: TrainingSet, mask: np.ndarr
 
 
 PLATT = CalibrationConfig(method="platt")
+# The cutoffs are judged on the calibration slice with the stored model's own PDs: keep it held out.
+HELD_OUT = BoosterConfig(refit_on_calibration=False)
 
 
 def test_target_bad_rate_cutoff_meets_the_target_on_its_slice_and_is_the_largest(
     tables: dict[int, TrainingSet],
 ) -> None:
     ts = tables[2000]
-    config = TrainingConfig(target_bad_rate=0.08, calibration=PLATT)  # mode auto -> target on a table
+    config = TrainingConfig(
+        target_bad_rate=0.08, calibration=PLATT, booster=HELD_OUT
+    )  # mode auto -> target on a table
     model, split = _fit(ts, config)
     selection = model.policy.selection
     assert selection["mode"] == "target_bad_rate" and selection["target"] == 0.08
@@ -86,7 +90,7 @@ def test_target_bad_rate_cutoff_meets_the_target_on_its_slice_and_is_the_largest
 def test_target_approval_rate_approves_that_share(tables: dict[int, TrainingSet]) -> None:
     ts = tables[2000]
     policy = PolicyConfig(mode="target_approval_rate", target_approval_rate=0.5, review_band=0.1)
-    model, split = _fit(ts, TrainingConfig(policy=policy, calibration=PLATT))
+    model, split = _fit(ts, TrainingConfig(policy=policy, calibration=PLATT, booster=HELD_OUT))
     cal = split.masks["calibration"]
     share, _ = _slice_outcome(model, ts, cal)
     assert 0.5 - 2 / cal.sum() <= share <= 0.5
@@ -97,7 +101,10 @@ def test_target_approval_rate_approves_that_share(tables: dict[int, TrainingSet]
 def test_an_unreachable_target_says_so_with_the_best_achievable(tables: dict[int, TrainingSet]) -> None:
     ts = tables[2000]
     config = TrainingConfig(
-        target_bad_rate=0.01, policy=PolicyConfig(mode="target_bad_rate"), calibration=PLATT
+        target_bad_rate=0.01,
+        policy=PolicyConfig(mode="target_bad_rate"),
+        calibration=PLATT,
+        booster=HELD_OUT,
     )
     with pytest.raises(TargetNotMetError) as caught:
         _fit(ts, config)
@@ -110,7 +117,9 @@ def test_an_unreachable_target_says_so_with_the_best_achievable(tables: dict[int
 def test_fixed_policy_stays_for_the_event_log_and_on_request(tables: dict[int, TrainingSet]) -> None:
     assert PolicyConfig().resolved("event_log").mode == "fixed"
     assert PolicyConfig().resolved("table").mode == "target_bad_rate"
-    model, _ = _fit(tables[2000], TrainingConfig(policy=PolicyConfig(mode="fixed"), calibration=PLATT))
+    model, _ = _fit(
+        tables[2000], TrainingConfig(policy=PolicyConfig(mode="fixed"), calibration=PLATT, booster=HELD_OUT)
+    )
     assert (model.policy.approve_max_pd, model.policy.decline_min_pd) == (0.05, 0.25)
     assert model.policy.selection["mode"] == "fixed"
 
@@ -203,7 +212,7 @@ def test_an_unmet_default_target_on_a_table_uses_the_best_achievable_and_says_so
     tables: dict[int, TrainingSet],
 ) -> None:
     # No policy mode given (auto): the table's default target is ours, not the lender's.
-    model, _ = _fit(tables[2000], TrainingConfig(target_bad_rate=0.01, calibration=PLATT))
+    model, _ = _fit(tables[2000], TrainingConfig(target_bad_rate=0.01, calibration=PLATT, booster=HELD_OUT))
     selection = model.policy.selection
     assert selection["target_met"] is False and selection["requested_target"] == 0.01
     assert selection["target"] > 0.01
@@ -214,3 +223,27 @@ def test_an_unmet_default_target_on_a_table_uses_the_best_achievable_and_says_so
     assert f"using the best achievable, {selection['target']:.1%}" in selection["warning"]
     assert selection["achieved"]["slice"]["bad_rate_approved"] <= selection["target"] + 1e-12
     assert selection["achieved"]["slice"]["approved"] >= 20
+
+
+def test_the_booster_learns_the_calibration_slice_after_calibrating_on_it(
+    tables: dict[int, TrainingSet],
+) -> None:
+    # Platt is fitted on the slice while it is held out, then the booster is refit with it.
+    ts = tables[2000]
+    config = TrainingConfig(
+        calibration=CalibrationConfig(min_slice_defaults=10),
+        booster=BoosterConfig(refit_on_calibration=True),
+    )
+    model, split = _fit(ts, config)
+    assert model.calibration.method == "platt"
+    assert "refit with that slice" in model.calibration.fitted_on["margins"]
+    held_out_config = TrainingConfig(
+        calibration=CalibrationConfig(min_slice_defaults=10),
+        booster=HELD_OUT,
+    )
+    held_out, _ = _fit(ts, held_out_config)
+    # The same calibration (fitted on the same held-out margins), a different stored booster.
+    pair = (model.calibration, held_out.calibration)
+    assert [(c.slope, c.intercept) for c in pair] == [(pair[1].slope, pair[1].intercept)] * 2
+    cal = ts.features.loc[split.masks["calibration"]]
+    assert not np.allclose(model.predict_pd(cal), held_out.predict_pd(cal))
