@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coopscore.names import MODEL_NAME
@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     docs_enabled: bool = Field(default=True, description="serve /docs and /openapi.json")
     cors_origins: tuple[str, ...] = Field(default=(), description="allowed CORS origins (closed by default)")
     model_name: str = Field(default=MODEL_NAME, description="registered model name")
+    pricing_policy: Path | None = Field(
+        default=None,
+        description="pricing policy file for offers, YAML or JSON (unset: models/pricing_policy.yaml)",
+    )
 
     # Access log and rate limits (per worker process: with N workers a client gets up to N times these).
     access_log: bool = Field(default=True, description="one JSON line per request on stderr")
@@ -139,6 +143,11 @@ class Settings(BaseSettings):
     model_signing_old_keys: tuple[SecretStr, ...] = Field(
         default=(), description='JSON list of retired keys that still verify, e.g. ["old key"]'
     )
+
+    @field_validator("pricing_policy", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _production_is_locked_down(self) -> Settings:

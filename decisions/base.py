@@ -50,6 +50,10 @@ class DecisionRecord:
     model_digest: str | None = None
     # A subsidy to reserve in the same transaction as this row, and the profile reads to log with it.
     subsidy: SubsidyClaim | None = None
+    # The offer made with the decision (None: no offer) and the pricing policy that priced it.
+    offer: dict[str, Any] | None = None
+    pricing_policy_version: str | None = None
+    pricing_policy_digest: str | None = None
 
     def row(self) -> tuple[object, ...]:
         """The `decisions` row (in `ROW_COLUMNS` order): JSON columns and the inputs hash computed here,
@@ -75,6 +79,9 @@ class DecisionRecord:
             self.caller,
             self.model_digest,
             inputs_hash(self.features),
+            None if self.offer is None else dumps(self.offer),
+            self.pricing_policy_version,
+            self.pricing_policy_digest,
         )
 
 
@@ -184,6 +191,9 @@ ROW_COLUMNS: tuple[str, ...] = (
     "caller",
     "model_digest",
     "inputs_hash",
+    "offer",
+    "pricing_policy_version",
+    "pricing_policy_digest",
 )
 
 # The columns of `DecisionLogReader.audit_rows` (and of `coopscore decisions export`), in order.
@@ -210,6 +220,9 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "outcome_defaulted",
     "outcome_observed_at",
     "outcome_reported_at",
+    "pricing_policy_version",
+    "pricing_policy_digest",
+    "offer",
 )
 
 
@@ -270,8 +283,9 @@ class DecisionLogReader(ABC):
     def audit_rows(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
         """One row per decision logged in [since, until), oldest first, for auditors: request id,
         time, caller, model name/version/digest, feature-set version, inputs hash, decision, PD,
-        score, grade, reasons (JSON text), the latest review and the observed outcome. Never the
-        features themselves, the application, or any key material."""
+        score, grade, reasons (JSON text), the latest review, the observed outcome, the pricing
+        policy's version and digest and the offer (JSON text). Never the features themselves, the
+        application, or any key material."""
 
     @abstractmethod
     def latest_decisions(self, features: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -2,8 +2,9 @@
 
 Who asked (the API key's name, never the key), which model (name, version, artifact-manifest digest),
 on which inputs (feature-set version, SHA-256 of the features scored), what it decided and why
-(reasons as JSON text), the latest human review and the observed outcome. The log holds no protected
-attributes, and the export carries neither the features nor the application.
+(reasons as JSON text), the latest human review, the observed outcome, and the offer (JSON text) with
+the version and digest of the pricing policy that priced it. The log holds no protected attributes,
+and the export carries neither the features nor the application.
 """
 
 from __future__ import annotations

@@ -68,7 +68,10 @@ CREATE TABLE IF NOT EXISTS {name} (
     body_sha256     TEXT,
     caller          TEXT NOT NULL DEFAULT '',
     model_digest    TEXT,
-    inputs_hash     TEXT
+    inputs_hash     TEXT,
+    offer           TEXT,
+    pricing_policy_version TEXT,
+    pricing_policy_digest  TEXT
 )"""
 
 _SCHEMA = (
@@ -99,6 +102,8 @@ CREATE TABLE IF NOT EXISTS outcomes (
 
 # The columns of the first release's decisions table (idempotency_key UNIQUE on its own).
 _V1_COLUMNS: Final = ROW_COLUMNS[:17]
+# Added with offers (nullable: decisions logged before have none).
+_PRICING_COLUMNS: Final = ("offer", "pricing_policy_version", "pricing_policy_digest")
 
 _INSERT = (
     f"INSERT OR IGNORE INTO decisions ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
@@ -121,7 +126,8 @@ def _upgrade(con: sqlite3.Connection) -> None:
     Its `idempotency_key` was UNIQUE on its own, an index SQLite cannot drop, so the decisions table
     is rebuilt (SQLite's documented create-copy-drop-rename) with uniqueness per (caller, key); the
     old rows get caller '' and keep replaying their stored responses (see `by_idempotency_key`).
-    Reviews gain `reviewed_by_key`.
+    Decisions gain the offer and pricing-policy columns (empty for earlier rows); reviews gain
+    `reviewed_by_key`.
     """
     con.execute("BEGIN IMMEDIATE")
     try:
@@ -134,6 +140,10 @@ def _upgrade(con: sqlite3.Connection) -> None:
             con.execute("DROP TABLE decisions")
             con.execute("ALTER TABLE decisions_upgraded RENAME TO decisions")
             log.warning("decision log upgraded: %d earlier decisions kept with caller ''", moved)
+        decisions = _columns(con, "decisions")
+        for column in _PRICING_COLUMNS:
+            if decisions and column not in decisions:
+                con.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
         reviews = _columns(con, "reviews")
         if reviews and "reviewed_by_key" not in reviews:
             con.execute("ALTER TABLE reviews ADD COLUMN reviewed_by_key TEXT")
@@ -305,7 +315,9 @@ class SqliteDecisionLogReader(DecisionLogReader):
                    d.decision, d.pd, d.score, d.grade, d.reasons,
                    r.final_decision, r.action, r.reviewer,
                    {col("r", "reviewed_by_key", reviews)}, r.reason, r.created_at,
-                   o.defaulted, o.observed_at, o.recorded_at
+                   o.defaulted, o.observed_at, o.recorded_at,
+                   {col("d", "pricing_policy_version", decisions)},
+                   {col("d", "pricing_policy_digest", decisions)}, {col("d", "offer", decisions)}
             FROM decisions d
             LEFT JOIN reviews r ON r.review_id =
                 (SELECT max(review_id) FROM reviews WHERE request_id = d.request_id)

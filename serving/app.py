@@ -19,6 +19,7 @@ from coopscore.settings import Settings, get_settings
 from decisions.factory import decision_log_writer
 from features.online import factory as online_factory
 from features.online.base import OnlineStore
+from models.pricing import load_pricing_policy
 from serving.access import AccessLayer, configure_access_log
 from serving.errors import install_error_handlers
 from serving.guards import install_request_guards
@@ -127,6 +128,8 @@ def create_app(
     """Build the API. Tests pass their own settings, loader or store; `coopscore serve` passes none."""
     settings = settings or get_settings()
     service_metrics = ServiceMetrics()
+    # Before anything starts: a bad policy file stops the server with one line naming the field.
+    pricing = load_pricing_policy(settings.pricing_policy)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -144,7 +147,14 @@ def create_app(
         events = _record_ingest(settings)
         programmes = ProgrammeDesk.open(settings, decision_log)
         app.state.coopscore = AppState(
-            settings, store, decision_log, holder, service_metrics, events=events, programmes=programmes
+            settings,
+            store,
+            decision_log,
+            holder,
+            service_metrics,
+            events=events,
+            programmes=programmes,
+            pricing=pricing,
         )
         try:
             yield

@@ -10,6 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from features.contracts import ID_PATTERN as _ID
+from models.offers import NoOffer, Offer
 from models.reasons import Reason
 from models.recourse import RecoursePlan
 
@@ -165,6 +166,10 @@ class ScoreResponse(_Out):
     subsidy: SubsidyOffer | None = Field(
         default=None, description="the interest subsidy (贴息), when the server runs subsidy programmes"
     )
+    offer: Offer | None = Field(
+        default=None, description="approve or review: limit, rate and its parts, payment (zh/en names)"
+    )
+    no_offer: NoOffer | None = Field(default=None, description="why there is no offer (e.g. a decline)")
 
 
 class BatchScoreResponse(_Out):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from coopscore.settings import Settings
 from decisions.base import DecisionLogWriter
 from features.online.base import OnlineStore
+from models.pricing import LoadedPricingPolicy, load_pricing_policy
 from serving.featureset import FeatureSetMismatchError, feature_set_problem
 from serving.metrics import ServiceMetrics
 from serving.scoring import Scorer
@@ -134,3 +135,5 @@ class AppState:
     events: RecordIngest | None = None
     # Interest-subsidy programmes (COOPSCORE_PROGRAMMES), None when the server runs none.
     programmes: ProgrammeDesk | None = None
+    # The pricing policy every offer is priced by (validated when the app is built).
+    pricing: LoadedPricingPolicy = field(default_factory=load_pricing_policy)

@@ -3,8 +3,9 @@
 `coopscore decisions export --from ISO --to ISO --out FILE [--format parquet|csv] [--json]` writes one
 row per decision logged in [--from, --to): request id, time, caller (the API key's name, never the
 key), model name, version and digest, feature-set version, inputs hash, decision, PD, score, grade,
-reasons (JSON text), the latest review and the outcome (`decisions.base.AUDIT_COLUMNS`). It reads
-through the read-only decision-log reader, so it runs while the server writes.
+reasons (JSON text), the latest review, the outcome, the pricing policy's version and digest and the
+offer (JSON text) (`decisions.base.AUDIT_COLUMNS`). It reads through the read-only decision-log
+reader, so it runs while the server writes.
 
 Exit codes: 0 written (also when the window holds no decision: the file then has only its header),
 2 bad input (a time that is not ISO 8601, --from not before --to, no decision log yet, an unknown
@@ -65,7 +66,8 @@ def export(
     as_json: JsonOnStdoutOption = False,
 ) -> None:
     """Export the decisions of a time window for auditors: who asked, which model, on which inputs
-    (hash), the decision and its reasons, the latest review and the outcome. Never an API key.
+    (hash), the decision and its reasons, the latest review, the outcome, and the offer with the
+    pricing policy that priced it. Never an API key.
 
     Exit codes: 0 written, 2 bad input (bad time, --from not before --to, no decision log, unknown
     --format), 1 internal error.
@@ -105,6 +107,9 @@ def export(
         "by_caller": dict(sorted(Counter(r["caller"] or "" for r in rows).items())),
         "reviewed": sum(r["review_decision"] is not None for r in rows),
         "with_outcome": sum(r["outcome_defaulted"] is not None for r in rows),
+        "with_offer": sum(r["offer"] is not None for r in rows),
+        # Decisions logged before offers existed have no policy: counted under "".
+        "by_pricing_policy": dict(sorted(Counter(r["pricing_policy_version"] or "" for r in rows).items())),
     }
     if as_json:
         emit(summary)

@@ -20,6 +20,7 @@ from coopscore.cli import (
     ingest,
     keys,
     monitor,
+    pricing,
     programme,
     recourse,
     serve,
@@ -70,6 +71,7 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(audit.app, name="audit")
 app.add_typer(decisions.app, name="decisions")
 app.add_typer(programme.app, name="programme")
+app.add_typer(pricing.app, name="pricing")
 
 
 def main() -> None:

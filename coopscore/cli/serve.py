@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from coopscore.cli.output import console
+from coopscore.cli.output import EXIT_BAD_INPUT, console, fail
 
 app = typer.Typer()
 
@@ -24,14 +25,39 @@ def serve(
     demo_key: Annotated[
         bool, typer.Option(help="Add a fresh all-scope key for this run only and print a curl example.")
     ] = False,
+    pricing_policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="Pricing policy for offers, YAML or JSON, e.g. --pricing-policy pricing.yaml "
+            "(default: COOPSCORE_PRICING_POLICY, else models/pricing_policy.yaml).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the score API (uvicorn): loads and verifies the champion at start-up."""
+    """Serve the score API (uvicorn): loads and verifies the champion at start-up.
+
+    Exit codes: 2 when the pricing policy is not valid (one line naming the field)."""
     import os
 
     import uvicorn
 
+    from coopscore.settings import get_settings
+    from models.pricing import PricingPolicyError, load_pricing_policy
+
+    if pricing_policy is not None:
+        # Settings are read from the environment by the app factory (also in worker processes).
+        os.environ["COOPSCORE_PRICING_POLICY"] = str(pricing_policy.resolve())
+        get_settings.cache_clear()
+    try:  # checked here, so a bad file is one line before the server starts
+        pricing = load_pricing_policy(get_settings().pricing_policy)
+    except PricingPolicyError as error:
+        fail(str(error), EXIT_BAD_INPUT, label="bad_input", soft_wrap=True)
+    console.print(
+        f"pricing policy {pricing.version} (sha256 {pricing.digest[:12]}) from {pricing.source}",
+        soft_wrap=True,
+        highlight=False,
+    )
+
     if demo_key:
-        from coopscore.settings import get_settings
         from serving.auth import hash_key, new_key
 
         key = new_key()

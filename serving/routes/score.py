@@ -33,6 +33,8 @@ from fastapi.responses import JSONResponse
 from coopscore.settings import ApiKeyEntry
 from decisions.base import DecisionRecord, StoredResponse
 from features.online.base import MemberVector
+from models.offers import quote_application
+from models.pricing import LoadedPricingPolicy
 from serving.deps import StateDep, require_scope, served_model
 from serving.inline import InlineApplicant, inline_applicant
 from serving.programmes import ProgrammeDesk, attach_subsidy
@@ -155,14 +157,24 @@ def _decision(
     *,
     caller: str,
     started: float,
+    pricing: LoadedPricingPolicy,
     idempotency_key: str | None = None,
     body_sha: str | None = None,
     request_id: str | None = None,
     programmes: ProgrammeDesk | None = None,
 ) -> tuple[str, DecisionRecord]:
     """The response (fields and order of `ScoreResponse`, encoded once) and its decision-log record.
-    `request_id` is the HTTP request's (the access log's and `X-Request-ID`'s); a batch item gets its own."""
+    `request_id` is the HTTP request's (the access log's and `X-Request-ID`'s); a batch item gets its own.
+    The offer is priced by `pricing` on the features scored (`models.offers`)."""
     scored_at = datetime.now(UTC)
+    quote = quote_application(
+        pricing,
+        decision=scored.decision,
+        pd=scored.pd,
+        amount_cny=body.amount_cny,
+        term_months=body.term_months,
+        features=features,
+    )
     request_id = request_id or uuid.uuid4().hex
     application_id = body.application_id or f"app-{request_id[:16]}"
     reasons = [r.model_dump() for r in scored.reasons]  # the model's `Reason`, as JSON
@@ -183,6 +195,8 @@ def _decision(
         "features_as_of": _iso(vector.as_of) if vector is not None else None,
         "feature_set_version": vector.feature_set_version if vector is not None else None,
         "scored_at": _iso(scored_at),
+        "offer": quote.offer,
+        "no_offer": quote.no_offer,
         "recourse": None,
         "subsidy": None,
     }
@@ -241,6 +255,9 @@ def _decision(
         caller=caller,
         model_digest=served.scorer.digest or None,
         subsidy=claim,
+        offer=quote.offer,
+        pricing_policy_version=pricing.version,
+        pricing_policy_digest=pricing.digest,
     )
     return content, record
 
@@ -282,6 +299,7 @@ def _decide(
         json_safe(features),
         caller=caller,
         started=started,
+        pricing=state.pricing,
         idempotency_key=idempotency_key,
         body_sha=body_sha,
         request_id=request_id,
@@ -334,6 +352,7 @@ def _decide_inline(
         applicant.features,
         caller=caller,
         started=started,
+        pricing=state.pricing,
         idempotency_key=idempotency_key,
         body_sha=body_sha,
         request_id=request_id,
@@ -436,6 +455,7 @@ def _decide_batch(
             caller=caller,
             started=started,
             programmes=state.programmes,
+            pricing=state.pricing,
         )
         contents.append(content)
         records.append(record)
@@ -462,6 +482,7 @@ def _decide_batch_inline(
             caller=caller,
             started=started,
             programmes=state.programmes,
+            pricing=state.pricing,
         )
         contents.append(content)
         records.append(record)

@@ -239,11 +239,17 @@ class ServerHome(Protocol):
 
 
 def start_server(
-    world: ServerHome, *, workers: int = 1, until: str = "/readyz", env: dict[str, str] | None = None
+    world: ServerHome,
+    *,
+    workers: int = 1,
+    until: str = "/readyz",
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> JourneyServer:
     """Create keys with `coopscore keys create` and start `coopscore serve` on a free port; return once
     `until` answers 200 (`/healthz` for a server that is expected not to be ready). `env` adds
-    settings for this server only (e.g. `COOPSCORE_RATE_LIMIT_BURST`)."""
+    settings for this server only (e.g. `COOPSCORE_RATE_LIMIT_BURST`), `args` options of `coopscore
+    serve` (e.g. `--pricing-policy FILE`)."""
     keys: dict[str, str] = {}
     entries: list[dict[str, Any]] = []
     for scope in (*SCOPES, "all"):
@@ -267,6 +273,7 @@ def start_server(
                 str(port),
                 "--workers",
                 str(workers),
+                *args,
             ],
             env=env,
             cwd=world.root,

@@ -3,11 +3,13 @@ committed online-store generation written through the configured backend."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from fastapi.testclient import TestClient
 
 from coopscore.settings import ApiKeyEntry, Settings
 from features.online.base import FeatureBatch
@@ -15,6 +17,15 @@ from features.online.factory import online_store
 from serving.auth import hash_key
 
 SCOPES = ("score", "ingest", "read", "admin")
+# An offer's rate components, in the order they add up to the annual rate (the API's contract).
+RATE_COMPONENTS = (
+    "funding_cost",
+    "expected_loss",
+    "operating_cost",
+    "margin",
+    "green_discount",
+    "floor_cap_adjustment",
+)
 
 
 @dataclass(frozen=True)
@@ -68,3 +79,20 @@ def fill_online_store(
 def champion_settings(root: Path) -> dict[str, object]:
     """Settings overrides pointing at the champion store."""
     return {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_root": root / "artifacts"}
+
+
+def champion_client(
+    client_factory: Callable[..., TestClient],
+    keys: Keys,
+    tmp_path: Path,
+    root: Path,
+    members: dict[str, dict[str, float]],
+) -> TestClient:
+    """A client of the real champion in the store at `root`, with `members`' vectors online (their
+    request-time `application_*` values are computed per request, not stored)."""
+    from serving.champion import load_champion
+
+    settings = make_settings(tmp_path, keys, **champion_settings(root))
+    names = tuple(n for n in members["strong"] if not n.startswith("application_"))
+    fill_online_store(settings, names, {m: [v[n] for n in names] for m, v in members.items()})
+    return client_factory(load_champion, **champion_settings(root))

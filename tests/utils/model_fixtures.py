@@ -8,6 +8,7 @@ Thin files have no repayment history (NaN), as in the real views.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,14 +76,22 @@ def _feature_values(
 def synthetic_frame(
     *, n: int, seed: int, registry: FeatureRegistry | None = None
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """(features in registry order, defaulted 0/1, true PD) for `n` synthetic applicants."""
+    """(features in registry order, defaulted 0/1, true PD) for `n` synthetic applicants.
+
+    Each feature draws its noise from its own generator (seeded by `seed` and its name), after the
+    applicants' risk, file depth and labels: a feature added to the catalogue changes no other
+    feature's values and no label, so tests on this data do not shift whenever the catalogue grows.
+    """
     registry = registry or default_registry()
     rng = np.random.default_rng(seed)
     z = rng.normal(0.0, 1.0, n)
     thin = rng.random(n) < 0.8
+    true_pd = 1 / (1 + np.exp(-(-2.9 - 1.4 * z)))
+    defaulted = (rng.random(n) < true_pd).astype(np.int64)
     columns: dict[str, np.ndarray] = {}
     for feature in registry.features:
-        columns[feature.name] = _feature_values(feature.name, feature.direction, feature.dtype, z, rng)
+        own = np.random.default_rng([seed, zlib.crc32(feature.name.encode())])
+        columns[feature.name] = _feature_values(feature.name, feature.direction, feature.dtype, z, own)
     frame = pd.DataFrame(columns)
     if "has_prior_loan" in frame:
         frame["has_prior_loan"] = (~thin).astype(np.int64)
@@ -97,8 +106,6 @@ def synthetic_frame(
         frame["event_count_365d"] = rng.poisson(np.exp(3.5 + 0.3 * z)).astype(np.float64)
     if "application_term_months" in frame:
         frame["application_term_months"] = rng.choice([6.0, 12.0, 24.0], n)
-    true_pd = 1 / (1 + np.exp(-(-2.9 - 1.4 * z)))
-    defaulted = (rng.random(n) < true_pd).astype(np.int64)
     return frame, defaulted, true_pd
 
 
@@ -170,6 +177,12 @@ class SyntheticSource:
 
     def fingerprint(self) -> DataFingerprint:
         return self.load().fingerprint
+
+
+# A small source whose first model passes every promotion gate under `fast_config()`, for tests that
+# need a champion quickly. Calibration is judged on about 750 out-of-time rows, so some seeds fail it
+# by chance: this one was checked to pass.
+SMALL_PROMOTABLE_SOURCE = SyntheticSource(n=4_000, seed=5)
 
 
 def golden_applicant(training_set: TrainingSet, *, strong: bool) -> dict[str, float]:

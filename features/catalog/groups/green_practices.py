@@ -45,4 +45,16 @@ def declarations() -> list[Feature]:
             en="Distinct green practices adopted, ever",
             levers=(Lever(action=_ADOPT, kind="at_least", per_unit=1.0),),
         ),
+        # Recent verified practices: what the pricing policy's green discount counts (models.pricing).
+        _feature(
+            "green_verified_count_365d",
+            sources=src,
+            aggregation="count",
+            where=(Condition(column="verified", op="is_true"),),
+            window=365,
+            direction=-1,
+            group="green_practices",
+            zh="近365天经核验的绿色生产实践次数",
+            en="Verified green practices in the last 365 days",
+        ),
     ]

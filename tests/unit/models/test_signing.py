@@ -27,7 +27,7 @@ from models.signing import (
     key_id,
     verify,
 )
-from tests.utils.model_fixtures import SyntheticSource, fast_config
+from tests.utils.model_fixtures import SMALL_PROMOTABLE_SOURCE, fast_config
 from training.job import ExitCode, retrain
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
@@ -109,7 +109,7 @@ def registered(tmp_path: Path) -> Registered:
     """A champion (trained without a key: unsigned) in its own store, free to tamper with."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     summary = retrain(
-        SyntheticSource(n=4_000, seed=3),
+        SMALL_PROMOTABLE_SOURCE,
         config=fast_config(),
         tracking_uri=uri,
         artifact_root=tmp_path / "artifacts",

@@ -27,7 +27,7 @@ from models.artifacts import REFERENCE_APPLIED_AT, REFERENCE_PD, REFERENCE_SCORE
 from models.credit_model import CreditModel
 from models.registry import CHAMPION, MODEL_NAME, load_model
 from monitoring.sources import reference_from_registry
-from tests.utils.model_fixtures import SyntheticSource, fast_config, synthetic_frame
+from tests.utils.model_fixtures import SMALL_PROMOTABLE_SOURCE, fast_config, synthetic_frame
 from training.job import ExitCode, retrain
 
 # MLflow 3.17 on SQLAlchemy 2 warns about its own loader options; not ours to fix.
@@ -50,7 +50,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     root = tmp_path_factory.mktemp("drift-registry")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     summary = retrain(
-        SyntheticSource(n=4_000, seed=3),
+        SMALL_PROMOTABLE_SOURCE,
         config=fast_config(),
         tracking_uri=uri,
         artifact_root=root / "artifacts",

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.auth import new_key
 from serving.state import ScorerLoader
-from tests.utils.api import SCOPES, Keys, make_settings
+from tests.utils.api import SCOPES, Keys, champion_client, make_settings
 
 
 @pytest.fixture
@@ -57,3 +57,21 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
         "weak": golden_applicant(training_set, strong=False),
     }
     return root, members
+
+
+@pytest.fixture
+def online_members(champion_store: tuple[Path, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """The applicants `client` puts in the online store: the golden ones (a module may override it)."""
+    return champion_store[1]
+
+
+@pytest.fixture
+def client(
+    champion_store: tuple[Path, dict[str, dict[str, float]]],
+    online_members: dict[str, dict[str, float]],
+    client_factory: Callable[..., TestClient],
+    keys: Keys,
+    tmp_path: Path,
+) -> TestClient:
+    """A client of the real champion (`champion_store`), with `online_members`' vectors online."""
+    return champion_client(client_factory, keys, tmp_path, champion_store[0], online_members)

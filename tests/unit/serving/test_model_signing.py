@@ -20,7 +20,7 @@ from models.registry import MODEL_NAME, sign_version
 from models.signing import SigningKey
 from serving.champion import load_champion
 from tests.utils.api import Keys
-from tests.utils.model_fixtures import SyntheticSource, fast_config
+from tests.utils.model_fixtures import SMALL_PROMOTABLE_SOURCE, fast_config
 from training.job import ExitCode, retrain
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
@@ -36,7 +36,7 @@ def store(tmp_path: Path) -> dict[str, object]:
     root = tmp_path / "store"
     uri = f"sqlite:///{root / 'mlflow.db'}"
     summary = retrain(
-        SyntheticSource(n=4_000, seed=3),
+        SMALL_PROMOTABLE_SOURCE,
         config=fast_config(),
         tracking_uri=uri,
         artifact_root=root / "artifacts",

@@ -9,32 +9,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from decisions.base import inputs_hash
-from serving.champion import load_champion
-from tests.utils.api import Keys, fill_online_store, make_settings
+from tests.utils.api import Keys
 
 ClientFactory = Callable[..., TestClient]
 APPLICATION = {"amount_cny": 8000, "term_months": 12, "purpose": "livestock"}
 # The two clients: `make_settings` names the keys "score-only" and "everything" (both may score).
 A, B = "score-only", "everything"
-
-
-@pytest.fixture
-def client(
-    champion_store: tuple[Path, dict[str, dict[str, float]]],
-    client_factory: ClientFactory,
-    keys: Keys,
-    tmp_path: Path,
-) -> TestClient:
-    root, members = champion_store
-    overrides = {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_root": root / "artifacts"}
-    settings = make_settings(tmp_path, keys, **overrides)
-    names = tuple(n for n in members["strong"] if not n.startswith("application_"))
-    fill_online_store(settings, names, {m: [v[n] for n in names] for m, v in members.items()})
-    return client_factory(load_champion, **overrides)
 
 
 def log(tmp_path: Path) -> sqlite3.Connection:
