@@ -36,7 +36,10 @@ from models.programmes.programme import LoadedProgramme, Programme, load_program
 
 log = logging.getLogger("coopscore.serving")
 
+# Where a subsidy's interest rate came from: the loan's offer, or the programme's reference rate
+# (no offer, e.g. no income on record to size a loan on, or `subsidy.interest_at: reference_rate`).
 RATE_SOURCE: Final = "programme_reference_rate"
+OFFER_RATE_SOURCE: Final = "offer"
 
 MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "reserved": (
@@ -73,6 +76,7 @@ class _Candidate:
     interest_cny: float
     subsidy_cny: float
     request: ReservationRequest
+    rate_source: str = RATE_SOURCE
 
 
 def _money(value: float) -> str:
@@ -147,6 +151,7 @@ class ProgrammeDesk:
         features: Mapping[str, Any],
         scored_at: datetime,
         encode: Callable[[dict[str, Any]], str],
+        offer: Mapping[str, Any] | None = None,
     ) -> SubsidyClaim:
         """Judge an approved application against every programme: the claim for the writer, with
         its candidates in configured order and the protected reads made. The writer calls the
@@ -174,7 +179,7 @@ class ProgrammeDesk:
             ]
             if judged.eligible[0]:
                 candidates[p.id] = self._candidate(
-                    loaded, str(judged.period[0]), columns, member_id, scored_at
+                    loaded, str(judged.period[0]), columns, member_id, scored_at, offer
                 )
         return SubsidyClaim(
             tuple(c.request for c in candidates.values()),
@@ -184,13 +189,30 @@ class ProgrammeDesk:
 
     @staticmethod
     def _candidate(
-        loaded: LoadedProgramme, period: str, columns: dict[str, Any], member_id: str, scored_at: datetime
+        loaded: LoadedProgramme,
+        period: str,
+        columns: dict[str, Any],
+        member_id: str,
+        scored_at: datetime,
+        offer: Mapping[str, Any] | None = None,
     ) -> _Candidate:
         p = loaded.programme
-        rate = p.subsidy.reference_annual_rate
-        interest = float(total_interest_cny(columns["amount_cny"], rate, columns["term_months"])[0])
+        rate, principal, term = (
+            p.subsidy.reference_annual_rate,
+            columns["amount_cny"],
+            columns["term_months"],
+        )
+        source = RATE_SOURCE
+        if offer and p.subsidy.interest_at == "offer":
+            # The loan as offered: the limit may cap the amount asked, and the rate is its own.
+            rate, source = float(offer["annual_rate"]), OFFER_RATE_SOURCE
+            principal, term = (
+                np.array([float(offer["principal_cny"])]),
+                np.array([float(offer["term_months"])]),
+            )
+        interest = float(total_interest_cny(principal, rate, term)[0])
         paid = float(subsidy_cny(p, interest))
-        loss = float(expected_loss_cny(p, columns["pd"], columns["amount_cny"])[0])
+        loss = float(expected_loss_cny(p, columns["pd"], principal)[0])
         request = ReservationRequest(
             programme_id=p.id,
             programme_version=p.version,
@@ -201,7 +223,7 @@ class ProgrammeDesk:
             expected_loss_fen=to_fen(loss, up=True),
             expires_at=scored_at + timedelta(days=p.reservation_days),
         )
-        return _Candidate(loaded, period, rate, interest, paid, request)
+        return _Candidate(loaded, period, rate, interest, paid, request, source)
 
     def answer(self, outcome: ReservationOutcome, candidates: dict[str, _Candidate]) -> dict[str, Any]:
         """The `subsidy` object for what the writer decided."""
@@ -243,6 +265,7 @@ def attach_subsidy(
         features=features,
         scored_at=scored_at,
         encode=lambda subsidy: encode({**payload, "subsidy": subsidy}),
+        offer=payload.get("offer"),
     )
 
 
@@ -260,7 +283,7 @@ def _subsidy(
         "period": candidate.period if candidate else None,
         "share": programme.subsidy.share if programme else None,
         "annual_rate": candidate.annual_rate if candidate else None,
-        "rate_source": RATE_SOURCE if candidate else None,
+        "rate_source": candidate.rate_source if candidate else None,
         "interest_cny": round(candidate.interest_cny, 2) if candidate else None,
         "amount_cny": None,
         "expires_at": None,

@@ -132,8 +132,9 @@ class SubsidyOffer(_Out):
     period: str | None
     share: float | None = Field(description="share of the loan's total interest the programme pays")
     annual_rate: float | None = Field(description="the annual rate the interest is computed at")
-    rate_source: Literal["programme_reference_rate"] | None = Field(
-        description="where the rate comes from: the programme's reference rate (until offers price the loan)"
+    rate_source: Literal["offer", "programme_reference_rate"] | None = Field(
+        description="where the rate comes from: the loan's offer (its principal, rate and term), or the "
+        "programme's reference rate on the amount asked (no offer, or subsidy.interest_at reference_rate)"
     )
     interest_cny: float | None = Field(description="total interest of equal monthly instalments, yuan")
     amount_cny: float | None = Field(description="the subsidy reserved, yuan")

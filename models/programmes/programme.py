@@ -183,6 +183,11 @@ class Subsidy(_Spec):
     share: float = Field(gt=0, le=1)
     max_per_loan_cny: float | None = Field(default=None, gt=0)
     reference_annual_rate: float = Field(gt=0, le=0.5, description="annual rate when the offer has none")
+    interest_at: Literal["offer", "reference_rate"] = Field(
+        "offer",
+        description="online: the interest of the loan as offered (its principal and rate), or always "
+        "the amount asked at reference_annual_rate (a programme that fixes its cost per loan)",
+    )
 
 
 class LossCeiling(_Spec):

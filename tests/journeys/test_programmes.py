@@ -60,7 +60,7 @@ def _programmes(path: Path, youth_county: str, burst_county: str) -> list[str]:
     common = {
         "version": 1,
         "periods": [period],
-        "subsidy": {"share": 0.5, "reference_annual_rate": 0.08},
+        "subsidy": {"share": 0.5, "reference_annual_rate": 0.08, "interest_at": "reference_rate"},
         "loss_ceiling": {"lgd": 0.6, "max_expected_loss_cny": 1_000_000},
     }
     youth = {

@@ -34,7 +34,7 @@ def programme_file(tmp_path: Path, households: float, **changes: Any) -> Path:
         "name": {"zh": "返乡青年贴息", "en": "Returning youth subsidy"},
         "periods": [{"id": "P1", "start": "2020-01-01", "end": "2100-01-01"}],
         "budgets": [{"county_id": "c1", "period": "P1", "amount_cny": round(COST * households, 2)}],
-        "subsidy": {"share": 0.5, "reference_annual_rate": 0.08},
+        "subsidy": {"share": 0.5, "reference_annual_rate": 0.08, "interest_at": "reference_rate"},
         "loss_ceiling": {"lgd": 0.6, "max_expected_loss_cny": 1_000_000},
         "eligibility": {"any_of": ["returning_youth", "left_behind_woman"]},
         **changes,
@@ -54,13 +54,15 @@ def start(
     """A client on a server running a programme; members s0..s19 are the strong golden applicant
     (approved) in county c1, returning youth except s19; w0 is the weak one."""
 
-    def build(households: float = 3.5, **changes: Any) -> TestClient:
+    def build(households: float = 3.5, pricing: Path | None = None, **changes: Any) -> TestClient:
         root, members = champion_store
         overrides: dict[str, Any] = {
             "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
             "artifact_root": root / "artifacts",
             "programmes": (programme_file(tmp_path, households, **changes),),
         }
+        if pricing is not None:
+            overrides["pricing_policy"] = pricing
         settings = make_settings(tmp_path, keys, **overrides)
         names = tuple(n for n in members["strong"] if not n.startswith("application_"))
         vectors = {f"s{i}": [members["strong"][n] for n in names] for i in range(20)}
@@ -253,3 +255,24 @@ def test_a_programme_file_that_does_not_validate_stops_the_server(
     )
     with pytest.raises(Exception, match=r"youth\.json: subsidy\.share"), TestClient(create_app(settings)):
         pass
+
+
+def test_a_subsidy_is_priced_on_the_loan_as_offered(
+    start: Callable[..., TestClient], keys: Keys, tmp_path: Path
+) -> None:
+    # The default (`interest_at: offer`): the interest of the offer's principal, rate and term. The
+    # golden applicant's income allows 800 CNY: a product from 500 CNY makes that an offer.
+    default = Path(__file__).resolve().parents[3] / "models" / "pricing_policy.yaml"
+    pricing = tmp_path / "pricing.yaml"
+    text = default.read_text(encoding="utf-8")
+    assert "min_amount_cny: 1000" in text
+    pricing.write_text(text.replace("min_amount_cny: 1000", "min_amount_cny: 500"), encoding="utf-8")
+    client = start(households=100, pricing=pricing, subsidy={"share": 0.5, "reference_annual_rate": 0.08})
+    answer = score(client, keys, "s0")
+    offer, granted = answer["offer"], answer["subsidy"]
+    assert answer["decision"] == "approve" and offer is not None, answer.get("no_offer")
+    assert granted["status"] == "reserved" and granted["rate_source"] == "offer"
+    assert granted["annual_rate"] == offer["annual_rate"] != 0.08
+    interest = total_interest_cny([offer["principal_cny"]], [offer["annual_rate"]], [offer["term_months"]])[0]
+    assert granted["interest_cny"] == round(float(interest), 2)
+    assert granted["amount_cny"] == int(interest * 0.5 * 100) / 100
