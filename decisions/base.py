@@ -225,6 +225,9 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "offer",
 )
 
+# The logged offer's terms in `DecisionLogReader.latest_decisions` (what a subsidy is priced on).
+OFFER_TERMS: tuple[str, ...] = ("offer_principal_cny", "offer_annual_rate", "offer_term_months")
+
 
 @dataclass(frozen=True)
 class StoredResponse:
@@ -291,7 +294,9 @@ class DecisionLogReader(ABC):
     def latest_decisions(self, features: tuple[str, ...]) -> list[dict[str, Any]]:
         """Each application's latest decision, for a batch subsidy allocation: request_id,
         application_id, member_id, created_at, applied_at, amount_cny, term_months, pd, `decision`
-        (the final word: the latest review's, else the model's) and the named `features` as scored."""
+        (the final word: the latest review's, else the model's), the logged offer's terms
+        (`OFFER_TERMS`: offer_principal_cny, offer_annual_rate, offer_term_months; None without an
+        offer) and the named `features` as scored."""
 
     @abstractmethod
     def programme_reservations(self, programme_id: str, now: datetime) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from typing import Any, Final
 from decisions import sqlite_programmes as programmes
 from decisions.base import (
     AUDIT_COLUMNS,
+    OFFER_TERMS,
     ROW_COLUMNS,
     BudgetLine,
     DecisionLogReader,
@@ -337,6 +338,12 @@ class SqliteDecisionLogReader(DecisionLogReader):
         """Each application's latest decision with its final word (latest review, else the model's),
         the application's time, amount and term, and the named features as scored."""
         extracted = "".join(", json_extract(d.features, ?)" for _ in features)
+        con = self._reader()
+        logged = "offer" in _columns(con, "decisions")  # a log written before offers has none
+
+        def offer(term: str) -> str:
+            return f"json_extract(d.offer, '$.{term}')" if logged else "NULL"
+
         sql = f"""
             WITH latest AS (
                 SELECT d.*, row_number() OVER (
@@ -346,13 +353,14 @@ class SqliteDecisionLogReader(DecisionLogReader):
                    json_extract(d.application, '$.applied_at'), json_extract(d.application, '$.amount_cny'),
                    json_extract(d.application, '$.term_months'), d.pd,
                    coalesce((SELECT r.final_decision FROM reviews r WHERE r.request_id = d.request_id
-                             ORDER BY r.review_id DESC LIMIT 1), d.decision) AS final_decision
+                             ORDER BY r.review_id DESC LIMIT 1), d.decision) AS final_decision,
+                   {offer("principal_cny")}, {offer("annual_rate")}, {offer("term_months")}
                    {extracted}
             FROM latest d WHERE d.nth = 1"""
         paths = [f"$.{_json_key(name)}" for name in features]
         names = ("request_id", "application_id", "member_id", "created_at", "applied_at", "amount_cny",
-                 "term_months", "pd", "decision", *features)  # fmt: skip
-        rows = self._reader().execute(sql, paths).fetchall()
+                 "term_months", "pd", "decision", *OFFER_TERMS, *features)  # fmt: skip
+        rows = con.execute(sql, paths).fetchall()
         return [dict(zip(names, r, strict=True)) for r in rows]
 
     def programme_reservations(self, programme_id: str, now: datetime) -> list[dict[str, Any]]:

@@ -3,8 +3,9 @@
 The applications come from the decision log (each application's latest decision; approved ones by
 their final word, a review's included) or from a file of approved applications with their PD. Each
 is judged against the programme (`models.programmes.eligibility`, with the member profile read for
-targeting and every read counted), costed (the programme's share of the loan's interest; the
-interest at the file's `annual_rate`, else at the programme's reference rate) and handed to the
+targeting and every read counted), costed (the programme's share of the loan's interest: the
+logged offer's principal, rate and term, as online; for a file or a decision without an offer, the
+amount asked at the file's `annual_rate`, else at the programme's reference rate) and handed to the
 integer program and the two greedy rules (`models.programmes.allocation`). Nothing is dropped
 silently: every application left out is counted with its reason.
 
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
+from decisions.base import OFFER_TERMS
 from models.programmes.allocation import (
     Allocation,
     AllocationProblem,
@@ -30,7 +32,7 @@ from models.programmes.allocation import (
 from models.programmes.cost import expected_loss_cny, subsidy_cny, total_interest_cny
 from models.programmes.eligibility import EVIDENCE_FEATURES, RULE_FIELDS, assess, rules_of
 from models.programmes.profiles import PROFILE_FIELDS, ProfileBook
-from models.programmes.programme import LoadedProgramme
+from models.programmes.programme import LoadedProgramme, Programme
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,6 +44,15 @@ GROUP_COLUMNS: Final = ("gender", "age_band", "returning_youth", "left_behind_wo
 NOT_APPROVED: Final = "not approved"
 UNREADABLE: Final = "a required value is missing or unreadable"
 DUPLICATE: Final = "application_id seen before (the later row is kept)"
+# Where each subsidy's interest is priced from (the eligible table's `rate_source`).
+OFFER_RATE: Final = "offer"
+FILE_RATE: Final = "file"
+REFERENCE_RATE: Final = "programme_reference_rate"
+RATE_LABELS: Final = {
+    OFFER_RATE: "the loan as offered (principal, rate, term)",
+    FILE_RATE: "the file's annual_rate",
+    REFERENCE_RATE: "the amount asked at the programme's reference rate",
+}
 
 
 class AllocationInputError(ValueError):
@@ -87,7 +98,8 @@ def decision_log_candidates(settings: Settings) -> Candidates:
     with reader:
         rows = reader.latest_decisions(EVIDENCE_FEATURES)
     frame = pd.DataFrame(
-        rows, columns=[*REQUIRED_COLUMNS, "request_id", "created_at", "decision", *EVIDENCE_FEATURES]
+        rows,
+        columns=[*REQUIRED_COLUMNS, "request_id", "created_at", "decision", *OFFER_TERMS, *EVIDENCE_FEATURES],
     )
     frame["applied_at"] = frame["applied_at"].fillna(frame["created_at"])
     return _approved(frame, "decision log", read=len(frame))
@@ -95,7 +107,8 @@ def decision_log_candidates(settings: Settings) -> Candidates:
 
 def file_candidates(path: Path, settings: Settings) -> Candidates:
     """A file of applications (CSV, Parquet, JSON Lines): `REQUIRED_COLUMNS`, optionally `decision`
-    (only approve is kept), `annual_rate`, and the evidence features (else read from the online store)."""
+    (only approve is kept), `annual_rate` or the offer's terms (`OFFER_TERMS`, as the decision log
+    gives them), and the evidence features (else read from the online store)."""
     from monitoring.audit_inputs import AuditInputError, read_table
 
     try:
@@ -110,7 +123,8 @@ def file_candidates(path: Path, settings: Settings) -> Candidates:
     if missing:
         raise AllocationInputError(
             f"{path}: no column {', '.join(repr(c) for c in missing)}; an applications file needs "
-            f"{', '.join(REQUIRED_COLUMNS)} (optional: decision, annual_rate, {', '.join(EVIDENCE_FEATURES)})"
+            f"{', '.join(REQUIRED_COLUMNS)} (optional: decision, annual_rate, {', '.join(OFFER_TERMS)}, "
+            f"{', '.join(EVIDENCE_FEATURES)})"
         )
     candidates = _approved(frame, str(path), read=len(frame))
     absent = [c for c in EVIDENCE_FEATURES if c not in candidates.frame]
@@ -226,20 +240,12 @@ def allocate(
         candidates.excluded[reason] = candidates.excluded.get(reason, 0) + count
 
     keep = judged.eligible
-    eligible = frame[keep].reset_index(drop=True)
-    rate = (
-        pd.to_numeric(eligible["annual_rate"], errors="coerce").fillna(
-            programme.subsidy.reference_annual_rate
-        )
-        if "annual_rate" in eligible
-        else pd.Series(programme.subsidy.reference_annual_rate, index=eligible.index)
-    )
-    eligible["annual_rate"] = rate.to_numpy(np.float64)
+    eligible = _priced(programme, frame[keep].reset_index(drop=True), candidates.notes)
     eligible["interest_cny"] = total_interest_cny(
-        eligible["amount_cny"], eligible["annual_rate"], eligible["term_months"]
+        eligible["principal_cny"], eligible["annual_rate"], eligible["term_months"]
     )
     eligible["subsidy_cny"] = subsidy_cny(programme, eligible["interest_cny"])
-    eligible["expected_loss_cny"] = expected_loss_cny(programme, eligible["pd"], eligible["amount_cny"])
+    eligible["expected_loss_cny"] = expected_loss_cny(programme, eligible["pd"], eligible["principal_cny"])
     eligible["value"] = judged.value[keep]
     eligible["period"] = judged.period[keep]
     eligible["county_id"] = columns["county_id"][keep]
@@ -266,6 +272,42 @@ def allocate(
     groups = _groups(eligible, profiles)
     uses = [{"rule": u.rule, "field": u.field, "count": u.count} for u in judged.uses]
     return AllocationRun(loaded, candidates, eligible, problem, [solver, fcfs, lowest], uses, groups)
+
+
+def _priced(programme: Programme, eligible: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """The loan each subsidy is priced on, as online (`serving.programmes`): the logged offer's
+    principal, rate and term when the programme prices on the offer and one was made; else the
+    amount asked at the file's `annual_rate`, else at the programme's reference rate. Adds
+    `principal_cny`, `annual_rate` and `rate_source`; the count of each source goes to `notes`."""
+    import pandas as pd
+
+    def numbers(column: str) -> pd.Series:
+        if column not in eligible:
+            return pd.Series(np.nan, index=eligible.index, dtype="float64")
+        return pd.to_numeric(eligible[column], errors="coerce").astype("float64")
+
+    reference = programme.subsidy.reference_annual_rate
+    offered = (
+        numbers("offer_principal_cny").notna()
+        & numbers("offer_annual_rate").notna()
+        & numbers("offer_term_months").notna()
+    )
+    if programme.subsidy.interest_at != "offer":
+        offered[:] = False
+    asked_rate = numbers("annual_rate")
+    eligible["principal_cny"] = numbers("offer_principal_cny").where(offered, eligible["amount_cny"])
+    eligible["term_months"] = numbers("offer_term_months").where(offered, eligible["term_months"])
+    eligible["annual_rate"] = numbers("offer_annual_rate").where(offered, asked_rate.fillna(reference))
+    eligible["rate_source"] = np.where(
+        offered, OFFER_RATE, np.where(asked_rate.notna(), FILE_RATE, REFERENCE_RATE)
+    )
+    counts = eligible["rate_source"].value_counts()
+    used = [
+        f"{label} for {int(counts[source]):,}" for source, label in RATE_LABELS.items() if source in counts
+    ]
+    if used:
+        notes.append(f"interest priced on {', '.join(used)} of {len(eligible):,} eligible applications")
+    return eligible
 
 
 def _groups(eligible: pd.DataFrame, profiles: ProfileBook) -> pd.DataFrame:
@@ -339,7 +381,7 @@ def rule_summary(run: AllocationRun, allocation: Allocation) -> dict[str, Any]:
         "loss_ceiling_cny": ceiling,
         "loss_used_share": loss / ceiling if ceiling else None,
         "mean_pd": float(e.loc[chosen, "pd"].mean()) if chosen.any() else None,
-        "mean_amount_cny": float(e.loc[chosen, "amount_cny"].mean()) if chosen.any() else None,
+        "mean_amount_cny": float(e.loc[chosen, "principal_cny"].mean()) if chosen.any() else None,
         "seconds": round(allocation.seconds, 4),
         "status": allocation.status,
         "bound": allocation.bound,

@@ -261,3 +261,16 @@ def test_latest_decisions_give_each_applications_final_word(tmp_path: Path) -> N
         rows = {r["application_id"]: r for r in reader.latest_decisions(("has_prior_loan",))}
     assert rows["app-0"]["decision"] == "approve" and rows["app-1"]["decision"] == "review"
     assert rows["app-0"]["amount_cny"] == 8000 and rows["app-0"]["has_prior_loan"] is None
+    assert rows["app-0"]["offer_principal_cny"] is None  # no offer logged: nothing to price on
+
+
+def test_latest_decisions_carry_the_logged_offers_terms(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite"
+    log = SqliteDecisionLogWriter(path)
+    offer = {"principal_cny": 6500.0, "annual_rate": 0.0925, "term_months": 12, "limit_cny": 6500.0}
+    log.submit(replace(record(0, None), offer=offer)).result(timeout=10)
+    log.close()
+    with SqliteDecisionLogReader(path) as reader:
+        (row,) = reader.latest_decisions(())
+    assert (row["amount_cny"], row["offer_principal_cny"]) == (8000, 6500.0)
+    assert (row["offer_annual_rate"], row["offer_term_months"]) == (0.0925, 12)

@@ -114,6 +114,40 @@ def test_a_file_allocation_counts_every_application_left_out_and_keeps_every_lim
     assert ("county_budget", "county_id") in uses and ("returning_youth", "returning_youth") in uses
 
 
+def test_subsidies_are_priced_on_the_loan_as_offered_where_an_offer_was_logged(tmp_path: Path) -> None:
+    programme, apps, profiles, settings = world(tmp_path)
+    frame = pd.read_csv(apps)
+    half = frame.index % 2 == 0
+    frame["offer_principal_cny"] = np.where(half, (frame["amount_cny"] * 0.5).round(0), np.nan)
+    frame["offer_annual_rate"] = np.where(half, 0.12, np.nan)
+    frame["offer_term_months"] = np.where(half, 6, np.nan)
+    frame.to_csv(apps, index=False)
+    candidates = file_candidates(apps, settings)
+    run = allocate(load_programme(programme), candidates, profile_book(settings, profiles))
+    e = run.eligible
+    offered = e["rate_source"] == "offer"
+    assert offered.any() and (~offered).any()
+    assert (e.loc[offered, "annual_rate"] == 0.12).all() and (e.loc[~offered, "annual_rate"] == 0.07).all()
+    assert (e.loc[offered, "principal_cny"] < e.loc[offered, "amount_cny"]).all()
+    row = e[offered].iloc[0]
+    r = 0.12 / 12
+    payment = row["principal_cny"] * r / (1 - (1 + r) ** -6)
+    assert row["subsidy_cny"] == pytest.approx(0.6 * (payment * 6 - row["principal_cny"]), abs=0.011)
+    assert row["expected_loss_cny"] == pytest.approx(0.5 * row["pd"] * row["principal_cny"])
+    assert any("the loan as offered" in note and f"of {len(e):,} eligible" in note for note in candidates.notes)
+    # A programme that fixes its cost per loan prices the amount asked at its reference rate.
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(
+        programme.read_text(encoding="utf-8").replace(
+            "reference_annual_rate: 0.07}", "reference_annual_rate: 0.07, interest_at: reference_rate}"
+        ),
+        encoding="utf-8",
+    )
+    again = allocate(load_programme(fixed), file_candidates(apps, settings), profile_book(settings, profiles))
+    assert (again.eligible["rate_source"] == "programme_reference_rate").all()
+    assert (again.eligible["principal_cny"] == again.eligible["amount_cny"]).all()
+
+
 def test_the_report_is_offline_bilingual_and_lists_no_protected_value(tmp_path: Path) -> None:
     programme, apps, profiles, settings = world(tmp_path)
     run = allocate(
