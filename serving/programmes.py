@@ -4,8 +4,9 @@ decision-log writer settles in the decision's own transaction, and the `subsidy`
 The server reads its programme files (`COOPSCORE_PROGRAMMES`) and the member profiles at start. For an
 approved application, each programme's eligibility is judged (`models.programmes.eligibility`: the
 protected reads it makes are logged with the decision); the eligible ones become reservation
-candidates, tried in the order the files are configured. Interest is computed from the request's
-amount and term at the programme's reference rate (`rate_source`), until offers carry their own rate.
+candidates, tried in the order the files are configured. Interest is computed on the loan as offered
+(its principal, rate and term), or on the amount asked at the programme's reference rate when no offer
+was made or the programme says `interest_at: reference_rate` (`rate_source` names which).
 What a response says never names a protected attribute: "not eligible" does not say which rule.
 """
 
