@@ -227,6 +227,18 @@ AUDIT_COLUMNS: tuple[str, ...] = (
 
 # The logged offer's terms in `DecisionLogReader.latest_decisions` (what a subsidy is priced on).
 OFFER_TERMS: tuple[str, ...] = ("offer_principal_cny", "offer_annual_rate", "offer_term_months")
+# The columns of `DecisionLogReader.offer_rows`: what each decision offered, for the offers' audit.
+OFFER_ROW_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "offer_annual_rate",
+    "offer_limit_cny",
+    "offer_principal_cny",
+    "subsidy_status",
+    "subsidy_programme_id",
+    "recourse_status",
+    "recourse_cost_cny",
+    "recourse_months",
+)
 
 
 @dataclass(frozen=True)
@@ -271,8 +283,15 @@ class DecisionLogReader(ABC):
     def feature_rows(
         self, since: datetime | None = None, until: datetime | None = None, last: int | None = None
     ) -> list[dict[str, Any]]:
-        """Logged feature vectors with pd, score, time and the vector's as-of time (`features_as_of`,
-        when the online store computed it), newest first, for drift and fairness monitoring."""
+        """Logged feature vectors with request_id, application_id, member_id, pd, score, decision,
+        time and the vector's as-of time (`features_as_of`, when the online store computed it),
+        newest first, for drift and fairness monitoring."""
+
+    @abstractmethod
+    def offer_rows(self) -> list[dict[str, Any]]:
+        """Per logged decision (`OFFER_ROW_COLUMNS`): its offer's rate, limit and principal, the
+        subsidy status it answered (reserved, not_eligible, budget_exhausted, ...) and programme, and
+        the recourse it answered when asked for (status, total cost, months); None where absent."""
 
     @abstractmethod
     def outcome_rows(self) -> dict[str, int]:

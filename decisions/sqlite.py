@@ -31,6 +31,7 @@ from typing import Any, Final
 from decisions import sqlite_programmes as programmes
 from decisions.base import (
     AUDIT_COLUMNS,
+    OFFER_ROW_COLUMNS,
     OFFER_TERMS,
     ROW_COLUMNS,
     BudgetLine,
@@ -253,7 +254,7 @@ class SqliteDecisionLogReader(DecisionLogReader):
         """Logged feature vectors with pd, score, time and the vector's as-of time (`features_as_of`,
         when the online store computed it), for drift and fairness monitoring."""
         sql = (
-            "SELECT created_at, application_id, member_id, pd, score, decision, features, "
+            "SELECT created_at, request_id, application_id, member_id, pd, score, decision, features, "
             "json_extract(response, '$.features_as_of') FROM decisions"
         )
         where, params = [], []
@@ -270,19 +271,35 @@ class SqliteDecisionLogReader(DecisionLogReader):
             sql += f" LIMIT {int(last)}"
         rows = self._reader().execute(sql, params).fetchall()
         out = []
-        for created, application_id, member_id, pd_, score, decision, features, features_as_of in rows:
+        for created, request_id, application_id, member_id, pd_, score, decision, features, as_of in rows:
             row = json.loads(features)
             row.update(
                 created_at=created,
+                request_id=request_id,
                 application_id=application_id,
                 member_id=member_id,
                 pd=pd_,
                 score=score,
                 decision=decision,
-                features_as_of=features_as_of,
+                features_as_of=as_of,
             )
             out.append(row)
         return out
+
+    def offer_rows(self) -> list[dict[str, Any]]:
+        """Per decision, what it offered (see `DecisionLogReader.offer_rows`); columns `OFFER_ROW_COLUMNS`."""
+        con = self._reader()
+        logged = "offer" in _columns(con, "decisions")
+        offer = "json_extract(offer, '$.{}')" if logged else "NULL"
+        sql = f"""
+            SELECT request_id, {offer.format("annual_rate")}, {offer.format("limit_cny")},
+                   {offer.format("principal_cny")}, json_extract(response, '$.subsidy.status'),
+                   json_extract(response, '$.subsidy.programme_id'),
+                   json_extract(response, '$.recourse.status'),
+                   json_extract(response, '$.recourse.total_cost_cny'),
+                   json_extract(response, '$.recourse.months')
+            FROM decisions"""
+        return [dict(zip(OFFER_ROW_COLUMNS, r, strict=True)) for r in con.execute(sql).fetchall()]
 
     def outcome_rows(self) -> dict[str, int]:
         """application_id -> observed default (0/1) from POST /v1/outcomes, for fairness audits."""

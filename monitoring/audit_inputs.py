@@ -53,6 +53,9 @@ class AuditInputs:
     approved_col: str | None = None
     label_col: str = "defaulted"
     score_col: str | None = "score"
+    # What each decision offered (`monitoring.offer_fairness.OFFER_COLUMNS`), aligned with `frame`;
+    # None when the source holds no offers.
+    offers: pd.DataFrame | None = None
 
 
 # (model, settings, protected attributes) -> the out-of-time inputs; see `audit_inputs`.
@@ -158,6 +161,9 @@ def decision_log_inputs(
 
     A numeric `model_ref` (a version) keeps only the decisions that version made.
     """
+    import pandas as pd
+
+    from decisions.base import OFFER_ROW_COLUMNS
     from decisions.factory import decision_log_reader
     from monitoring.sources import current_from_decision_log
 
@@ -166,6 +172,7 @@ def decision_log_inputs(
     log = decision_log_reader(settings)
     try:
         frame = current_from_decision_log(log.feature_rows)
+        offers = log.offer_rows()
         outcomes = log.outcome_rows()
         versions = log.versions_by_application()
     finally:
@@ -184,7 +191,9 @@ def decision_log_inputs(
     source = (
         f"decision log: {len(frame):,} decisions, {int(frame['defaulted'].notna().sum()):,} with outcomes"
     )
-    return AuditInputs(frame.astype({"defaulted": "float64"}), groups, features, source)
+    made = pd.DataFrame(offers, columns=list(OFFER_ROW_COLUMNS)).drop_duplicates("request_id")
+    offered = frame[["request_id"]].merge(made, on="request_id", how="left", validate="one_to_one")
+    return AuditInputs(frame.astype({"defaulted": "float64"}), groups, features, source, offers=offered)
 
 
 def file_inputs(
@@ -194,7 +203,10 @@ def file_inputs(
     profiles: Path | None,
     columns: DecisionColumns,
 ) -> AuditInputs:
-    """A table of decisions (no model) or of feature rows with outcomes (scored by `model`)."""
+    """A table of decisions (no model) or of feature rows with outcomes (scored by `model`); the
+    offers' columns (`OFFER_COLUMNS`), where the table has them, go to the offers' audit."""
+    from monitoring.offer_fairness import OFFER_COLUMNS
+
     try:
         frame = read_table(path).reset_index(drop=True)
     except AuditInputError:
@@ -203,6 +215,8 @@ def file_inputs(
         raise AuditInputError(f"cannot read {path}: {error}") from error
     groups = table_groups(frame, protected, profiles)
     label_col = columns.label_col
+    offer_columns = [c for c in OFFER_COLUMNS if c in frame.columns]
+    offers = frame[offer_columns] if offer_columns else None
     if model is not None:
         missing = [c for c in (*model.feature_names, label_col) if c not in frame.columns]
         if missing:
@@ -210,14 +224,14 @@ def file_inputs(
         features = frame[model.feature_names]
         rows = scored(model, features)
         rows["defaulted"] = frame[label_col].to_numpy()
-        return AuditInputs(rows, groups, features, f"file {path}, scored by the model")
+        return AuditInputs(rows, groups, features, f"file {path}, scored by the model", offers=offers)
     decision = columns.approved_col or columns.decision_col
     needed = [c for c in (columns.pd_col, label_col, decision, columns.score_col) if c]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise AuditInputError(f"columns missing from {path}: {missing}")
     named = (columns.pd_col, columns.decision_col, columns.approved_col, label_col, columns.score_col)
-    used = {*named, *groups.columns, *protected}
+    used = {*named, *groups.columns, *protected, *offer_columns}
     candidates = [
         c for c in frame.columns if c not in used and c not in ("member_id", "application_id", "applied_at")
     ]
@@ -231,6 +245,7 @@ def file_inputs(
         approved_col=columns.approved_col,
         label_col=label_col,
         score_col=columns.score_col,
+        offers=offers,
     )
 
 

@@ -165,6 +165,9 @@ class FairnessAudit:
     # Protected attributes the audited model takes as inputs (a table trained with
     # --protected-input): every report of this audit says so.
     protected_inputs: list[str] = field(default_factory=list)
+    # The offers' audit by group (`monitoring.offer_fairness.OfferAudit.to_dict`), where the source
+    # holds offers; its flags are among `flags`.
+    offers: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -192,6 +195,7 @@ class FairnessAudit:
             "explanations": self.explanations,
             "protected_inputs": list(self.protected_inputs),
             "warnings": protected_input_warnings(self.protected_inputs),
+            "offers": self.offers,
         }
 
 

@@ -176,6 +176,8 @@ def render_html(payload: Mapping[str, Any], path: Path, chart: Path | None) -> P
                 f"<td>{esc(g['status'])}</td>{''.join(cells)}</tr>"
             )
         parts.append("</table>")
+    if payload.get("offers"):
+        parts += _offers_html(payload["offers"])
     if payload.get("explanations"):
         parts.append("<h2>Explaining the gaps</h2>")
         for attribute, entry in payload["explanations"].items():
@@ -198,6 +200,62 @@ def render_html(payload: Mapping[str, Any], path: Path, chart: Path | None) -> P
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+# The offers' columns in the report: (metric, zh, en, format).
+OFFER_METRICS: Final = (
+    ("mean_rate", "平均年利率", "mean rate", "{:.2%}"),
+    ("rate_gap_given_pd", "同风险段利率差", "rate gap given PD band", "{:+.2%}"),
+    ("mean_limit_cny", "平均额度（元）", "mean limit (CNY)", "{:,.0f}"),
+    ("limit_ratio_given_pd", "同风险段额度比", "limit ratio given PD band", "{:.2f}"),
+    ("eligible_share", "符合贴息条件占比", "share of the eligible", "{:.1%}"),
+    ("subsidised_share", "获得贴息占比", "share of the subsidised", "{:.1%}"),
+    ("subsidy_ratio", "贴息占比/条件占比", "subsidy share / eligible share", "{:.2f}"),
+    ("recourse_found_share", "拒绝者有改进方案的比例", "declined with a plan", "{:.0%}"),
+    ("recourse_median_cost_cny", "改进方案成本中位数（元）", "median plan cost (CNY)", "{:,.0f}"),
+    ("recourse_median_months", "改进方案所需月数中位数", "median plan months", "{:.0f}"),
+)
+
+
+def _offers_html(offers: Mapping[str, Any]) -> list[str]:
+    """The offers' section: by group, rate and limit given PD band, subsidies, recourse (zh/en)."""
+    esc = html.escape
+    counts = offers["counts"]
+    parts = [
+        "<h2>分组贷款条件、贴息与改进方案 · Offers by group, subsidies and recourse</h2>",
+        f"<p>{counts['offers']:,} offers, {counts['subsidy_eligible']:,} applications eligible for a "
+        f"subsidy, {counts['subsidised']:,} subsidised, {counts['declined']:,} declined "
+        f"({counts['declined_with_plan']:,} with a plan). Rates and limits are compared with other groups "
+        f"within PD bands {esc(', '.join(offers['pd_bands']))}. "
+        "利率与额度在同一违约概率段内与其他群体比较。</p>",
+    ]
+    parts += [f"<p class='small'>{esc(note)}</p>" for note in offers["notes"]]
+
+    def cell(group: Mapping[str, Any], metric: str, spec: str) -> str:
+        value = group["values"].get(metric)
+        if value is None:
+            return "<td>-</td>"
+        text = spec.format(value)
+        lo, hi = group["ci"].get(metric, [None, None])
+        if lo is not None and hi is not None:
+            text += f" <span class='small'>[{spec.format(lo)}, {spec.format(hi)}]</span>"
+        return f"<td>{text}</td>"
+
+    heads = "".join(f"<th>{zh}<br>{en}</th>" for _, zh, en, _ in OFFER_METRICS)
+    for attribute, groups in offers["attributes"].items():
+        parts.append(
+            f"<h3>{esc(attribute)}</h3><table><tr><th>group</th><th>n</th><th>offers</th>"
+            f"<th>eligible</th><th>subsidised</th><th>declined</th>{heads}</tr>"
+        )
+        for g in groups:
+            cls = "" if g["status"] == "judged" else " class='small'"
+            cells = "".join(cell(g, metric, spec) for metric, _, _, spec in OFFER_METRICS)
+            parts.append(
+                f"<tr{cls}><td>{esc(g['group'])}</td><td>{g['n']}</td><td>{g['n_offers']}</td>"
+                f"<td>{g['n_eligible']}</td><td>{g['n_subsidised']}</td><td>{g['n_declined']}</td>{cells}</tr>"
+            )
+        parts.append("</table>")
+    return parts
 
 
 def write_fairness_audit(

@@ -29,6 +29,8 @@ _UNITS: Final = {"h": "hours", "d": "days", "w": "weeks"}
 # When a decision was made, and when the online store computed the vector it was made on.
 TIME_COLUMNS: Final = ("created_at", "features_as_of")
 MATCH_DAYS: Final = 45
+# Identifiers stay text even when every one of them happens to be digits.
+ID_COLUMNS: Final = ("request_id", "application_id", "member_id")
 
 
 def parse_window(text: str) -> timedelta:
@@ -66,7 +68,7 @@ def current_from_decision_log(
         if column in frame:
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     for column in frame.columns:
-        if frame[column].dtype == object and column not in TIME_COLUMNS:
+        if frame[column].dtype == object and column not in (*TIME_COLUMNS, *ID_COLUMNS):
             converted = pd.to_numeric(frame[column], errors="coerce")
             if converted.notna().sum() == frame[column].notna().sum():
                 frame[column] = converted  # JSON numbers (None -> NaN) back to float columns

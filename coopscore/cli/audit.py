@@ -92,6 +92,10 @@ def _print_audit(payload: dict[str, Any]) -> None:
                 g["status"],
             )
     out.print(table)
+    if payload.get("offers"):
+        out.print(_offers_table(payload["offers"]))
+        for note in payload["offers"]["notes"]:
+            out.print(f"  {note}", soft_wrap=True)
     for flag in payload["flags"][:20]:
         out.print(f"  • {flag['message']}")
     for warning in payload.get("warnings", []):
@@ -101,6 +105,39 @@ def _print_audit(payload: dict[str, Any]) -> None:
         if top:
             out.print(f"  proxies for {attribute}: {top}", soft_wrap=True)
     out.print(f"report: {payload['outputs']['report']}")
+
+
+def _offers_table(offers: dict[str, Any]) -> Table:
+    """Offers by group: rate and limit given PD band, subsidy against eligibility, recourse."""
+    table = Table(title=f"offers by group (PD bands {', '.join(offers['pd_bands'])})")
+    heads = ("attribute", "group", "offers", "rate", "gap|PD", "limit", "ratio|PD", "eligible",
+             "subsidised", "subsidy/elig.", "declined", "plan", "median cost", "months")  # fmt: skip
+    for column in heads:
+        table.add_column(column, justify="left" if column in ("attribute", "group") else "right")
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    for attribute, groups in offers["attributes"].items():
+        for g in groups:
+            v = g["values"]
+            table.add_row(
+                attribute,
+                g["group"] + ("" if g["status"] == "judged" else " (small)"),
+                f"{g['n_offers']:,}",
+                fmt(v["mean_rate"], ".2%"),
+                fmt(None if v["rate_gap_given_pd"] is None else v["rate_gap_given_pd"] * 1e4, "+.0f") + "bp",
+                fmt(v["mean_limit_cny"], ",.0f"),
+                fmt(v["limit_ratio_given_pd"], ".2f"),
+                fmt(v["eligible_share"], ".1%"),
+                fmt(v["subsidised_share"], ".1%"),
+                fmt(v["subsidy_ratio"], ".2f"),
+                f"{g['n_declined']:,}",
+                fmt(v["recourse_found_share"], ".0%"),
+                fmt(v["recourse_median_cost_cny"], ",.0f"),
+                fmt(v["recourse_median_months"], ".0f"),
+            )
+    return table
 
 
 @app.command("fairness")
@@ -195,6 +232,36 @@ def fairness(
     require_ci: Annotated[
         bool, typer.Option("--require-ci", help="flag only when the 95% CI is wholly beyond a limit")
     ] = False,
+    max_rate_gap: Annotated[
+        float,
+        typer.Option(
+            "--max-rate-gap",
+            help="offers: a group's rate above others' in the same PD bands, e.g. --max-rate-gap 0.005",
+        ),
+    ] = 0.005,
+    min_limit_ratio: Annotated[
+        float,
+        typer.Option(
+            "--min-limit-ratio",
+            help="offers: a group's limit over others' in the same PD bands, e.g. --min-limit-ratio 0.8",
+        ),
+    ] = 0.8,
+    min_subsidy_ratio: Annotated[
+        float,
+        typer.Option(
+            "--min-subsidy-ratio",
+            help="subsidy share over eligible share, e.g. --min-subsidy-ratio 0.8",
+        ),
+    ] = 0.8,
+    recourse_sample: Annotated[
+        int,
+        typer.Option(
+            "--recourse-sample",
+            min=0,
+            help="declines without logged recourse that the model plans for (seeded sample), "
+            "e.g. --recourse-sample 2000",
+        ),
+    ] = 2000,
     data_dir: Annotated[
         Path | None,
         typer.Option("--data-dir", help="where audits/ goes (default: settings), e.g. --data-dir data/"),
@@ -206,6 +273,7 @@ def fairness(
     from monitoring.audit_inputs import AuditInputError, DecisionColumns
     from monitoring.audit_job import run_fairness_audit
     from monitoring.fairness import FairnessThresholds
+    from monitoring.offer_fairness import OfferThresholds
     from training.audit_oot import oot_inputs
 
     try:
@@ -225,6 +293,8 @@ def fairness(
             oot=oot_inputs,
             data_dir=data_dir,
             model_name=model_name,
+            offer_thresholds=OfferThresholds(max_rate_gap, min_limit_ratio, min_subsidy_ratio),
+            recourse_limit=recourse_sample,
         )
     except AuditInputError as error:
         fail(str(error), EXIT_BAD_INPUT, soft_wrap=True)  # one line, however long
