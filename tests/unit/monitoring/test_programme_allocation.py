@@ -134,7 +134,8 @@ def test_subsidies_are_priced_on_the_loan_as_offered_where_an_offer_was_logged(t
     payment = row["principal_cny"] * r / (1 - (1 + r) ** -6)
     assert row["subsidy_cny"] == pytest.approx(0.6 * (payment * 6 - row["principal_cny"]), abs=0.011)
     assert row["expected_loss_cny"] == pytest.approx(0.5 * row["pd"] * row["principal_cny"])
-    assert any("the loan as offered" in note and f"of {len(e):,} eligible" in note for note in candidates.notes)
+    notes = candidates.notes
+    assert any("the loan as offered" in note and f"of {len(e):,} eligible" in note for note in notes)
     # A programme that fixes its cost per loan prices the amount asked at its reference rate.
     fixed = tmp_path / "fixed.yaml"
     fixed.write_text(
