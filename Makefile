@@ -12,7 +12,7 @@ export UV_LINK_MODE := copy
 # otherwise recompile its imports (about a second per command).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install run test test-fast lint bench bench-serving bench-quality bench-programmes bench-recourse demo-world clean
+.PHONY: install browser bench-console run test test-fast lint bench bench-serving bench-quality bench-programmes bench-recourse demo-world clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -36,7 +36,14 @@ run: install ## simulate the demo world, ingest it, materialize the online store
 	$(RUN) coopscore retrain --truth data/world; code=$$?; [ $$code -eq 0 ] || [ $$code -eq 10 ] || [ $$code -eq 11 ]
 	$(RUN) coopscore serve --host 127.0.0.1 --port 8000 --demo-key
 
-test: install ## the whole suite
+# The console's browser tests drive Debian's Chromium (Playwright cannot download browsers here):
+# installed when missing and apt can run as root; otherwise those tests skip and say why.
+browser:
+	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get install -y chromium fonts-wqy-microhei; } \
+		|| echo "no /usr/bin/chromium and cannot apt-get install it: the console's browser tests will skip"
+
+test: install browser ## the whole suite
 	$(RUN) pytest -q
 
 test-fast: install
@@ -81,6 +88,10 @@ bench-serving: install
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y wrk; } \
 		|| echo "wrk not installed (apt-get install wrk): the Python client drives the load"
 	$(RUN) python benchmarks/serving.py
+
+# The console (issue 17): score page server time against the API's /v1/score, and page weights.
+bench-console: install
+	$(RUN) python benchmarks/console.py
 
 clean:
 	rm -rf data .venv .tools .pytest_cache .mypy_cache .ruff_cache

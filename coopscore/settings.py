@@ -13,7 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coopscore.names import MODEL_NAME
 
-Scope = Literal["score", "ingest", "read", "admin"]
+Scope = Literal["score", "ingest", "read", "review", "admin"]
+"""`admin` implies `review` (serving.auth.admit): an administrator may always review a decision."""
 
 _URL: Final = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>.*)$")
 
@@ -126,6 +127,15 @@ class Settings(BaseSettings):
     )
     decision_log: str = Field(
         default="", description="decision log URL, e.g. sqlite:///PATH (empty: SQLite under data_dir)"
+    )
+
+    # The web console (serving.console): sessions are signed with this secret. Unset, each process draws
+    # a random one, so sessions do not survive a restart and several workers need it set.
+    console_secret: SecretStr | None = Field(
+        default=None, description="secret signing console sessions (>= 32 characters; unset: per process)"
+    )
+    console_session_minutes: int = Field(
+        default=30, ge=1, le=24 * 60, description="a console session expires this long after sign-in"
     )
 
     # Interest-subsidy programmes (models.programmes): the server attaches subsidies from these files.

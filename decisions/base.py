@@ -276,6 +276,14 @@ class DecisionLogReader(ABC):
         """One decision with its reviews."""
 
     @abstractmethod
+    def review_queue(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Unreviewed review and decline decisions, newest first (the console's review queue)."""
+
+    @abstractmethod
+    def member_decisions(self, member_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A member's latest decisions with their latest reviewed decision (the console's member view)."""
+
+    @abstractmethod
     def request_ids(self) -> set[str]:
         """Every logged request id (used by durability checks)."""
 

@@ -81,6 +81,7 @@ _SCHEMA = (
     + """;
 CREATE INDEX IF NOT EXISTS decisions_created ON decisions(created_at);
 CREATE INDEX IF NOT EXISTS decisions_application ON decisions(application_id);
+CREATE INDEX IF NOT EXISTS decisions_member ON decisions(member_id, created_at);
 CREATE UNIQUE INDEX IF NOT EXISTS decisions_caller_idempotency ON decisions(caller, idempotency_key);
 CREATE TABLE IF NOT EXISTS reviews (
     review_id       INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -243,6 +244,40 @@ class SqliteDecisionLogReader(DecisionLogReader):
             "response": json.loads(row[2]),
             "reviews": [dict(zip(names, r, strict=True)) for r in reviews],
         }
+
+    def review_queue(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Decisions a person should look at (review or decline) that nobody has reviewed yet, newest
+        first: request_id, member_id, created_at, score, grade, decision."""
+        rows = (
+            self._reader()
+            .execute(
+                """SELECT d.request_id, d.member_id, d.created_at, d.score, d.grade, d.decision
+                   FROM decisions d
+                   WHERE d.decision IN ('review', 'decline')
+                     AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.request_id = d.request_id)
+                   ORDER BY d.created_at DESC LIMIT ?""",
+                (limit,),
+            )
+            .fetchall()
+        )
+        names = ("request_id", "member_id", "created_at", "score", "grade", "decision")
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def member_decisions(self, member_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A member's latest decisions (indexed by member), each with its latest review's decision."""
+        rows = (
+            self._reader()
+            .execute(
+                """SELECT d.request_id, d.created_at, d.score, d.grade, d.decision,
+                          (SELECT r.final_decision FROM reviews r WHERE r.request_id = d.request_id
+                           ORDER BY r.review_id DESC LIMIT 1)
+                   FROM decisions d WHERE d.member_id = ? ORDER BY d.created_at DESC LIMIT ?""",
+                (member_id, limit),
+            )
+            .fetchall()
+        )
+        names = ("request_id", "created_at", "score", "grade", "decision", "reviewed_decision")
+        return [dict(zip(names, r, strict=True)) for r in rows]
 
     def request_ids(self) -> set[str]:
         """Every logged request id (used by durability checks)."""

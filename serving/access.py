@@ -151,7 +151,8 @@ class AccessLayer:
             "status": status,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             "client": client,
-            "key": entry.name if entry is not None else None,
+            # A console page has no key header: its session's key name is left in the scope's state.
+            "key": entry.name if entry is not None else scope.get("state", {}).get("console_key"),
             "key_fp": key_fingerprint(presented) if presented and status in (401, 403) else None,
         }
         access_log.info(_encode(line))

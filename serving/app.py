@@ -21,6 +21,8 @@ from features.online import factory as online_factory
 from features.online.base import OnlineStore
 from models.pricing import load_pricing_policy
 from serving.access import AccessLayer, configure_access_log
+from serving.console import routes as console
+from serving.console.session import SessionSigner
 from serving.errors import install_error_handlers
 from serving.guards import install_request_guards
 from serving.metrics import ServiceMetrics
@@ -155,6 +157,7 @@ def create_app(
             events=events,
             programmes=programmes,
             pricing=pricing,
+            console_sessions=SessionSigner(settings),
         )
         try:
             yield
@@ -190,6 +193,7 @@ def create_app(
         monitoring.router,
         audits.router,
         programmes.router,
+        console.router,
     ):
         app.include_router(router)
     install_error_handlers(app)

@@ -55,6 +55,11 @@ def presented_key(x_api_key: str | None, authorization: str | None) -> str | Non
     return None
 
 
+def key_has_scope(entry: ApiKeyEntry, scope: Scope) -> bool:
+    """Whether the key carries `scope`; `admin` implies `review` (an administrator may review)."""
+    return scope in entry.scopes or (scope == "review" and "admin" in entry.scopes)
+
+
 def admit(presented: str | None, entries: Iterable[ApiKeyEntry], scope: Scope) -> ApiKeyEntry | Refusal:
     """The key's entry when it is valid and carries `scope`; otherwise the refusal (401, then 403).
 
@@ -64,6 +69,6 @@ def admit(presented: str | None, entries: Iterable[ApiKeyEntry], scope: Scope) -
     entry = find_key(presented, entries)
     if entry is None:
         return Refusal(401, "invalid API key", _CHALLENGE)
-    if scope not in entry.scopes:
+    if not key_has_scope(entry, scope):
         return Refusal(403, f"API key {entry.name!r} lacks the {scope!r} scope")
     return entry

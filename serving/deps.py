@@ -73,6 +73,7 @@ def require_scope(scope: Scope) -> ScopeCheck:
 ScoreKey = Annotated[ApiKeyEntry, Depends(require_scope("score"))]
 IngestKey = Annotated[ApiKeyEntry, Depends(require_scope("ingest"))]
 ReadKey = Annotated[ApiKeyEntry, Depends(require_scope("read"))]
+ReviewKey = Annotated[ApiKeyEntry, Depends(require_scope("review"))]
 AdminKey = Annotated[ApiKeyEntry, Depends(require_scope("admin"))]
 
 

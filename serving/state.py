@@ -15,6 +15,7 @@ from coopscore.settings import Settings
 from decisions.base import DecisionLogWriter
 from features.online.base import OnlineStore
 from models.pricing import LoadedPricingPolicy, load_pricing_policy
+from serving.console.session import SessionSigner
 from serving.featureset import FeatureSetMismatchError, feature_set_problem
 from serving.metrics import ServiceMetrics
 from serving.scoring import Scorer
@@ -137,3 +138,5 @@ class AppState:
     programmes: ProgrammeDesk | None = None
     # The pricing policy every offer is priced by (validated when the app is built).
     pricing: LoadedPricingPolicy = field(default_factory=load_pricing_policy)
+    # Console sessions (serving.console), signed by one secret for the life of the process.
+    console_sessions: SessionSigner | None = None

@@ -20,7 +20,8 @@ def keys_create(
         list[str],
         typer.Option(
             "--scopes",
-            help="Scopes: score, ingest, read, admin. Repeatable, e.g. --scopes score --scopes read.",
+            help="Scopes: score, ingest, read, review, admin (admin implies review). Repeatable, "
+            "e.g. --scopes score --scopes read.",
         ),
     ],
     as_json: JsonOption = False,

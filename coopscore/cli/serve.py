@@ -63,7 +63,11 @@ def serve(
         key = new_key()
         entries = [e.model_dump(mode="json") for e in get_settings().api_keys]
         entries.append(
-            {"name": "demo", "sha256": hash_key(key), "scopes": ["score", "ingest", "read", "admin"]}
+            {
+                "name": "demo",
+                "sha256": hash_key(key),
+                "scopes": ["score", "ingest", "read", "review", "admin"],
+            }
         )
         # Settings are read from the environment by the app factory (also in worker processes).
         os.environ["COOPSCORE_API_KEYS"] = json.dumps(entries)
@@ -78,6 +82,15 @@ def serve(
             soft_wrap=True,
             highlight=False,
         )
+
+    if workers > 1 and get_settings().console_secret is None:
+        # Console sessions must verify in every worker: one secret for this run (sessions end with it).
+        import secrets
+
+        os.environ["COOPSCORE_CONSOLE_SECRET"] = secrets.token_hex(32)
+        get_settings.cache_clear()
+    console.print(f"API:     http://{host}:{port}/v1  (docs: http://{host}:{port}/docs)", highlight=False)
+    console.print(f"console: http://{host}:{port}/console  (sign in with an API key)", highlight=False)
 
     uvicorn.run(
         "serving.app:create_app",

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, status
 
-from serving.deps import AdminKey, ReadKey, StateDep
+from serving import reviews
+from serving.deps import ReadKey, ReviewKey, StateDep
 from serving.schemas import ERROR_RESPONSES, ReviewRequest, ReviewResponse
 
 router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1/decisions", tags=["decisions"])
@@ -24,26 +25,21 @@ def get_decision(request_id: RequestId, state: StateDep, _key: ReadKey) -> dict[
 
 
 @router.post("/{request_id}/review", response_model=ReviewResponse, status_code=201)
-def review_decision(
-    request_id: RequestId, body: ReviewRequest, state: StateDep, key: AdminKey
-) -> ReviewResponse:
+def review(request_id: RequestId, body: ReviewRequest, state: StateDep, key: ReviewKey) -> ReviewResponse:
     """A reviewer confirms or overrides an automated decision, with a reason (PIPL art. 24).
 
     `confirm` keeps the automated decision (a `decision` sent with it is ignored); `override` replaces
     it with `decision`, which it requires (422 without). Every review is kept in order beside the
-    automated decision (GET /v1/decisions/{request_id}), with the name of the admin key that sent it
-    beside the reviewer's own name.
+    automated decision (GET /v1/decisions/{request_id}), with the name of the key that sent it (scope
+    `review`; `admin` implies it) beside the reviewer's own name.
     """
-    found = state.decision_log.get(request_id)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision {request_id!r}")
-    if body.action == "override" and body.decision is None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
-            [{"field": "decision", "problem": "an override needs the new decision"}],
-        )
-    final = body.decision if body.action == "override" and body.decision else found["decision"]
-    stored = state.decision_log.add_review(
-        request_id, body.reviewer, body.action, final, body.reason, reviewed_by_key=key.name
+    stored = reviews.review_decision(
+        state,
+        request_id,
+        reviewer=body.reviewer,
+        action=body.action,
+        decision=body.decision,
+        reason=body.reason,
+        key_name=key.name,
     )
     return ReviewResponse(**stored)  # the person and the key apart, as the log keeps them

@@ -37,7 +37,7 @@ MONTHS = 26
 SEED = 5
 DRIFT_MONTH = 24
 SCENARIO = f"unit_fen@{DRIFT_MONTH}"
-SCOPES = ("score", "ingest", "read", "admin")
+SCOPES = ("score", "ingest", "read", "review", "admin")
 
 
 def _coopscore_command() -> list[str]:

@@ -1,0 +1,1 @@
+"""The web console for loan officers, reviewers and the county centre (issue 17), under /console."""

@@ -1,0 +1,73 @@
+"""Server-rendered SVG charts (no JavaScript): the points waterfall and simple activity bars."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+_W = 640
+_ROW = 26
+_LABEL = 190
+
+
+def waterfall(base: float, steps: Sequence[tuple[str, float]], score: float, title: str) -> str:
+    """Horizontal waterfall: base points, then each reason group's points (green up, red down), then the
+    score. The bars add up: base + Σ steps = score (the page asserts nothing; the model guarantees it)."""
+    rows: list[tuple[str, float, float, str]] = [("base", 0.0, base, "#3b5b8c")]
+    level = base
+    for label, points in steps:
+        rows.append((label, level, level + points, "#1d7a46" if points >= 0 else "#b3261e"))
+        level += points
+    rows.append(("score", 0.0, score, "#24324a"))
+    values = [v for _, a, b, _ in rows for v in (a, b)]
+    low, high = min(0.0, *values), max(values)
+    span = (high - low) or 1.0
+    width = _W - _LABEL - 70
+
+    def x(v: float) -> float:
+        return _LABEL + (v - low) / span * width
+
+    height = _ROW * len(rows) + 10
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {_W} {height}" role="img" aria-label="{escape(title)}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+    ]
+    for i, (label, a, b, colour) in enumerate(rows):
+        y = 5 + i * _ROW
+        left, right = sorted((x(a), x(b)))
+        delta = b - a if label not in ("base", "score") else b
+        text = f"{delta:+.1f}" if label not in ("base", "score") else f"{b:.1f}"
+        parts.append(
+            f'<text x="{_LABEL - 8}" y="{y + 17}" text-anchor="end" class="lbl" data-label="{escape(label)}">'
+            f"{escape(label)}</text>"
+            f'<rect x="{left:.1f}" y="{y + 4}" width="{max(right - left, 1.5):.1f}" height="{_ROW - 8}" '
+            f'fill="{colour}" data-points="{delta:.4f}"/>'
+            f'<text x="{right + 6:.1f}" y="{y + 17}" class="val">{text}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bars(series: Sequence[tuple[str, float]], title: str, colour: str = "#3b5b8c") -> str:
+    """Monthly bars with the month under every third bar: activity over time."""
+    n = max(len(series), 1)
+    height, bottom = 150, 125
+    top = max((v for _, v in series), default=0.0) or 1.0
+    step = (_W - 60) / n
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {_W} {height}" role="img" aria-label="{escape(title)}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+        f'<text x="4" y="14" class="val">{top:,.0f}</text>'
+        f'<line x1="50" y1="{bottom}" x2="{_W}" y2="{bottom}" stroke="#555"/>'
+    ]
+    for i, (month, value) in enumerate(series):
+        h = value / top * (bottom - 20)
+        xi = 55 + i * step
+        parts.append(
+            f'<rect x="{xi:.1f}" y="{bottom - h:.1f}" width="{max(step - 3, 1):.1f}" height="{h:.1f}" '
+            f'fill="{colour}"><title>{escape(month)}: {value:,.0f}</title></rect>'
+        )
+        if i % 3 == 0:
+            parts.append(f'<text x="{xi:.1f}" y="{bottom + 16}" class="val">{escape(month)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,57 @@
+"""The console's review queue and member history, read from the SQLite decision log."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from decisions.sqlite import SqliteDecisionLogWriter
+from tests.unit.decisions.test_sqlite import record
+
+
+def _logged(tmp_path: Path) -> SqliteDecisionLogWriter:
+    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
+    rows = [
+        dataclasses.replace(record(1), decision="approve"),
+        dataclasses.replace(record(2), decision="decline", created_at=datetime(2026, 1, 2, tzinfo=UTC)),
+        dataclasses.replace(record(3), decision="review", created_at=datetime(2026, 1, 3, tzinfo=UTC)),
+        dataclasses.replace(record(4), decision="decline", member_id="m2"),
+    ]
+    for row in rows:
+        log.submit(row).result(timeout=10)
+    return log
+
+
+def test_the_queue_holds_unreviewed_reviews_and_declines_newest_first(tmp_path: Path) -> None:
+    log = _logged(tmp_path)
+    assert [q["request_id"] for q in log.review_queue()] == [f"{i:032x}" for i in (3, 2, 4)]
+    log.add_review(f"{2:032x}", "wang", "override", "approve", "vouched for", reviewed_by_key="rev")
+    queue = log.review_queue()
+    assert [q["request_id"] for q in queue] == [f"{i:032x}" for i in (3, 4)]
+    assert queue[0]["decision"] == "review" and queue[0]["member_id"] == "m1"
+    assert len(log.review_queue(limit=1)) == 1
+    log.close()
+
+
+def test_member_history_is_the_members_own_with_the_reviewed_decision(tmp_path: Path) -> None:
+    log = _logged(tmp_path)
+    log.add_review(f"{2:032x}", "wang", "override", "approve", "vouched for", reviewed_by_key="rev")
+    history = log.member_decisions("m1")
+    assert [h["request_id"] for h in history] == [f"{i:032x}" for i in (3, 2, 1)]
+    assert [h["reviewed_decision"] for h in history] == [None, "approve", None]
+    assert [h["request_id"] for h in log.member_decisions("m2")] == [f"{4:032x}"]
+    assert log.member_decisions("nobody") == []
+    log.close()
+
+
+def test_member_history_uses_the_member_index(tmp_path: Path) -> None:
+    _logged(tmp_path).close()
+    con = sqlite3.connect(tmp_path / "d.sqlite")
+    plan = con.execute(
+        "EXPLAIN QUERY PLAN SELECT request_id FROM decisions WHERE member_id = ? ORDER BY created_at DESC",
+        ("m1",),
+    ).fetchall()
+    con.close()
+    assert any("decisions_member" in str(step) for step in plan), plan
