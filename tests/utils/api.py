@@ -16,7 +16,7 @@ from features.online.base import FeatureBatch
 from features.online.factory import online_store
 from serving.auth import hash_key
 
-SCOPES = ("score", "ingest", "read", "admin")
+SCOPES = ("score", "ingest", "read", "review", "admin")
 # An offer's rate components, in the order they add up to the annual rate (the API's contract).
 RATE_COMPONENTS = (
     "funding_cost",

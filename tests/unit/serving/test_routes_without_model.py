@@ -33,7 +33,7 @@ GUARDED = [
     (
         "post",
         f"/v1/decisions/{'0' * 32}/review",
-        "admin",
+        "review",
         {"reviewer": "x", "action": "confirm", "reason": "ok"},
         422,
     ),
@@ -70,6 +70,15 @@ def test_every_route_needs_a_key_with_its_scope(
     assert scope in forbidden.json()["detail"]
     allowed = call(path, headers={"Authorization": f"Bearer {keys.by_scope[scope]}"}, **kwargs)
     assert allowed.status_code == status, allowed.text
+
+
+def test_an_admin_key_may_review(client_factory: ClientFactory, keys: Keys) -> None:
+    client = client_factory(no_champion)
+    body = {"reviewer": "x", "action": "confirm", "reason": "checked"}
+    response = client.post(f"/v1/decisions/{'0' * 32}/review", json=body, headers=keys.header("admin"))
+    assert response.status_code == 404  # admitted (admin implies review); there is no such decision
+    refused = client.post(f"/v1/decisions/{'0' * 32}/review", json=body, headers=keys.header("read"))
+    assert refused.status_code == 403
 
 
 def test_health_needs_no_key_and_readiness_says_why_not_ready(client_factory: ClientFactory) -> None:

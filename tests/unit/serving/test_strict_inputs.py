@@ -102,7 +102,7 @@ MALFORMED = b'{"member_id": '
 
 
 @pytest.mark.parametrize(
-    ("path", "scope"), [("/v1/score", "score"), ("/v1/events", "ingest"), (REVIEW, "admin")]
+    ("path", "scope"), [("/v1/score", "score"), ("/v1/events", "ingest"), (REVIEW, "review")]
 )
 def test_the_key_is_checked_before_the_body_is_parsed(
     client_factory: ClientFactory, keys: Keys, path: str, scope: str
