@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-_W = 640
+_W = 470
 _ROW = 26
-_LABEL = 190
+_LABEL = 175
 
 
 def waterfall(base: float, steps: Sequence[tuple[str, float]], score: float, title: str) -> str:

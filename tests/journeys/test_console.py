@@ -78,8 +78,9 @@ def _shot(page: Any, name: str) -> None:
 
 
 def _strong_and_weak(world: JourneyWorld, server: JourneyServer) -> tuple[str, str]:
-    """The best and worst of 60 members as the API scores them (a lender's shortlist)."""
-    members = world.member_ids(60)
+    """The best of 200 members as the API scores them (a lender's shortlist), and the worst that the
+    model declines (the worst of all when it declines none)."""
+    members = world.member_ids(200)
     body = {
         "applications": [
             {"member_id": m, "amount_cny": 8000, "term_months": 12, "purpose": "farm_inputs"} for m in members
@@ -89,7 +90,8 @@ def _strong_and_weak(world: JourneyWorld, server: JourneyServer) -> tuple[str, s
         response = client.post("/v1/score/batch", json=body)
     assert response.status_code == 200, response.text
     ranked = sorted(response.json()["results"], key=lambda r: r["score"])
-    return ranked[-1]["member_id"], ranked[0]["member_id"]
+    declined = [r for r in ranked if r["decision"] == "decline"]
+    return ranked[-1]["member_id"], (declined or ranked)[0]["member_id"]
 
 
 def test_officer_scores_and_points_add_up(
@@ -116,7 +118,7 @@ def test_reviewer_overrides_a_decline(
 ) -> None:
     _, weak = _strong_and_weak(journey_world, journey_server)
     officer = _page(browser, journey_server, journey_server.keys["score"])
-    _score_in_console(officer, weak)
+    assert _score_in_console(officer, weak)["decision"] == "d-decline"  # the model declines this one
     officer.context.close()
 
     page = _page(browser, journey_server, journey_server.keys["review"])
