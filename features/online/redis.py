@@ -87,7 +87,9 @@ class RedisOptions:
         values: dict[str, Any] = {}
         if "prefix" in ours:
             if not ours["prefix"] or any(c in ours["prefix"] for c in " {}"):
-                raise ValueError(f"prefix={ours['prefix']!r}: give a non-empty prefix without spaces or braces")
+                raise ValueError(
+                    f"prefix={ours['prefix']!r}: give a non-empty prefix without spaces or braces"
+                )
             values["prefix"] = ours["prefix"]
         for name in ("retired_ttl", "writing_ttl"):
             if name in ours:
@@ -295,9 +297,7 @@ class RedisOnlineStore(OnlineStore):
                     member_id=member_id,
                     as_of=_from_us(int(stamp)),
                     feature_set_version=version,
-                    features=dict(
-                        zip(names, np.frombuffer(blob, dtype=_VECTOR_DTYPE).tolist(), strict=True)
-                    ),
+                    features=dict(zip(names, np.frombuffer(blob, dtype=_VECTOR_DTYPE).tolist(), strict=True)),
                 )
         return [found.get(m) for m in member_ids]
 
@@ -322,7 +322,10 @@ class RedisOnlineStore(OnlineStore):
         gen = self._live()
         if gen is None:
             return None
-        raw = {bytes(k).decode(): bytes(v).decode() for k, v in self.client.hgetall(self._key("gen", gen, "meta")).items()}
+        raw = {
+            bytes(k).decode(): bytes(v).decode()
+            for k, v in self.client.hgetall(self._key("gen", gen, "meta")).items()
+        }
         return GenerationInfo(
             generation=gen,
             feature_set_version=raw["feature_set_version"],

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 

@@ -35,11 +35,17 @@ def _keys(store: RedisOnlineStore, generation: int) -> list[bytes]:
 
 
 def test_url_options_are_split_from_the_connection_url_and_checked() -> None:
-    options = RedisOptions.from_url("redis://:s3cret@127.0.0.1:6379/15?prefix=p1&retired_ttl=60&writing_ttl=5")
+    options = RedisOptions.from_url(
+        "redis://:s3cret@127.0.0.1:6379/15?prefix=p1&retired_ttl=60&writing_ttl=5"
+    )
     assert options.prefix == "p1" and options.retired_ttl == 60 and options.writing_ttl == 5
     assert options.connection_url == "redis://:s3cret@127.0.0.1:6379/15"
     defaults = RedisOptions.from_url("redis://127.0.0.1:6379/0")
-    assert (defaults.prefix, defaults.retired_ttl, defaults.writing_ttl) == ("coopscore:online", 86_400, 86_400)
+    assert (defaults.prefix, defaults.retired_ttl, defaults.writing_ttl) == (
+        "coopscore:online",
+        86_400,
+        86_400,
+    )
     for bad in ("retired_ttl=0", "writing_ttl=soon", "prefix="):
         with pytest.raises(ValueError, match=bad.split("=")[0]):
             RedisOptions.from_url(f"redis://127.0.0.1:6379/0?{bad}")
@@ -130,7 +136,8 @@ def test_a_crashed_materialization_expires_and_an_abort_deletes(redis_url: str) 
         store.online_write_batch(aborted, _batch(["m1"], 7.0))
     with pytest.raises(ValueError, match="features differ"):
         store.online_write_batch(
-            crashed, FeatureBatch(member_ids=["x"], as_of=AS_OF, feature_names=("z",), values=np.zeros((1, 1)))
+            crashed,
+            FeatureBatch(member_ids=["x"], as_of=AS_OF, feature_names=("z",), values=np.zeros((1, 1))),
         )
     time.sleep(1.3)
     assert _keys(store, crashed.generation) == []
