@@ -191,14 +191,12 @@ class RedisOnlineStore(OnlineStore):
         """Give every key of a generation a TTL (None: make them permanent), pipelined."""
         members = self._key("gen", generation, "members")
         pipe = self.client.pipeline(transaction=False)
-        queued = 0
-        for raw in self.client.sscan_iter(members, count=1_000):
+        for queued, raw in enumerate(self.client.sscan_iter(members, count=1_000), start=1):
             key = self._member_key(generation, bytes(raw).decode())
             if seconds is None:
                 pipe.persist(key)
             else:
                 pipe.expire(key, seconds)
-            queued += 1
             if queued % _WRITE_CHUNK == 0:
                 pipe.execute()
         for key in (members, self._key("gen", generation, "meta")):
