@@ -76,7 +76,7 @@ def materialize(
         "feature_set_version": report.feature_set_version,
         "build_seconds": round(report.build_seconds, 3),
         "write_seconds": round(report.write_seconds, 3),
-        "store": settings.online_store_url.display(),
+        "store": str(settings.online_store_path),
     }
     if json_output:
         emit(payload)
@@ -98,19 +98,19 @@ def get(
     """Print one member's live feature vector from the online store."""
     from coopscore.settings import get_settings
     from features.catalog import default_registry
-    from features.online.factory import online_store, online_store_exists
+    from features.online.factory import online_store
 
     settings = get_settings()
-    exists = online_store_exists(settings)
+    path = settings.online_store_path
     vector = None
-    if exists:
+    if path.exists():
         store = online_store(settings)
         try:
             vector = store.online_read([member_id])[0]
         finally:
             store.close()
     if vector is None:
-        reason = "no vector for this member" if exists else "no online store yet"
+        reason = "no vector for this member" if path.exists() else "no online store yet"
         if json_output:
             emit({"member_id": member_id, "found": False, "error": reason})
         else:
