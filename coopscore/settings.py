@@ -55,6 +55,20 @@ class BackendUrl:
             )
         return Path(self.location[1:])
 
+    @property
+    def redacted(self) -> str:
+        """The URL with any password replaced by `***`: the form logs and `--json` output show."""
+        at = self.location.rfind("@", 0, self.location.find("/") if "/" in self.location else None)
+        if at < 0:
+            return self.url
+        userinfo = self.location[:at]
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+        return f"{self.scheme}://{user}:***@{self.location[at + 1 :]}"
+
+    def display(self) -> str:
+        """What to show a person: a SQLite URL's file path, else the redacted URL."""
+        return str(self.sqlite_path()) if self.scheme == "sqlite" else self.redacted
+
     def unsupported(self, supported: tuple[str, ...]) -> UnsupportedBackendError:
         """The error for a scheme no factory knows yet."""
         return UnsupportedBackendError(

@@ -35,3 +35,24 @@ def store(tmp_path: Path) -> Iterator[Store]:
     ledger = IngestLedger(data / "ledger.sqlite")
     yield Store(data, EventLog(data / "events", data / "tables"), ledger, data / "quarantine")
     ledger.close()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis URL on the tests' own db 15 with a fresh prefix; the prefix's keys are deleted after."""
+    import uuid
+
+    import redis
+
+    from tests.utils.services import REDIS_HOST, REDIS_PORT, REDIS_TEST_DB, require_service
+
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    prefix = f"coopscore-test:{uuid.uuid4().hex[:12]}"
+    yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_TEST_DB}?prefix={prefix}"
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_TEST_DB)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1_000))
+        if keys:
+            client.unlink(*keys)
+    finally:
+        client.close()

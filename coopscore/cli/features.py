@@ -76,7 +76,7 @@ def materialize(
         "feature_set_version": report.feature_set_version,
         "build_seconds": round(report.build_seconds, 3),
         "write_seconds": round(report.write_seconds, 3),
-        "store": str(settings.online_store_path),
+        "store": settings.online_store_url.display(),
     }
     if json_output:
         emit(payload)
@@ -98,19 +98,19 @@ def get(
     """Print one member's live feature vector from the online store."""
     from coopscore.settings import get_settings
     from features.catalog import default_registry
-    from features.online.factory import online_store
+    from features.online.factory import online_store, online_store_exists
 
     settings = get_settings()
-    path = settings.online_store_path
+    exists = online_store_exists(settings)
     vector = None
-    if path.exists():
+    if exists:
         store = online_store(settings)
         try:
             vector = store.online_read([member_id])[0]
         finally:
             store.close()
     if vector is None:
-        reason = "no vector for this member" if path.exists() else "no online store yet"
+        reason = "no vector for this member" if exists else "no online store yet"
         if json_output:
             emit({"member_id": member_id, "found": False, "error": reason})
         else:

@@ -55,7 +55,7 @@ def recourse(
     """
     from coopscore.settings import get_settings
     from features.contracts import LOAN_PURPOSES
-    from features.online.factory import online_store
+    from features.online.factory import online_store, online_store_exists
     from models.recourse import RecourseEngine, RecourseUnavailableError, applicant_recourse
     from models.registry import load_version
     from models.signing import Keyring
@@ -74,9 +74,8 @@ def recourse(
         ).model
     except KeyError:
         fail(f"{settings.model_name}: no model {model!r} in the registry (train and promote one first)")
-    path = settings.online_store_path
     vector = None
-    if path.exists():
+    if online_store_exists(settings):
         with online_store(settings) as store:
             vector = store.online_read([member_id])[0]
     if vector is None:

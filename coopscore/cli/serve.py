@@ -106,15 +106,14 @@ def serve(
 def _some_member_id() -> str:
     """A member with an online vector, for the demo curl (any id works in the example otherwise)."""
     from coopscore.settings import get_settings
-    from features.online.factory import online_store
+    from features.online.factory import online_store, online_store_exists
 
     settings = get_settings()
-    if settings.online_store_path.exists():
-        try:
+    ids: list[str] = []
+    try:
+        if online_store_exists(settings):
             with online_store(settings) as store:
                 ids = store.member_ids(limit=1)
-        except Exception:  # only the demo curl's example id depends on it: fall back, never fail
-            ids = []
-        if ids:
-            return ids[0]
-    return "M0000001"
+    except Exception:  # only the demo curl's example id depends on it: fall back, never fail
+        ids = []
+    return ids[0] if ids else "M0000001"

@@ -8,7 +8,7 @@ from typing import Final
 from coopscore.settings import Settings
 from features.online.base import OnlineStore
 
-SUPPORTED: Final = ("sqlite:///PATH",)
+SUPPORTED: Final = ("sqlite:///PATH", "redis://[:PASSWORD@]HOST:PORT/DB?prefix=..&retired_ttl=..")
 
 
 def online_store(settings: Settings) -> OnlineStore:
@@ -18,4 +18,20 @@ def online_store(settings: Settings) -> OnlineStore:
         from features.online.sqlite import SqliteOnlineStore
 
         return SqliteOnlineStore(url.sqlite_path())
+    if url.scheme in ("redis", "rediss"):
+        from features.online.redis import RedisOnlineStore
+
+        return RedisOnlineStore(url.url)
     raise url.unsupported(SUPPORTED)
+
+
+def online_store_exists(settings: Settings) -> bool:
+    """Whether a store has been materialized: the SQLite file exists, or Redis has a live generation.
+
+    Checking the file first keeps a read-only command from creating an empty SQLite store.
+    """
+    url = settings.online_store_url
+    if url.scheme == "sqlite":
+        return url.sqlite_path().exists()
+    with online_store(settings) as store:
+        return store.live_generation() is not None

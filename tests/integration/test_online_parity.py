@@ -12,6 +12,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from coopscore.settings import get_settings
 from features.catalog import application_features_for_request, default_registry
 from features.materialize import materialize
 from features.offline import DuckDBEngine, EngineConfig, build_features, member_spine
-from features.online.base import FeatureBatch
+from features.online.base import FeatureBatch, OnlineStore
+from features.online.redis import RedisOnlineStore
 from features.online.sqlite import SqliteOnlineStore
 from tests.utils.feature_fixtures import at, seeded_world
 
@@ -40,15 +42,24 @@ def world_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return seeded_world(seed=11, members=40, events=2_500, applications=80).write(root)
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], OnlineStore]:
+    """Opens a store (a new client each call) on one backend: the same tests run on SQLite and Redis."""
+    if request.param == "sqlite":
+        return lambda: SqliteOnlineStore(tmp_path / "online.sqlite")
+    url: str = request.getfixturevalue("redis_url")
+    return lambda: RedisOnlineStore(url)
+
+
 def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def test_online_vectors_equal_offline_vectors_at_materialization_time(
-    world_dirs: tuple[Path, Path], tmp_path: Path
+    world_dirs: tuple[Path, Path], open_store: Callable[[], OnlineStore]
 ) -> None:
     events_dir, tables_dir = world_dirs
-    store = SqliteOnlineStore(tmp_path / "online.sqlite")
+    store = open_store()
     report = materialize(
         events_dir=events_dir, tables_dir=tables_dir, store=store, as_of=AS_OF, engine=ENGINE
     )
@@ -92,7 +103,7 @@ def _batch(members: list[str], value: float, as_of: datetime) -> FeatureBatch:
     )
 
 
-def _refresh(store: SqliteOnlineStore, members: list[str], value: float, *, pause: float = 0):
+def _refresh(store: OnlineStore, members: list[str], value: float, *, pause: float = 0):
     as_of = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=value)
     with store.refresh(feature_names=("a", "b", "c"), feature_set_version="v", as_of=as_of) as r:
         for start in range(0, len(members), 50):
@@ -101,15 +112,16 @@ def _refresh(store: SqliteOnlineStore, members: list[str], value: float, *, paus
     return r
 
 
-def test_refresh_is_invisible_until_committed_and_atomic_for_readers(tmp_path: Path) -> None:
-    path = tmp_path / "online.sqlite"
+def test_refresh_is_invisible_until_committed_and_atomic_for_readers(
+    open_store: Callable[[], OnlineStore],
+) -> None:
     members = [f"m{i:04d}" for i in range(400)]
-    writer = SqliteOnlineStore(path)
+    writer = open_store()
     assert writer.online_read(["m0000"]) == [None]
     assert writer.live_generation() is None
     _refresh(writer, members, 1.0)
 
-    reader = SqliteOnlineStore(path)
+    reader = open_store()
     seen: set[float] = set()
     torn: list[str] = []
     reads = 0
@@ -229,3 +241,52 @@ def test_cli_materialize_and_get(
         assert isinstance(pd.Timestamp(report["as_of"]), pd.Timestamp)
     finally:
         get_settings.cache_clear()
+
+
+def test_sqlite_and_redis_hold_the_same_vectors_after_one_materialization(
+    world_dirs: tuple[Path, Path], tmp_path: Path, redis_url: str
+) -> None:
+    """Every feature of every member, bit for bit (NaN included), as of two materialization times."""
+    events_dir, tables_dir = world_dirs
+    sqlite_store = SqliteOnlineStore(tmp_path / "online.sqlite")
+    redis_store = RedisOnlineStore(redis_url)
+    members = [f"m{i:03d}" for i in range(40)]
+    compared = 0
+    nans = 0
+    try:
+        for as_of in (AS_OF, AS_OF + timedelta(days=45, seconds=1)):
+            reports = [
+                materialize(events_dir=events_dir, tables_dir=tables_dir, store=s, as_of=as_of, engine=ENGINE)
+                for s in (sqlite_store, redis_store)
+            ]
+            assert reports[0].members == reports[1].members == 40
+            left = sqlite_store.online_read(members)
+            right = redis_store.online_read(members)
+            for a, b in zip(left, right, strict=True):
+                assert a is not None and b is not None
+                assert (a.member_id, a.as_of, a.feature_set_version) == (
+                    b.member_id,
+                    b.as_of,
+                    b.feature_set_version,
+                )
+                assert a.as_of == as_of
+                assert list(a.features) == list(b.features)
+                for name, value in a.features.items():
+                    other = b.features[name]
+                    assert type(value) is type(other) is float
+                    assert np.float64(value).tobytes() == np.float64(other).tobytes(), (a.member_id, name)
+                    compared += 1
+                    nans += math.isnan(value)
+            live = [s.live_generation() for s in (sqlite_store, redis_store)]
+            assert live[0] is not None and live[1] is not None
+            assert live[0].member_count == live[1].member_count == 40
+            assert live[0].feature_names == live[1].feature_names
+            assert live[0].as_of == live[1].as_of == as_of
+        assert sorted(redis_store.member_ids(100)) == sorted(sqlite_store.member_ids(100)) == members
+    finally:
+        sqlite_store.close()
+        redis_store.close()
+    features = len(REGISTRY.member_features)
+    assert compared == 40 * 2 * features
+    assert nans > 0, "the world should exercise undefined (NaN) features too"
+    print(f"parity: 40 members x 2 as-of dates x {features} features = {compared} values ({nans} NaN)")

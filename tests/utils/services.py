@@ -1,0 +1,36 @@
+"""Reachability of the services some tests need (Redis, PostgreSQL on 127.0.0.1).
+
+A test needing an absent service skips with the reason printed; with `COOPSCORE_REQUIRE_SERVICES=1`
+(set by `.ci/run`) it fails instead, so CI never silently skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+REDIS_TEST_DB = 15  # the tests' own database: nothing else on the machine should use it
+
+
+def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether a TCP connection to host:port opens within `timeout` seconds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (print why) when the service is unreachable; fail if services are required."""
+    if reachable(host, port):
+        return
+    reason = f"{name} is not reachable on {host}:{port}"
+    if os.environ.get("COOPSCORE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} and COOPSCORE_REQUIRE_SERVICES=1 (start it)")
+    print(f"SKIP: {reason}")
+    pytest.skip(reason)
