@@ -38,6 +38,12 @@ _READ_CHUNK: Final = 1_000  # members per script call: bounds how long one call 
 _WRITE_CHUNK: Final = 2_000  # members per pipeline round trip
 _OPTIONS: Final = ("prefix", "retired_ttl", "writing_ttl")
 
+
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (the client returns bytes; typed stubs allow str)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 # KEYS: none (keys are derived from the prefix); ARGV[1] prefix, ARGV[2] generation or "" for live,
 # ARGV[3..] member ids. Returns {generation, t1, v1, t2, v2, ...} (false for a missing member) or {}.
 _READ_SCRIPT: Final = """
@@ -163,7 +169,7 @@ class RedisOnlineStore(OnlineStore):
 
     def _state(self, generation: int) -> str | None:
         state = self.client.hget(self._key("gen", generation, "meta"), "state")
-        return None if state is None else bytes(state).decode()
+        return None if state is None else _text(state)
 
     def online_write_batch(self, refresh: Refresh, batch: FeatureBatch) -> None:
         """Pipelined HSETs of the batch's member hashes (each under the writing TTL)."""
@@ -270,7 +276,7 @@ class RedisOnlineStore(OnlineStore):
             )
             if names is None or version is None:
                 raise LookupError(f"{self.prefix}: generation {gen} has no metadata (expired?)")
-            meta = (tuple(json.loads(names)), bytes(version).decode())
+            meta = (tuple(json.loads(names)), _text(version))
             self._generations[gen] = meta
         return meta
 
@@ -320,10 +326,7 @@ class RedisOnlineStore(OnlineStore):
         gen = self._live()
         if gen is None:
             return None
-        raw = {
-            bytes(k).decode(): bytes(v).decode()
-            for k, v in self.client.hgetall(self._key("gen", gen, "meta")).items()
-        }
+        raw = {_text(k): _text(v) for k, v in self.client.hgetall(self._key("gen", gen, "meta")).items()}
         return GenerationInfo(
             generation=gen,
             feature_set_version=raw["feature_set_version"],
