@@ -169,6 +169,11 @@ class ReservationStateError(ValueError):
     """A reservation that cannot take the action asked (e.g. declining one that expired)."""
 
 
+class DecisionLogUnavailableError(ConnectionError):
+    """The configured decision log cannot be reached (a database server down or refusing): the
+    message is one line naming the backend URL with its password redacted."""
+
+
 # The columns `DecisionRecord.row` fills, in its order.
 ROW_COLUMNS: tuple[str, ...] = (
     "request_id",
