@@ -140,7 +140,9 @@ class Settings(BaseSettings):
         default="", description="online store URL, e.g. sqlite:///PATH (empty: SQLite under data_dir)"
     )
     decision_log: str = Field(
-        default="", description="decision log URL, e.g. sqlite:///PATH (empty: SQLite under data_dir)"
+        default="",
+        description="decision log URL, e.g. sqlite:///PATH or postgresql://HOST/DB?schema=NAME "
+        "(empty: SQLite under data_dir)",
     )
 
     # The web console (serving.console): sessions are signed with this secret. Unset, each process draws

@@ -26,7 +26,9 @@ import logging
 import queue
 import re
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -189,20 +191,14 @@ class PostgresTarget:
             f"cannot reach the PostgreSQL decision log at {self.shown} (COOPSCORE_DECISION_LOG): {reason}"
         )
 
-    def pool(self, *, read_only: bool) -> ConnectionPool[psycopg.Connection[Any]]:
-        """A small pool of configured sessions (read-only ones for readers)."""
-
-        def configure(con: psycopg.Connection[Any]) -> None:
-            self.configure(con)
-            if read_only:
-                con.execute("SET default_transaction_read_only = on")
-
+    def pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        """A small pool of configured sessions (the writer's, for the server's request threads)."""
         return ConnectionPool(
             self.conninfo,
             min_size=1,
             max_size=self.pool_size,
             kwargs={"autocommit": True, "connect_timeout": _CONNECT_TIMEOUT},
-            configure=configure,
+            configure=self.configure,
             timeout=30,
             name=f"decision-log-{self.schema}",
             open=True,
@@ -241,21 +237,30 @@ class PostgresDecisionLogReader(DecisionLogReader):
             raise FileNotFoundError(
                 f"no decision log at {self.target.shown} (schema {self.target.schema} has no decisions table)"
             )
-        self._pool = self._open_pool(read_only=True)
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection[Any]] = []
 
-    def _open_pool(self, *, read_only: bool) -> ConnectionPool[psycopg.Connection[Any]]:
-        try:
-            return self.target.pool(read_only=read_only)
-        except psycopg.OperationalError as error:
-            raise self.target.unavailable(error) from None
+    @contextmanager
+    def _session(self) -> Iterator[psycopg.Connection[Any]]:
+        """This thread's read-only session, opened on first use (a reader starts no thread: no pool)."""
+        con: psycopg.Connection[Any] | None = getattr(self._local, "con", None)
+        if con is None or con.closed:
+            con = self.target.connect()
+            con.execute("SET default_transaction_read_only = on")
+            self._local.con = con
+            self._connections.append(con)  # list.append is atomic: no lock needed
+        yield con
 
     def _rows(self, sql: str, params: tuple[object, ...] | list[object] = ()) -> list[tuple[Any, ...]]:
-        with self._pool.connection() as con:
+        with self._session() as con:
             return con.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
     def close(self) -> None:
-        """Close the pool's sessions."""
-        self._pool.close()
+        """Close every session this reader opened."""
+        for con in self._connections:
+            con.close()
+        self._connections.clear()
+        self._local = threading.local()
 
     def by_idempotency_key(self, caller: str, key: str) -> StoredResponse | None:
         """The response stored for this caller's key, else one logged with caller '' (`legacy`)."""
@@ -271,7 +276,7 @@ class PostgresDecisionLogReader(DecisionLogReader):
 
     def get(self, request_id: str) -> dict[str, Any] | None:
         """One decision with its reviews."""
-        with self._pool.connection() as con:
+        with self._session() as con:
             row = con.execute(
                 "SELECT request_id, decision, response FROM decisions WHERE request_id = %s", (request_id,)
             ).fetchone()
@@ -442,12 +447,12 @@ class PostgresDecisionLogReader(DecisionLogReader):
 
     def programme_reservations(self, programme_id: str, now: datetime) -> list[dict[str, Any]]:
         """Every reservation of the programme, each with its status as of `now`."""
-        with self._pool.connection() as con:
+        with self._session() as con:
             return programmes.reservations(con, programme_id, now)
 
     def programme_profile_uses(self, programme_id: str) -> list[dict[str, Any]]:
         """Protected profile reads by the programme's rules, counted by rule and field."""
-        with self._pool.connection() as con:
+        with self._session() as con:
             return programmes.profile_uses(con, programme_id)
 
 
@@ -466,7 +471,10 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
         self._writer_con = self.target.connect()
         # Durable at COMMIT whatever the server's default: a 200 is never sent for an unflushed row.
         self._writer_con.execute("SET synchronous_commit = on")
-        self._pool = self._open_pool(read_only=False)
+        try:
+            self._pool = self.target.pool()
+        except psycopg.OperationalError as error:
+            raise self.target.unavailable(error) from None
         self._max_group = max_group
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self.commits = 0
@@ -480,6 +488,12 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
         self._thread.join(timeout=30)
         self._writer_con.close()
         self._pool.close()
+
+    @contextmanager
+    def _session(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled session: the server's request threads share a few connections."""
+        with self._pool.connection() as con:
+            yield con
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -631,7 +645,7 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
 
     def register_programme(self, budgets: list[BudgetLine], ceilings: list[LossCeilingLine]) -> None:
         """Set a programme's budget lines and loss ceilings; reservations made so far stay counted."""
-        with self._pool.connection() as con, con.transaction():
+        with self._session() as con, con.transaction():
             programmes.register(con, budgets, ceilings)
 
     def settle_reservation(
@@ -640,7 +654,7 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
         """Accept (kept, no longer expires) or decline (budget released) one reservation."""
         for attempt in range(_ATTEMPTS):
             try:
-                with self._pool.connection() as con, con.transaction():
+                with self._session() as con, con.transaction():
                     return programmes.settle(con, programme_id, request_id, action, reason, datetime.now(UTC))
             except _RETRYABLE:
                 if attempt == _ATTEMPTS - 1:
@@ -660,7 +674,7 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
         """Record a human review beside the automated decision (both kept); a review that turns an
         approval into something else releases its subsidy in the same transaction."""
         created = datetime.now(UTC).isoformat()
-        with self._pool.connection() as con, con.transaction():
+        with self._session() as con, con.transaction():
             found = con.execute(
                 """INSERT INTO reviews
                    (request_id, reviewer, reviewed_by_key, action, final_decision, reason, created_at)
@@ -684,7 +698,7 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
         """Store observed outcomes (a later report replaces an earlier one); returns (stored, linked)."""
         recorded = datetime.now(UTC).isoformat()
         ids = [a for a, _, _ in outcomes]
-        with self._pool.connection() as con:
+        with self._session() as con:
             with con.transaction(), con.cursor() as cur:
                 cur.executemany(
                     """INSERT INTO outcomes VALUES (%s, %s, %s, %s) ON CONFLICT (application_id)

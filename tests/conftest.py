@@ -56,3 +56,23 @@ def redis_url() -> Iterator[str]:
             client.unlink(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL decision-log URL on the tests' database with a fresh schema (`?schema=`), dropped
+    after the test; skips (prints why) when PostgreSQL is not reachable on 127.0.0.1:5432."""
+    import uuid
+
+    import psycopg
+
+    from tests.utils.services import POSTGRES_HOST, POSTGRES_PORT, postgres_dsn, require_service
+
+    dsn = postgres_dsn()
+    if dsn is None:
+        require_service("PostgreSQL", POSTGRES_HOST, POSTGRES_PORT)
+    assert dsn is not None
+    schema = f"cs_test_{uuid.uuid4().hex[:12]}"
+    yield f"{dsn}?schema={schema}"
+    with psycopg.connect(dsn, autocommit=True) as con:
+        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -9,7 +9,7 @@ reader, so it runs while the server writes.
 
 Exit codes: 0 written (also when the window holds no decision: the file then has only its header),
 2 bad input (a time that is not ISO 8601, --from not before --to, no decision log yet, an unknown
---format), 1 internal error.
+--format), 7 the configured decision log's database cannot be reached, 1 internal error.
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from coopscore.cli.output import EXIT_BAD_INPUT, EXIT_ERROR, JsonOnStdoutOption, console, emit, fail
+from coopscore.cli.output import (
+    EXIT_BAD_INPUT,
+    EXIT_ERROR,
+    EXIT_UNAVAILABLE,
+    JsonOnStdoutOption,
+    console,
+    emit,
+    fail,
+)
 
 app = typer.Typer(help="The decision log: export it for auditors.", no_args_is_help=True)
 
@@ -70,9 +78,10 @@ def export(
     pricing policy that priced it. Never an API key.
 
     Exit codes: 0 written, 2 bad input (bad time, --from not before --to, no decision log, unknown
-    --format), 1 internal error.
+    --format), 7 the decision log's database cannot be reached, 1 internal error.
     """
     from coopscore.settings import get_settings
+    from decisions.base import DecisionLogUnavailableError
     from decisions.export import FORMATS, write_export
     from decisions.factory import decision_log_reader
 
@@ -91,6 +100,8 @@ def export(
         reader = decision_log_reader(settings)
     except FileNotFoundError as error:
         stop(f"{error}: nothing has been scored with these settings (COOPSCORE_DATA_DIR?)", EXIT_BAD_INPUT)
+    except DecisionLogUnavailableError as error:
+        stop(str(error), EXIT_UNAVAILABLE)
     with reader:
         rows = reader.audit_rows(since, until)
     try:

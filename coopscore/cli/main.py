@@ -34,7 +34,9 @@ app = typer.Typer(
     name="coopscore",
     help="Credit scoring for thin-file rural borrowers from cooperative activity feeds.\n\n"
     "Exit codes shared by every command: 0 success, 1 internal error (one line; the traceback only "
-    "with --debug), 2 bad usage or bad input (one line saying what to change). Commands document "
+    "with --debug), 2 bad usage or bad input (one line saying what to change), 7 a configured service "
+    "(the PostgreSQL decision log) cannot be reached (one line naming its URL, password hidden). "
+    "Commands document "
     "their own codes in their --help.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from coopscore.cli.output import EXIT_BAD_INPUT, console, fail
+from coopscore.cli.output import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, console, fail
 
 app = typer.Typer()
 
@@ -35,7 +35,9 @@ def serve(
 ) -> None:
     """Serve the score API (uvicorn): loads and verifies the champion at start-up.
 
-    Exit codes: 2 when the pricing policy is not valid (one line naming the field)."""
+    Exit codes: 2 when the pricing policy is not valid (one line naming the field) or the decision
+    log URL is not usable, 7 when the decision log's database (COOPSCORE_DECISION_LOG=postgresql://...)
+    cannot be reached (one line naming the URL, password hidden)."""
     import os
 
     import uvicorn
@@ -51,6 +53,7 @@ def serve(
         pricing = load_pricing_policy(get_settings().pricing_policy)
     except PricingPolicyError as error:
         fail(str(error), EXIT_BAD_INPUT, label="bad_input", soft_wrap=True)
+    _check_decision_log()
     console.print(
         f"pricing policy {pricing.version} (sha256 {pricing.digest[:12]}) from {pricing.source}",
         soft_wrap=True,
@@ -100,6 +103,24 @@ def serve(
         workers=workers,
         log_level="info",
         access_log=False,
+    )
+
+
+def _check_decision_log() -> None:
+    """Stop before uvicorn starts when the decision log cannot be used: one line, not a traceback
+    from every worker process."""
+    from coopscore.settings import UnsupportedBackendError, get_settings
+    from decisions.base import DecisionLogUnavailableError
+    from decisions.factory import check_decision_log
+
+    try:
+        check_decision_log(get_settings())
+    except DecisionLogUnavailableError as error:
+        fail(str(error), EXIT_UNAVAILABLE, label="unavailable", soft_wrap=True)
+    except (UnsupportedBackendError, ValueError) as error:
+        fail(str(error), EXIT_BAD_INPUT, label="bad_input", soft_wrap=True)
+    console.print(
+        f"decision log: {get_settings().decision_log_url.display()}", soft_wrap=True, highlight=False
     )
 
 

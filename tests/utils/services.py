@@ -34,3 +34,17 @@ def require_service(name: str, host: str, port: int) -> None:
         pytest.fail(f"{reason} and COOPSCORE_REQUIRE_SERVICES=1 (start it)")
     print(f"SKIP: {reason}")
     pytest.skip(reason)
+
+
+POSTGRES_HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+POSTGRES_DB = "test"  # trust authentication on the development and CI machines
+
+
+def postgres_dsn() -> str | None:
+    """The tests' PostgreSQL DSN (`postgresql://postgres@127.0.0.1:5432/test`) when the server is
+    reachable, else None (the caller skips, or fails under COOPSCORE_REQUIRE_SERVICES=1)."""
+    if not reachable(POSTGRES_HOST, POSTGRES_PORT):
+        return None
+    user = os.environ.get("PGUSER", "postgres")
+    return f"postgresql://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{POSTGRES_DB}"

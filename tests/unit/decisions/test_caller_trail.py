@@ -21,6 +21,7 @@ from coopscore.settings import get_settings
 from decisions.base import AUDIT_COLUMNS, DecisionRecord, inputs_hash
 from decisions.export import write_export
 from decisions.sqlite import SqliteDecisionLogReader, SqliteDecisionLogWriter
+from tests.unit.decisions.conftest import LogBackend
 
 T0 = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
 
@@ -134,8 +135,8 @@ def test_an_earlier_log_is_upgraded_and_its_idempotent_replays_still_work(tmp_pa
     again.close()
 
 
-def test_two_clients_with_one_key_each_get_their_own_decision(tmp_path: Path) -> None:
-    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
+def test_two_clients_with_one_key_each_get_their_own_decision(backend: LogBackend) -> None:
+    log = backend.writer()
     assert log.submit(record(1, caller="lender-a", key="1", sha="body-a")).result(timeout=10) is None
     assert log.submit(record(2, caller="lender-b", key="1", sha="body-b")).result(timeout=10) is None
     mine, theirs = log.by_idempotency_key("lender-a", "1"), log.by_idempotency_key("lender-b", "1")
@@ -145,8 +146,8 @@ def test_two_clients_with_one_key_each_get_their_own_decision(tmp_path: Path) ->
     log.close()
 
 
-def test_concurrent_duplicates_from_one_client_write_one_row_per_client(tmp_path: Path) -> None:
-    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
+def test_concurrent_duplicates_from_one_client_write_one_row_per_client(backend: LogBackend) -> None:
+    log = backend.writer()
 
     async def race() -> list[object]:
         return await asyncio.gather(
@@ -155,8 +156,7 @@ def test_concurrent_duplicates_from_one_client_write_one_row_per_client(tmp_path
 
     results = asyncio.run(race())
     assert sum(r is None for r in results) == 2  # one row written for each client
-    con = sqlite3.connect(tmp_path / "d.sqlite")
-    rows = con.execute("SELECT caller, request_id FROM decisions ORDER BY caller").fetchall()
+    rows = backend.query("SELECT caller, request_id FROM decisions ORDER BY caller")
     assert [c for c, _ in rows] == ["a", "b"]
     written = dict(rows)
     for i, result in enumerate(results):  # each duplicate got its own client's stored response
@@ -165,38 +165,38 @@ def test_concurrent_duplicates_from_one_client_write_one_row_per_client(tmp_path
     log.close()
 
 
-def test_the_inputs_hash_is_the_sha256_of_the_canonical_features(tmp_path: Path) -> None:
+def test_the_inputs_hash_is_the_sha256_of_the_canonical_features(backend: LogBackend) -> None:
     features: dict[str, float | str | None] = {"z": 1.5, "a": None, "crop": "玉米"}
     canonical = '{"a":null,"crop":"玉米","z":1.5}'
     assert inputs_hash(features) == hashlib.sha256(canonical.encode()).hexdigest()
     assert inputs_hash(dict(reversed(features.items()))) == inputs_hash(features)
-    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
+    log = backend.writer()
     log.submit(record(1, caller="a", features=features)).result(timeout=10)
     log.close()
-    con = sqlite3.connect(tmp_path / "d.sqlite")
-    stored_features, stored_hash, caller, digest = con.execute(
+    [(stored_features, stored_hash, caller, digest)] = backend.query(
         "SELECT features, inputs_hash, caller, model_digest FROM decisions"
-    ).fetchone()
+    )
     assert stored_hash == inputs_hash(json.loads(stored_features))  # an auditor can recompute it
     assert (caller, digest) == ("a", "ab" * 32)
 
 
 @pytest.fixture
-def audited_log(tmp_path: Path) -> Path:
+def audited_log(backend: LogBackend, tmp_path: Path) -> LogBackend:
     """Four decisions over three days from two clients; one reviewed twice, one with an outcome."""
-    path = tmp_path / "data" / "decisions.sqlite"
-    log = SqliteDecisionLogWriter(path)
+    if backend.name == "sqlite":  # where `coopscore decisions export` finds it by default
+        backend = LogBackend("sqlite", str(tmp_path / "data" / "decisions.sqlite"))
+    log = backend.writer()
     for i in range(4):
         log.submit(record(i, caller=("lender-a", "lender-b")[i % 2], at=T0 + timedelta(days=i))).result(10)
     log.add_review(f"{1:032x}", "officer li", "confirm", "approve", "looked fine", reviewed_by_key="adm-1")
     log.add_review(f"{1:032x}", "officer wu", "override", "decline", "debt found", reviewed_by_key="adm-2")
     log.add_outcomes([("app-2", True, T0 + timedelta(days=60))])
     log.close()
-    return path
+    return backend
 
 
-def test_audit_rows_carry_the_caller_the_latest_review_and_the_outcome(audited_log: Path) -> None:
-    with SqliteDecisionLogReader(audited_log) as reader:
+def test_audit_rows_carry_the_caller_the_latest_review_and_the_outcome(audited_log: LogBackend) -> None:
+    with audited_log.reader() as reader:
         rows = reader.audit_rows(T0 + timedelta(days=1), T0 + timedelta(days=3))  # [day 1, day 3)
     assert [r["request_id"] for r in rows] == [f"{1:032x}", f"{2:032x}"]
     assert all(list(r) == list(AUDIT_COLUMNS) for r in rows)
@@ -214,8 +214,8 @@ def test_audit_rows_carry_the_caller_the_latest_review_and_the_outcome(audited_l
     assert json.loads(reviewed["reasons"])[0]["code"] == "savings"
 
 
-def test_export_writes_every_row_as_csv_and_parquet(audited_log: Path, tmp_path: Path) -> None:
-    with SqliteDecisionLogReader(audited_log) as reader:
+def test_export_writes_every_row_as_csv_and_parquet(audited_log: LogBackend, tmp_path: Path) -> None:
+    with audited_log.reader() as reader:
         rows = reader.audit_rows(T0, T0 + timedelta(days=10))
     write_export(rows, tmp_path / "out.csv", "csv")
     write_export(rows, tmp_path / "out.parquet", "parquet")
@@ -235,11 +235,15 @@ def test_export_writes_every_row_as_csv_and_parquet(audited_log: Path, tmp_path:
 
 
 @pytest.fixture
-def cli_env(audited_log: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("COOPSCORE_DATA_DIR", str(audited_log.parent))
-    monkeypatch.delenv("COOPSCORE_DECISION_LOG", raising=False)
+def cli_env(audited_log: LogBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("COOPSCORE_DATA_DIR", str(data_dir))
+    if audited_log.name == "sqlite":
+        monkeypatch.delenv("COOPSCORE_DECISION_LOG", raising=False)
+    else:
+        monkeypatch.setenv("COOPSCORE_DECISION_LOG", audited_log.target)
     get_settings.cache_clear()
-    yield audited_log.parent
+    yield data_dir
     get_settings.cache_clear()
 
 
@@ -272,7 +276,28 @@ def test_the_cli_refuses_bad_windows_and_a_missing_log(
     code, payload, _ = export("--from", "2026-01-01", "--to", "2026-02-01", "--format", "xlsx", "--out", out)
     assert code == 2 and "xlsx" in str(payload["message"])
     monkeypatch.setenv("COOPSCORE_DATA_DIR", str(tmp_path / "empty"))
+    configured = get_settings().decision_log
+    if configured:  # PostgreSQL: a schema nothing was logged in
+        monkeypatch.setenv("COOPSCORE_DECISION_LOG", configured.replace("schema=", "schema=empty_"))
     get_settings.cache_clear()
     code, payload, _ = export("--from", "2026-01-01", "--to", "2026-02-01", "--out", out)
     assert code == 2 and "no decision log" in str(payload["message"])
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_the_cli_names_an_unreachable_postgresql_log_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    monkeypatch.setenv("COOPSCORE_DECISION_LOG", "postgresql://auditor:s3cret@127.0.0.1:1/test?schema=x")
+    get_settings.cache_clear()
+    try:
+        code, payload, stderr = export(
+            "--from", "2026-01-01", "--to", "2026-02-01", "--out", str(tmp_path / "a")
+        )
+    finally:
+        get_settings.cache_clear()
+    assert code == 7
+    message = str(payload["message"])
+    assert "cannot reach the PostgreSQL decision log at postgresql://auditor:***@127.0.0.1:1/test" in message
+    assert "s3cret" not in message + stderr and len(stderr.strip().splitlines()) == 1

@@ -1,16 +1,15 @@
-"""Subsidy reservations in the real SQLite decision log: reserved in the decision's own transaction,
-never oversubscribed under concurrency (threads, two writers, two processes), given back when an offer
-is declined, expires or is overturned on review, never reserved twice for an idempotent duplicate."""
+"""Subsidy reservations in the real decision log, SQLite and PostgreSQL (when reachable): reserved in
+the decision's own transaction, never oversubscribed under concurrency (threads, two writers, two
+processes), given back when an offer is declined, expires or is overturned on review, never reserved
+twice for an idempotent duplicate."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
-import sqlite3
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -24,7 +23,8 @@ from decisions.base import (
     ReservationStateError,
     SubsidyClaim,
 )
-from decisions.sqlite import SqliteDecisionLogReader, SqliteDecisionLogWriter
+from decisions.base import DecisionLogWriter
+from tests.unit.decisions.conftest import LogBackend, open_writer
 from tests.unit.decisions.test_sqlite import record as decision_record
 
 PROGRAMME = "green"
@@ -67,29 +67,28 @@ def record(i: int, subsidy: SubsidyClaim | None, *, key: str | None = None) -> D
 
 
 def open_log(
-    path: Path, budget_fen: int = BUDGET_FOR_FIVE, ceiling_fen: int = 10**9
-) -> SqliteDecisionLogWriter:
-    log = SqliteDecisionLogWriter(path)
+    backend: LogBackend, budget_fen: int = BUDGET_FOR_FIVE, ceiling_fen: int = 10**9
+) -> DecisionLogWriter:
+    log = backend.writer()
     log.register_programme(
         [BudgetLine(PROGRAMME, "P1", "c1", budget_fen)], [LossCeilingLine(PROGRAMME, "P1", ceiling_fen)]
     )
     return log
 
 
-def counters(path: Path) -> tuple[int, int, int]:
-    con = sqlite3.connect(path)
-    reserved = con.execute("SELECT reserved_fen FROM programme_budgets").fetchone()[0]
-    loss = con.execute("SELECT expected_loss_fen FROM programme_loss").fetchone()[0]
-    open_rows = con.execute(
+def counters(backend: LogBackend) -> tuple[int, int, int]:
+    [(reserved,)] = backend.query("SELECT reserved_fen FROM programme_budgets")
+    [(loss,)] = backend.query("SELECT expected_loss_fen FROM programme_loss")
+    [(open_rows,)] = backend.query(
         "SELECT count(*) FROM subsidy_reservations WHERE status IN ('reserved','accepted')"
-    ).fetchone()[0]
-    con.close()
+    )
     return reserved, loss, open_rows
 
 
-def test_sixteen_concurrent_requests_against_a_budget_for_five_subsidise_exactly_five(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite"
-    log = open_log(path)
+def test_sixteen_concurrent_requests_against_a_budget_for_five_subsidise_exactly_five(
+    backend: LogBackend,
+) -> None:
+    log = open_log(backend)
     claims = [claim(f"m{i}") for i in range(16)]
     barrier = threading.Barrier(16)
     futures: list[object] = [None] * 16
@@ -111,32 +110,30 @@ def test_sixteen_concurrent_requests_against_a_budget_for_five_subsidise_exactly
         sorted(json.loads(c.response_json or "")["subsidy"] for c in claims)
         == ["budget_exhausted"] * 11 + ["reserved"] * 5
     )
-    assert counters(path) == (5 * COST_FEN, 5 * 1_000, 5)
+    assert counters(backend) == (5 * COST_FEN, 5 * 1_000, 5)
     # The stored response is the one the writer built for the outcome, row by row.
-    con = sqlite3.connect(path)
     stored = {
-        r[0]: json.loads(r[1])["subsidy"] for r in con.execute("SELECT member_id, response FROM decisions")
+        r[0]: json.loads(r[1])["subsidy"] for r in backend.query("SELECT member_id, response FROM decisions")
     }
     assert sorted(stored.values()) == ["budget_exhausted"] * 11 + ["reserved"] * 5
     # Every decision logged its protected read with it.
-    assert con.execute("SELECT count(*) FROM programme_profile_uses").fetchone()[0] == 16
+    assert backend.query("SELECT count(*) FROM programme_profile_uses") == [(16,)]
 
 
-def test_two_writers_on_one_file_never_oversubscribe(tmp_path: Path) -> None:
+def test_two_writers_on_one_file_never_oversubscribe(backend: LogBackend) -> None:
     # `coopscore serve --workers 2`: one writer per process, each with its own connection.
-    path = tmp_path / "d.sqlite"
-    first, second = open_log(path), SqliteDecisionLogWriter(path)
+    first, second = open_log(backend), backend.writer()
     claims = [claim(f"m{i}") for i in range(16)]
     futures = [(first if i % 2 else second).submit(record(i, claims[i])) for i in range(16)]
     assert [f.result(timeout=30) for f in futures] == [None] * 16
     first.close()
     second.close()
     assert sum(c.outcome is not None and c.outcome.granted is not None for c in claims) == 5
-    assert counters(path) == (5 * COST_FEN, 5_000, 5)
+    assert counters(backend) == (5 * COST_FEN, 5_000, 5)
 
 
-def _process_sends(path: str, start: int, ready: multiprocessing.synchronize.Barrier) -> None:  # type: ignore[name-defined]
-    log = SqliteDecisionLogWriter(Path(path))
+def _process_sends(target: str, start: int, ready: multiprocessing.synchronize.Barrier) -> None:  # type: ignore[name-defined]
+    log = open_writer(target)
     ready.wait()
     futures = [log.submit(record(i, claim(f"m{i}"))) for i in range(start, start + 8)]
     for future in futures:
@@ -144,25 +141,22 @@ def _process_sends(path: str, start: int, ready: multiprocessing.synchronize.Bar
     log.close()
 
 
-def test_two_processes_sending_eight_each_subsidise_exactly_five(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite"
-    open_log(path).close()
+def test_two_processes_sending_eight_each_subsidise_exactly_five(backend: LogBackend) -> None:
+    open_log(backend).close()
     context = multiprocessing.get_context("spawn")
     ready = context.Barrier(2)
-    workers = [context.Process(target=_process_sends, args=(str(path), s, ready)) for s in (0, 8)]
+    workers = [context.Process(target=_process_sends, args=(backend.target, s, ready)) for s in (0, 8)]
     for w in workers:
         w.start()
     for w in workers:
         w.join(timeout=120)
         assert w.exitcode == 0
-    assert counters(path) == (5 * COST_FEN, 5_000, 5)
-    con = sqlite3.connect(path)
-    assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 16
+    assert counters(backend) == (5 * COST_FEN, 5_000, 5)
+    assert backend.query("SELECT count(*) FROM decisions") == [(16,)]
 
 
-def test_a_declined_offer_gives_its_budget_back_and_the_next_applicant_gets_it(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite"
-    log = open_log(path)
+def test_a_declined_offer_gives_its_budget_back_and_the_next_applicant_gets_it(backend: LogBackend) -> None:
+    log = open_log(backend)
     claims = [claim(f"m{i}") for i in range(6)]
     for i, c in enumerate(claims):
         log.submit(record(i, c)).result(timeout=10)
@@ -170,7 +164,7 @@ def test_a_declined_offer_gives_its_budget_back_and_the_next_applicant_gets_it(t
     declined = log.settle_reservation(PROGRAMME, f"{2:032x}", "decline", "the applicant borrowed elsewhere")
     assert declined is not None and declined["status"] == "released"
     assert declined["settled_reason"] == "the applicant borrowed elsewhere"
-    assert counters(path) == (4 * COST_FEN, 4_000, 4)
+    assert counters(backend) == (4 * COST_FEN, 4_000, 4)
     accepted = log.settle_reservation(PROGRAMME, f"{1:032x}", "accept", "offer accepted")
     assert accepted is not None and accepted["status"] == "accepted"
     again = claim("m6")
@@ -184,13 +178,12 @@ def test_a_declined_offer_gives_its_budget_back_and_the_next_applicant_gets_it(t
     log.close()
 
 
-def test_an_expired_offer_is_released_before_the_next_reservation(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite"
-    log = open_log(path, budget_fen=COST_FEN)  # room for one
+def test_an_expired_offer_is_released_before_the_next_reservation(backend: LogBackend) -> None:
+    log = open_log(backend, budget_fen=COST_FEN)  # room for one
     first = claim("m0", expires_in=timedelta(seconds=-1))  # already past its expiry
     log.submit(record(0, first)).result(timeout=10)
     assert first.outcome is not None and first.outcome.granted is not None
-    with SqliteDecisionLogReader(path) as reader:
+    with backend.reader() as reader:
         [row] = reader.programme_reservations(PROGRAMME, datetime.now(UTC))
         assert row["status"] == "expired"  # as of now, before any sweep
     second = claim("m1")
@@ -199,15 +192,13 @@ def test_an_expired_offer_is_released_before_the_next_reservation(tmp_path: Path
     with pytest.raises(ReservationStateError, match="expired"):
         log.settle_reservation(PROGRAMME, f"{0:032x}", "accept", "too late")
     log.close()
-    con = sqlite3.connect(path)
-    statuses = dict(con.execute("SELECT member_id, status FROM subsidy_reservations").fetchall())
+    statuses = dict(backend.query("SELECT member_id, status FROM subsidy_reservations"))
     assert statuses == {"m0": "expired", "m1": "reserved"}
-    assert counters(path) == (COST_FEN, 1_000, 1)
+    assert counters(backend) == (COST_FEN, 1_000, 1)
 
 
-def test_the_loss_ceiling_and_one_subsidy_per_household_are_kept(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite"
-    log = open_log(path, ceiling_fen=2_500)  # room for two loans' expected loss
+def test_the_loss_ceiling_and_one_subsidy_per_household_are_kept(backend: LogBackend) -> None:
+    log = open_log(backend, ceiling_fen=2_500)  # room for two loans' expected loss
     outcomes = []
     for i, member in enumerate(["m0", "m0", "m1", "m2"]):
         c = claim(member)
@@ -217,60 +208,55 @@ def test_the_loss_ceiling_and_one_subsidy_per_household_are_kept(tmp_path: Path)
     assert [o.granted is not None for o in outcomes if o] == [True, False, True, False]
     assert [o.refused for o in outcomes if o][1] == ((PROGRAMME, "already_subsidised"),)
     assert [o.refused for o in outcomes if o][3] == ((PROGRAMME, "loss_ceiling_reached"),)
-    assert counters(path) == (2 * COST_FEN, 2_000, 2)  # the refused loss reservation was undone
+    assert counters(backend) == (2 * COST_FEN, 2_000, 2)  # the refused loss reservation was undone
 
 
-def test_an_idempotent_duplicate_reserves_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite"
-    log = open_log(path)
+def test_an_idempotent_duplicate_reserves_nothing(backend: LogBackend) -> None:
+    log = open_log(backend)
     first, duplicate = claim("m0"), claim("m0")
     assert log.submit(record(0, first, key="k1")).result(timeout=10) is None
     stored = log.submit(record(1, duplicate, key="k1")).result(timeout=10)
     assert stored is not None  # answered with the first row
     assert duplicate.outcome is None and duplicate.response_json is None
     log.close()
-    assert counters(path) == (COST_FEN, 1_000, 1)
-    con = sqlite3.connect(path)  # both requests read the county: both reads are logged
-    assert con.execute("SELECT count(*) FROM programme_profile_uses").fetchone()[0] == 2
+    assert counters(backend) == (COST_FEN, 1_000, 1)
+    # both requests read the county: both reads are logged
+    assert backend.query("SELECT count(*) FROM programme_profile_uses") == [(2,)]
 
 
-def test_a_review_that_overturns_an_approval_releases_its_subsidy(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite"
-    log = open_log(path)
+def test_a_review_that_overturns_an_approval_releases_its_subsidy(backend: LogBackend) -> None:
+    log = open_log(backend)
     log.submit(record(0, claim("m0"))).result(timeout=10)
     log.add_review(
         f"{0:032x}", "officer li", "override", "decline", "income not verified", reviewed_by_key="admin"
     )
     log.close()
-    assert counters(path) == (0, 0, 0)
-    con = sqlite3.connect(path)
-    assert con.execute("SELECT status, settled_reason FROM subsidy_reservations").fetchone() == (
+    assert counters(backend) == (0, 0, 0)
+    assert backend.query("SELECT status, settled_reason FROM subsidy_reservations")[0] == (
         "released",
         "review changed the decision to decline",
     )
 
 
-def test_latest_decisions_give_each_applications_final_word(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite"
-    log = SqliteDecisionLogWriter(path)
+def test_latest_decisions_give_each_applications_final_word(backend: LogBackend) -> None:
+    log = backend.writer()
     log.submit(record(0, None)).result(timeout=10)
     log.submit(record(1, None)).result(timeout=10)
     log.add_review(f"{1:032x}", "li", "override", "review", "check", reviewed_by_key="admin")
     log.close()
-    with SqliteDecisionLogReader(path) as reader:
+    with backend.reader() as reader:
         rows = {r["application_id"]: r for r in reader.latest_decisions(("has_prior_loan",))}
     assert rows["app-0"]["decision"] == "approve" and rows["app-1"]["decision"] == "review"
     assert rows["app-0"]["amount_cny"] == 8000 and rows["app-0"]["has_prior_loan"] is None
     assert rows["app-0"]["offer_principal_cny"] is None  # no offer logged: nothing to price on
 
 
-def test_latest_decisions_carry_the_logged_offers_terms(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite"
-    log = SqliteDecisionLogWriter(path)
+def test_latest_decisions_carry_the_logged_offers_terms(backend: LogBackend) -> None:
+    log = backend.writer()
     offer = {"principal_cny": 6500.0, "annual_rate": 0.0925, "term_months": 12, "limit_cny": 6500.0}
     log.submit(replace(record(0, None), offer=offer)).result(timeout=10)
     log.close()
-    with SqliteDecisionLogReader(path) as reader:
+    with backend.reader() as reader:
         (row,) = reader.latest_decisions(())
     assert (row["amount_cny"], row["offer_principal_cny"]) == (8000, 6500.0)
     assert (row["offer_annual_rate"], row["offer_term_months"]) == (0.0925, 12)

@@ -1,4 +1,4 @@
-"""The console's review queue and member history, read from the SQLite decision log."""
+"""The console's review queue and member history, read from the decision log (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from decisions.sqlite import SqliteDecisionLogWriter
+from decisions.base import DecisionLogWriter
+from tests.unit.decisions.conftest import LogBackend
 from tests.unit.decisions.test_sqlite import record
 
 
-def _logged(tmp_path: Path) -> SqliteDecisionLogWriter:
-    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
+def _logged(backend: LogBackend) -> DecisionLogWriter:
+    log = backend.writer()
     rows = [
         dataclasses.replace(record(1), decision="approve"),
         dataclasses.replace(record(2), decision="decline", created_at=datetime(2026, 1, 2, tzinfo=UTC)),
@@ -24,8 +25,8 @@ def _logged(tmp_path: Path) -> SqliteDecisionLogWriter:
     return log
 
 
-def test_the_queue_holds_unreviewed_reviews_and_declines_newest_first(tmp_path: Path) -> None:
-    log = _logged(tmp_path)
+def test_the_queue_holds_unreviewed_reviews_and_declines_newest_first(backend: LogBackend) -> None:
+    log = _logged(backend)
     assert [q["request_id"] for q in log.review_queue()] == [f"{i:032x}" for i in (3, 2, 4)]
     log.add_review(f"{2:032x}", "wang", "override", "approve", "vouched for", reviewed_by_key="rev")
     queue = log.review_queue()
@@ -35,8 +36,8 @@ def test_the_queue_holds_unreviewed_reviews_and_declines_newest_first(tmp_path: 
     log.close()
 
 
-def test_member_history_is_the_members_own_with_the_reviewed_decision(tmp_path: Path) -> None:
-    log = _logged(tmp_path)
+def test_member_history_is_the_members_own_with_the_reviewed_decision(backend: LogBackend) -> None:
+    log = _logged(backend)
     log.add_review(f"{2:032x}", "wang", "override", "approve", "vouched for", reviewed_by_key="rev")
     history = log.member_decisions("m1")
     assert [h["request_id"] for h in history] == [f"{i:032x}" for i in (3, 2, 1)]
@@ -47,7 +48,7 @@ def test_member_history_is_the_members_own_with_the_reviewed_decision(tmp_path: 
 
 
 def test_member_history_uses_the_member_index(tmp_path: Path) -> None:
-    _logged(tmp_path).close()
+    _logged(LogBackend("sqlite", str(tmp_path / "d.sqlite"))).close()
     con = sqlite3.connect(tmp_path / "d.sqlite")
     plan = con.execute(
         "EXPLAIN QUERY PLAN SELECT request_id FROM decisions WHERE member_id = ? ORDER BY created_at DESC",

@@ -1,5 +1,6 @@
-"""The SQLite decision log: group commit, durability per row, idempotency-key conflicts, reviews, WAL
-checkpoints off the commit path, two worker processes on one file, and the read-only reader."""
+"""The decision log's contract on every backend (SQLite, and PostgreSQL when reachable): group commit,
+durability per row, idempotency-key conflicts, reviews, two writers at once, the read-only reader;
+and SQLite's own: WAL checkpoints off the commit path, the file lock, a reader that creates nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from decisions.base import DecisionRecord
 from decisions.sqlite import SqliteDecisionLogReader, SqliteDecisionLogWriter
+from tests.unit.decisions.conftest import LogBackend
 
 
 def record(
@@ -54,8 +56,8 @@ def record(
     )
 
 
-def test_concurrent_appends_are_grouped_into_few_commits_and_all_durable(tmp_path: Path) -> None:
-    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
+def test_concurrent_appends_are_grouped_into_few_commits_and_all_durable(backend: LogBackend) -> None:
+    log = backend.writer()
 
     async def many() -> list[object]:
         return await asyncio.gather(*(log.append(record(i)) for i in range(400)))
@@ -65,13 +67,13 @@ def test_concurrent_appends_are_grouped_into_few_commits_and_all_durable(tmp_pat
     commits = log.commits
     log.close()
     assert commits < 400  # rows waiting together were committed together
-    con = sqlite3.connect(tmp_path / "d.sqlite")
-    assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 400
-    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert backend.query("SELECT count(*) FROM decisions") == [(400,)]
+    if backend.name == "sqlite":
+        assert backend.query("PRAGMA journal_mode") == [("wal",)]
 
 
-def test_same_idempotency_key_returns_the_first_stored_response(tmp_path: Path) -> None:
-    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
+def test_same_idempotency_key_returns_the_first_stored_response(backend: LogBackend) -> None:
+    log = backend.writer()
 
     async def race() -> list[object]:
         return await asyncio.gather(*(log.append(record(i, key="k1", sha="s")) for i in range(5)))
@@ -87,8 +89,8 @@ def test_same_idempotency_key_returns_the_first_stored_response(tmp_path: Path) 
     log.close()
 
 
-def test_reviews_are_kept_beside_the_decision(tmp_path: Path) -> None:
-    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
+def test_reviews_are_kept_beside_the_decision(backend: LogBackend) -> None:
+    log = backend.writer()
     log.submit(record(1)).result(timeout=10)
     log.add_review(
         f"{1:032x}", "officer li", "override", "decline", "income proof missing", reviewed_by_key="admin-1"
@@ -102,8 +104,8 @@ def test_reviews_are_kept_beside_the_decision(tmp_path: Path) -> None:
     log.close()
 
 
-def test_feature_rows_for_monitoring(tmp_path: Path) -> None:
-    log = SqliteDecisionLogWriter(tmp_path / "d.sqlite")
+def test_feature_rows_for_monitoring(backend: LogBackend) -> None:
+    log = backend.writer()
     for i in range(3):
         log.submit(record(i)).result(timeout=10)
     rows = log.feature_rows(last=2)
@@ -147,11 +149,10 @@ def test_background_checkpoints_keep_the_wal_small_and_every_row_durable(tmp_pat
     )
 
 
-def test_two_worker_processes_logs_share_one_file_without_losing_a_row(tmp_path: Path) -> None:
-    # `coopscore serve --workers 2`: two logs (one per process) append to the same file; their
-    # writers take turns on a file lock rather than SQLite's sleeping busy handler.
-    path = tmp_path / "d.sqlite"
-    first, second = SqliteDecisionLogWriter(path), SqliteDecisionLogWriter(path)
+def test_two_worker_processes_logs_share_one_log_without_losing_a_row(backend: LogBackend) -> None:
+    # `coopscore serve --workers 2` (or two replicas): two writers append to the same log. SQLite's
+    # take turns on a file lock rather than its sleeping busy handler; PostgreSQL's run concurrently.
+    first, second = backend.writer(), backend.writer()
 
     async def both() -> list[object]:
         return await asyncio.gather(
@@ -162,8 +163,7 @@ def test_two_worker_processes_logs_share_one_file_without_losing_a_row(tmp_path:
     assert asyncio.run(both()) == [None] * 300
     first.close()
     second.close()
-    con = sqlite3.connect(path)
-    assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 300
+    assert backend.query("SELECT count(*) FROM decisions") == [(300,)]
 
 
 def test_a_reader_starts_no_thread_takes_no_lock_and_reads_what_a_writer_wrote(tmp_path: Path) -> None:
@@ -222,3 +222,28 @@ def test_a_reader_opened_before_any_lock_file_does_not_create_one(tmp_path: Path
     with SqliteDecisionLogReader(path) as reader:
         assert len(reader.feature_rows()) == 1
     assert not lock_path.exists()
+
+
+def test_a_reader_reads_what_a_writer_wrote_and_refuses_to_write(backend: LogBackend) -> None:
+    writer = backend.writer()
+    for i in range(3):
+        writer.submit(record(i)).result(timeout=10)
+    writer.add_review(f"{1:032x}", "officer li", "confirm", "approve", "checked", reviewed_by_key="admin-1")
+    assert writer.add_outcomes([("app-0", True, datetime(2026, 6, 1, tzinfo=UTC))]) == (1, 1)
+    writer.close()
+    threads = set(threading.enumerate())
+    with backend.reader() as reader:
+        assert reader.request_ids() == {f"{i:032x}" for i in range(3)}
+        assert len(reader.feature_rows(last=2)) == 2
+        assert reader.outcome_rows() == {"app-0": 1}
+        assert reader.versions_by_application() == {f"app-{i}": "1" for i in range(3)}
+        found = reader.get(f"{1:032x}")
+        assert found is not None and found["reviews"][0]["reviewed_by_key"] == "admin-1"
+        assert reader.get("nope") is None
+        assert set(threading.enumerate()) <= threads  # no writer thread, no pool workers
+        if backend.name == "postgresql":  # (SQLite's query_only is checked above)
+            import psycopg
+
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                reader._rows("DELETE FROM decisions")  # type: ignore[attr-defined]
+    assert backend.query("SELECT count(*) FROM decisions") == [(3,)]
