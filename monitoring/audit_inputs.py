@@ -167,9 +167,10 @@ def decision_log_inputs(
     from decisions.factory import decision_log_reader
     from monitoring.sources import current_from_decision_log
 
-    if not settings.decision_log_path.exists():
-        raise AuditInputError(f"no decision log at {settings.decision_log_path}")
-    log = decision_log_reader(settings)
+    try:
+        log = decision_log_reader(settings)
+    except FileNotFoundError as error:
+        raise AuditInputError(str(error)) from None
     try:
         frame = current_from_decision_log(log.feature_rows)
         offers = log.offer_rows()

@@ -45,14 +45,12 @@ def load_current(
         raise DriftJobError("give one of --window, --last, --current")
     if current is not None:
         return read_feature_rows(current), f"file {current}", {}
-    log_path = settings.decision_log_path
-    if not log_path.exists():
-        raise DriftJobError(
-            f"no decision log at {log_path}: score applications first, or pass --current FILE"
-        )
     from decisions.factory import decision_log_reader
 
-    decision_log = decision_log_reader(settings)
+    try:
+        decision_log = decision_log_reader(settings)
+    except FileNotFoundError as error:
+        raise DriftJobError(f"{error}: score applications first, or pass --current FILE") from None
     try:
         if last is not None:
             frame = current_from_decision_log(decision_log.feature_rows, last=last)

@@ -27,7 +27,7 @@ from coopscore.cli import (
     simulate,
     train,
 )
-from coopscore.cli.output import console, debug_enabled, internal_error, set_debug
+from coopscore.cli.output import EXIT_UNAVAILABLE, console, debug_enabled, internal_error, set_debug
 from coopscore.files import restrict_new_files
 
 app = typer.Typer(
@@ -86,6 +86,11 @@ def main() -> None:
     except Exception as error:
         if debug_enabled():
             raise
+        from decisions.base import DecisionLogUnavailableError
+
+        if isinstance(error, DecisionLogUnavailableError):  # any command that reads the log
+            console.print(f"[red]unavailable[/red]: {error}", soft_wrap=True)
+            sys.exit(EXIT_UNAVAILABLE)
         command = next((a for a in sys.argv[1:] if not a.startswith("-")), "COMMAND")
         console.print(f"[red]error[/red]: {internal_error(error, command)}", soft_wrap=True)
         sys.exit(1)

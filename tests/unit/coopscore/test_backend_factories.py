@@ -63,8 +63,8 @@ def test_the_decision_log_factories_share_one_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("field", "variable", "url"),
     [
-        ("online_store", "COOPSCORE_ONLINE_STORE", "redis://localhost:6379/0"),
-        ("decision_log", "COOPSCORE_DECISION_LOG", "postgresql://db/coopscore"),
+        ("online_store", "COOPSCORE_ONLINE_STORE", "memcached://localhost:11211"),
+        ("decision_log", "COOPSCORE_DECISION_LOG", "mysql://db/coopscore"),
     ],
 )
 def test_an_unsupported_scheme_is_one_line_naming_the_setting(

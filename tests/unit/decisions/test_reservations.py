@@ -15,6 +15,7 @@ import pytest
 
 from decisions.base import (
     BudgetLine,
+    DecisionLogWriter,
     DecisionRecord,
     LossCeilingLine,
     ProfileUse,
@@ -23,7 +24,6 @@ from decisions.base import (
     ReservationStateError,
     SubsidyClaim,
 )
-from decisions.base import DecisionLogWriter
 from tests.unit.decisions.conftest import LogBackend, open_writer
 from tests.unit.decisions.test_sqlite import record as decision_record
 
