@@ -1,4 +1,5 @@
-"""A real uvicorn server under load: a reload drops no request; kill -9 loses no answered decision."""
+"""A real uvicorn server under load: a reload drops no request; kill -9 loses no answered decision,
+with the SQLite decision log and with the PostgreSQL one (when reachable)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def _free_port() -> int:
 class Server:
     """`coopscore serve` in a subprocess, with its own data dir and one all-scope key."""
 
-    def __init__(self, root: Path, data_dir: Path) -> None:
+    def __init__(self, root: Path, data_dir: Path, decision_log: str = "") -> None:
         self.key = new_key()
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -45,6 +46,7 @@ class Server:
             "COOPSCORE_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
             "COOPSCORE_ARTIFACT_ROOT": str(root / "artifacts"),
             "COOPSCORE_API_KEYS": json.dumps([entry]),
+            "COOPSCORE_DECISION_LOG": decision_log,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -72,12 +74,22 @@ class Server:
 
 
 @pytest.fixture
-def server(champion_store, keys, tmp_path: Path) -> Iterator[Server]:
+def decision_log(request: pytest.FixtureRequest) -> str:
+    """The decision log the server writes: "" for SQLite under its data dir (the default), or
+    "postgresql" (parametrized) for a fresh schema on the tests' PostgreSQL, skipped when absent."""
+    if getattr(request, "param", "") == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return ""
+
+
+@pytest.fixture
+def server(champion_store, keys, tmp_path: Path, decision_log: str) -> Iterator[Server]:
     root, members = champion_store
     settings = make_settings(tmp_path, keys, **champion_settings(root))
     names = tuple(n for n in members["strong"] if not n.startswith("application_"))
     fill_online_store(settings, names, {m: [v[n] for n in names] for m, v in members.items()})
-    running = Server(root, settings.data_dir)
+    running = Server(root, settings.data_dir, decision_log)
     running.start()
     yield running
     running.stop(signal.SIGKILL)
@@ -111,7 +123,10 @@ def test_reload_under_load_fails_no_request(server: Server) -> None:
     assert {status for status, _ in results} == {200}
 
 
-def test_kill_9_under_load_loses_no_answered_decision(server: Server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("decision_log", ["", "postgresql"], ids=["sqlite", "postgresql"], indirect=True)
+def test_kill_9_under_load_loses_no_answered_decision(
+    server: Server, tmp_path: Path, decision_log: str
+) -> None:
     stop, results = threading.Event(), []
     workers = [threading.Thread(target=_load, args=(server, stop, results)) for _ in range(6)]
     for worker in workers:
@@ -123,6 +138,12 @@ def test_kill_9_under_load_loses_no_answered_decision(server: Server, tmp_path: 
         worker.join()
     answered = {rid for status, rid in results if status == 200}
     assert len(answered) > 20
-    con = sqlite3.connect(tmp_path / "data" / "decisions.sqlite")
-    logged = {row[0] for row in con.execute("SELECT request_id FROM decisions")}
+    if decision_log:
+        from decisions.postgres import PostgresDecisionLogReader
+
+        with PostgresDecisionLogReader(decision_log) as reader:
+            logged = reader.request_ids()
+    else:
+        con = sqlite3.connect(tmp_path / "data" / "decisions.sqlite")
+        logged = {row[0] for row in con.execute("SELECT request_id FROM decisions")}
     assert answered <= logged, f"{len(answered - logged)} answered decisions are missing from the log"
