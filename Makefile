@@ -12,7 +12,7 @@ export UV_LINK_MODE := copy
 # otherwise recompile its imports (about a second per command).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install browser bench-console run test test-fast lint bench bench-serving bench-quality bench-programmes bench-recourse demo-world clean
+.PHONY: install browser bench-console bench-decision-log run test test-fast lint bench bench-serving bench-quality bench-programmes bench-recourse demo-world clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -92,6 +92,11 @@ bench-serving: install
 # The console (issue 17): score page server time against the API's /v1/score, and page weights.
 bench-console: install
 	$(RUN) python benchmarks/console.py
+
+# The decision log (issue 18 item 3): durable appends at concurrency 8, PostgreSQL (127.0.0.1:5432,
+# trust, db test) against SQLite, one and two writer processes, medians of 5 runs (~3 minutes).
+bench-decision-log: install
+	$(RUN) python benchmarks/decision_log.py --writes 3000 --runs 5 --concurrency 8 --writers 1,2
 
 clean:
 	rm -rf data .venv .tools .pytest_cache .mypy_cache .ruff_cache
