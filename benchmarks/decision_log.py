@@ -31,7 +31,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from decisions.base import DecisionLogWriter, DecisionRecord  # noqa: E402
+from decisions.base import DecisionLogWriter, DecisionRecord
 
 console = Console(stderr=True)
 FEATURES = 40
