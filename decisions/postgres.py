@@ -574,6 +574,8 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
             self._reconnect()
             con = self._writer_con
         results: list[StoredResponse | None] = [None] * len(group)
+        if all(claim is None for _, claim, _ in group):
+            return self._plain_group(con, group)
         con.execute("BEGIN")
         try:
             now = datetime.now(UTC)
@@ -597,6 +599,28 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
                     claim.outcome = claim.response_json = None
             raise
         return results
+
+    @staticmethod
+    def _plain_group(con: psycopg.Connection[Any], group: list[_Pending]) -> list[StoredResponse | None]:
+        """A group without subsidies: BEGIN, one multi-row INSERT and COMMIT in one round trip
+        (pipeline mode); a row skipped for a duplicate key then reads the committed first one."""
+        rows = [row for row, _, _ in group]
+        sql = (
+            _INSERT_HEAD
+            + ", ".join([_ROW_MARKS] * len(rows))
+            + " ON CONFLICT DO NOTHING RETURNING request_id"
+        )
+        try:
+            with con.pipeline():
+                con.execute("BEGIN")
+                cur = con.execute(sql, [v for row in rows for v in row])
+                con.execute("COMMIT")
+        except BaseException:
+            if not con.closed:
+                con.execute("ROLLBACK")
+            raise
+        written = {r[0] for r in cur.fetchall()}
+        return [None if row[_REQUEST] in written or row[_KEY] is None else _stored(con, row) for row in rows]
 
     @staticmethod
     def _insert_plain(
