@@ -97,10 +97,11 @@ def open_writer(target: str) -> DecisionLogWriter:
 
 def drive(target: str, writer_no: int, threads: int, writes: int, start: Any, out: Any) -> None:
     """One writer with `threads` closed-loop clients, `writes` appends in all (after 50 to warm up):
-    puts (seconds from the start signal to the last durable append, latencies in ms) on `out`."""
+    puts (seconds from the start signal to the last durable append, latencies in ms, commits) on `out`."""
     log = open_writer(target)
     for n in range(50):
         log.submit(decision(10_000_000 + n, writer_no)).result(timeout=60)
+    warm_commits = int(getattr(log, "commits", 0))
     latencies: list[float] = []
     lock = threading.Lock()
     counter = iter(range(writes))
@@ -127,12 +128,14 @@ def drive(target: str, writer_no: int, threads: int, writes: int, start: Any, ou
     for worker in workers:
         worker.join()
     elapsed = time.perf_counter() - began
+    commits = int(getattr(log, "commits", 0)) - warm_commits
     log.close()
-    out.put((elapsed, latencies))
+    out.put((elapsed, latencies, commits))
 
 
-def run(target: str, writers: int, concurrency: int, writes: int) -> tuple[float, float, float]:
-    """(rows/s, p50 ms, p95 ms) of one run: `writers` processes share the threads and the writes."""
+def run(target: str, writers: int, concurrency: int, writes: int) -> tuple[float, float, float, float]:
+    """(rows/s, p50 ms, p95 ms, rows per commit) of one run: `writers` processes share the threads
+    and the writes."""
     context = multiprocessing.get_context("spawn")
     start, out = context.Barrier(writers + 1), context.Queue()
     share = concurrency // writers
@@ -148,7 +151,13 @@ def run(target: str, writers: int, concurrency: int, writes: int) -> tuple[float
         proc.join(timeout=60)
     elapsed = max(r[0] for r in results)
     latencies = sorted(x for r in results for x in r[1])
-    return len(latencies) / elapsed, statistics.median(latencies), latencies[int(0.95 * (len(latencies) - 1))]
+    commits = sum(r[2] for r in results)
+    return (
+        len(latencies) / elapsed,
+        statistics.median(latencies),
+        latencies[int(0.95 * (len(latencies) - 1))],
+        len(latencies) / max(commits, 1),
+    )
 
 
 def fresh_schema(dsn: str) -> tuple[str, str]:
@@ -181,7 +190,7 @@ def main() -> None:
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="cs-decision-log-"))
     work.mkdir(parents=True, exist_ok=True)
-    results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    results: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
     for writers in [int(w) for w in args.writers.split(",")]:
         for run_no in range(args.runs):
             for backend in ("sqlite", "postgresql"):
@@ -199,7 +208,7 @@ def main() -> None:
                 results.setdefault((backend, writers), []).append(outcome)
                 console.print(
                     f"{backend:10} writers={writers} run {run_no + 1}/{args.runs}: {outcome[0]:,.0f} rows/s, "
-                    f"p50 {outcome[1]:.2f} ms, p95 {outcome[2]:.2f} ms",
+                    f"p50 {outcome[1]:.2f} ms, p95 {outcome[2]:.2f} ms, {outcome[3]:.1f} rows/commit",
                     highlight=False,
                 )
 
@@ -207,7 +216,8 @@ def main() -> None:
         title=f"decision-log writes: concurrency {args.concurrency}, {args.writes} durable appends a run, "
         f"medians of {args.runs} runs"
     )
-    for column in ("backend", "writer processes", "rows/s", "p50 ms", "p95 ms", "throughput vs SQLite"):
+    columns = ("backend", "writer processes", "rows/s", "p50 ms", "p95 ms", "rows/commit", "rows/s vs SQLite")
+    for column in columns:
         table.add_column(column, justify="left" if column == "backend" else "right")
     for (backend, writers), runs in results.items():
         rate = statistics.median(r[0] for r in runs)
@@ -218,9 +228,10 @@ def main() -> None:
             f"{rate:,.0f}",
             f"{statistics.median(r[1] for r in runs):.2f}",
             f"{statistics.median(r[2] for r in runs):.2f}",
+            f"{statistics.median(r[3] for r in runs):.1f}",
             f"{rate / peer:.2f}x",
         )
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 if __name__ == "__main__":
