@@ -7,7 +7,7 @@ imports happen inside the command.
 
 Exit codes: 0 stable or watch, 3 drift found, 5 the window is empty or too small to judge
 (nothing is written), 2 bad input (a missing file, no decision log, no such model or --model-name),
-1 an internal error (the traceback only with --debug).
+7 the decision log's database cannot be reached, 1 an internal error (the traceback only with --debug).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coopscore.cli.output import EXIT_ERROR, JsonOption, debug_enabled, emit, fail
+from coopscore.cli.output import EXIT_ERROR, EXIT_UNAVAILABLE, JsonOption, debug_enabled, emit, fail
 from monitoring.drift_job import EXIT_TOO_FEW_ROWS
 
 RETRAIN_COMMAND = ("-m", "coopscore", "retrain")
@@ -81,7 +81,7 @@ def _print_summary(payload: dict[str, Any]) -> None:
 @app.command(
     "drift",
     epilog="Exit codes: 0 stable or watch, 3 drift found, 5 window empty or smaller than "
-    "--min-rows (nothing written), 2 bad input, 1 internal error.",
+    "--min-rows (nothing written), 2 bad input, 7 decision log unreachable, 1 internal error.",
 )
 def drift(
     window: Annotated[
@@ -165,6 +165,7 @@ def drift(
 ) -> None:
     """Compare a current window with the reference sample: PSI, data quality, Evidently report."""
     from coopscore.settings import get_settings
+    from decisions.base import DecisionLogUnavailableError
     from monitoring.drift_job import DriftJobError, run_drift_job
     from monitoring.monitor import EXIT_DRIFT
 
@@ -186,6 +187,8 @@ def drift(
         )
     except DriftJobError as error:
         _stop(str(error), error.exit_code, error.details, as_json)
+    except DecisionLogUnavailableError as error:
+        _stop(str(error), EXIT_UNAVAILABLE, {}, as_json)
     except Exception as error:
         if debug or debug_enabled():
             raise
