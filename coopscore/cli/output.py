@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
+EXIT_UNAVAILABLE = 7  # a configured backend (COOPSCORE_ONLINE_STORE=redis://..., ...) did not answer
 
 console = Console(stderr=True)
 

@@ -35,7 +35,8 @@ def serve(
 ) -> None:
     """Serve the score API (uvicorn): loads and verifies the champion at start-up.
 
-    Exit codes: 2 when the pricing policy is not valid (one line naming the field)."""
+    Exit codes: 2 when the pricing policy or a backend URL is not valid (one line naming the field),
+    7 when the configured online store (COOPSCORE_ONLINE_STORE=redis://...) does not answer."""
     import os
 
     import uvicorn
@@ -51,6 +52,9 @@ def serve(
         pricing = load_pricing_policy(get_settings().pricing_policy)
     except PricingPolicyError as error:
         fail(str(error), EXIT_BAD_INPUT, label="bad_input", soft_wrap=True)
+    from features.online.factory import check_online_store
+
+    check_online_store(get_settings())  # Redis down or a bad URL: one line, exit 7 or 2, before binding
     console.print(
         f"pricing policy {pricing.version} (sha256 {pricing.digest[:12]}) from {pricing.source}",
         soft_wrap=True,

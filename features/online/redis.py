@@ -20,17 +20,22 @@ with replicas), not Redis Cluster.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import redis
 
+from coopscore.settings import BackendUnavailableError, BackendUrl, UnsupportedBackendError
 from features.online.base import FeatureBatch, GenerationInfo, MemberVector, OnlineStore, Refresh
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _VECTOR_DTYPE: Final = np.dtype("<f8")
@@ -63,6 +68,26 @@ return out
 """
 
 
+def _reachable(
+    method: Callable[Concatenate[RedisOnlineStore, _P], _R],
+) -> Callable[Concatenate[RedisOnlineStore, _P], _R]:
+    """Turn Redis's connection errors (refused, timeout, wrong password, no such database) into one
+    `BackendUnavailableError` line naming the setting and the redacted URL."""
+
+    def wrapper(store: RedisOnlineStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(store, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as error:
+            raise store.unavailable(error) from error
+        except redis.ResponseError as error:
+            text = str(error)
+            if text.split(" ", 1)[0] in ("NOAUTH", "WRONGPASS", "NOPERM") or "DB index" in text:
+                raise store.unavailable(error) from error
+            raise
+
+    return functools.update_wrapper(wrapper, method)
+
+
 def _to_us(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
@@ -86,6 +111,9 @@ class RedisOptions:
     def from_url(cls, url: str) -> RedisOptions:
         """Split `redis://[:password@]host:port/db?prefix=..&retired_ttl=..&writing_ttl=..`."""
         parts = urlsplit(url)
+        if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            # redis-py would silently fall back to database 0
+            raise ValueError(f"database {parts.path.strip('/')!r} is not a number")
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in _OPTIONS}
         rest = [(k, v) for k, v in query if k not in _OPTIONS]
@@ -117,12 +145,23 @@ class RedisOnlineStore(OnlineStore):
             `writing_ttl` (seconds) in its query string.
     """
 
-    def __init__(self, url: str, *, socket_timeout: float = 5.0):
-        self.options = RedisOptions.from_url(url)
+    def __init__(
+        self, url: str, *, socket_timeout: float = 5.0, setting: str = "COOPSCORE_ONLINE_STORE"
+    ) -> None:
+        # Errors name the setting and the URL without its password: `COOPSCORE_ONLINE_STORE=redis://:***@...`.
+        self.where = f"{setting}={BackendUrl.parse(setting, url).redacted}"
+        try:
+            self.options = RedisOptions.from_url(url)
+            self.client: redis.Redis = redis.Redis.from_url(
+                self.options.connection_url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+            )
+        except ValueError as error:  # a port or database that is not a number, an unknown option value
+            raise UnsupportedBackendError(
+                f"{self.where}: {error} (write redis://[:PASSWORD@]HOST:PORT/DB?prefix=NAME)"
+            ) from error
         self.prefix = self.options.prefix
-        self.client: redis.Redis = redis.Redis.from_url(
-            self.options.connection_url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-        )
         self._read = self.client.register_script(_READ_SCRIPT)
         # generation -> (feature names, feature-set version); committed generations never change.
         self._generations: dict[int, tuple[tuple[str, ...], str]] = {}
@@ -139,8 +178,22 @@ class RedisOnlineStore(OnlineStore):
         """Close the connection pool."""
         self.client.close()
 
+    def unavailable(self, error: BaseException) -> BackendUnavailableError:
+        """The one-line error for a Redis that does not answer or refuses us."""
+        reason = " ".join(str(error).split()).rstrip(".") or type(error).__name__
+        return BackendUnavailableError(
+            f"{self.where}: Redis is unreachable or refused us ({reason}); start it, or fix the host, port, "
+            "database or password in the URL"
+        )
+
+    @_reachable
+    def ping(self) -> None:
+        """Check the server answers (the factory calls it, so a command fails at open, in one line)."""
+        self.client.ping()
+
     # ---- writing ----
 
+    @_reachable
     def begin_refresh(
         self, *, feature_names: Sequence[str], feature_set_version: str, as_of: datetime
     ) -> Refresh:
@@ -171,6 +224,7 @@ class RedisOnlineStore(OnlineStore):
         state = self.client.hget(self._key("gen", generation, "meta"), "state")
         return None if state is None else _text(state)
 
+    @_reachable
     def online_write_batch(self, refresh: Refresh, batch: FeatureBatch) -> None:
         """Pipelined HSETs of the batch's member hashes (each under the writing TTL)."""
         if batch.feature_names != refresh.feature_names:
@@ -212,6 +266,7 @@ class RedisOnlineStore(OnlineStore):
                 pipe.expire(key, seconds)
         pipe.execute()
 
+    @_reachable
     def commit_refresh(self, refresh: Refresh) -> GenerationInfo:
         """Persist the generation, switch `{p}:live` to it in one MULTI/EXEC, expire the old one."""
         gen = refresh.generation
@@ -253,6 +308,7 @@ class RedisOnlineStore(OnlineStore):
             committed_at=committed_at,
         )
 
+    @_reachable
     def abort_refresh(self, refresh: Refresh) -> None:
         """Delete the unfinished generation's keys; the live generation is untouched."""
         gen = refresh.generation
@@ -280,6 +336,7 @@ class RedisOnlineStore(OnlineStore):
             self._generations[gen] = meta
         return meta
 
+    @_reachable
     def online_read(self, member_ids: Sequence[str]) -> list[MemberVector | None]:
         """Live vectors in the order asked: one server-side script call per 1,000 distinct ids."""
         unique = list(dict.fromkeys(member_ids))
@@ -309,6 +366,7 @@ class RedisOnlineStore(OnlineStore):
         raw = self.client.get(self._key("live"))
         return None if raw is None else int(raw)
 
+    @_reachable
     def member_ids(self, limit: int) -> list[str]:
         """Up to `limit` member ids of the live generation (set order)."""
         gen = self._live()
@@ -321,6 +379,7 @@ class RedisOnlineStore(OnlineStore):
                 break
         return ids
 
+    @_reachable
     def live_generation(self) -> GenerationInfo | None:
         """The live generation's metadata, or None before the first committed refresh."""
         gen = self._live()

@@ -4,6 +4,7 @@ half-written generations, aborts, missing members, chunked reads pinned to one g
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import redis
 
-from coopscore.settings import BackendUrl, Settings
+from coopscore.settings import BackendUnavailableError, BackendUrl, Settings, UnsupportedBackendError
 from features.online import redis as redis_module
 from features.online.base import FeatureBatch
 from features.online.factory import online_store, online_store_exists
@@ -59,6 +60,8 @@ def test_password_never_shows_in_the_displayed_url() -> None:
     assert bare.display() == "redis://:***@h:6379/0"
     plain = BackendUrl.parse("COOPSCORE_ONLINE_STORE", "redis://h:6379/0?prefix=a@b")
     assert plain.redacted == "redis://h:6379/0?prefix=a@b"
+    in_query = BackendUrl.parse("COOPSCORE_ONLINE_STORE", "redis://h:6379/0?password=s3cret&prefix=p")
+    assert in_query.redacted == "redis://h:6379/0?password=***&prefix=p"
     assert BackendUrl.parse("X", "sqlite:////tmp/x.sqlite").display() == "/tmp/x.sqlite"
 
 
@@ -176,8 +179,22 @@ def test_large_reads_are_chunked_yet_see_one_generation(
     store.close()
 
 
-def test_unreachable_redis_fails_with_a_connection_error() -> None:
-    store = RedisOnlineStore("redis://127.0.0.1:1/0", socket_timeout=0.5)
-    with pytest.raises(redis.ConnectionError):
+def test_unreachable_redis_is_one_line_naming_the_setting_without_the_password(tmp_path: Path) -> None:
+    url = "redis://:s3cret@127.0.0.1:1/0?prefix=p"
+    store = RedisOnlineStore(url, socket_timeout=0.5)
+    with pytest.raises(BackendUnavailableError) as caught:
         store.online_read(["m1"])
     store.close()
+    message = str(caught.value)
+    assert message.startswith("COOPSCORE_ONLINE_STORE=redis://:***@127.0.0.1:1/0?prefix=p: Redis is")
+    assert "s3cret" not in message and "\n" not in message
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    # The factory pings at open, so a command fails before it does any work.
+    with pytest.raises(BackendUnavailableError):
+        online_store(Settings(data_dir=tmp_path, online_store=url))
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:port/0", "redis://127.0.0.1:6379/zero"])
+def test_a_malformed_redis_url_is_refused_as_configuration(url: str) -> None:
+    with pytest.raises(UnsupportedBackendError, match=re.escape(f"COOPSCORE_ONLINE_STORE={url}: ")):
+        RedisOnlineStore(url)

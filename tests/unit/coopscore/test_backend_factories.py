@@ -63,7 +63,7 @@ def test_the_decision_log_factories_share_one_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("field", "variable", "url"),
     [
-        ("online_store", "COOPSCORE_ONLINE_STORE", "redis://localhost:6379/0"),
+        ("online_store", "COOPSCORE_ONLINE_STORE", "memcached://:s3cret@localhost:11211"),
         ("decision_log", "COOPSCORE_DECISION_LOG", "postgresql://db/coopscore"),
     ],
 )
