@@ -56,3 +56,26 @@ def redis_url() -> Iterator[str]:
             client.unlink(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (`postgresql://.../coopscore_test_<hex>`) created in the
+    tests' server for this test and dropped after it; skips when PostgreSQL is absent."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+    from psycopg import sql
+
+    from tests.utils.services import postgres_dsn
+
+    dsn = postgres_dsn()
+    name = f"coopscore_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
