@@ -5,6 +5,7 @@ half-written generations, aborts, missing members, chunked reads pinned to one g
 from __future__ import annotations
 
 import re
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -198,3 +199,35 @@ def test_unreachable_redis_is_one_line_naming_the_setting_without_the_password(t
 def test_a_malformed_redis_url_is_refused_as_configuration(url: str) -> None:
     with pytest.raises(UnsupportedBackendError, match=re.escape(f"COOPSCORE_ONLINE_STORE={url}: ")):
         RedisOnlineStore(url)
+
+
+def test_the_cli_says_one_line_and_exits_7_when_redis_does_not_answer(tmp_path: Path) -> None:
+    """Without building a world: `features get` opens the store first (the journey covers the rest)."""
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COOPSCORE_")}
+    env |= {
+        "COOPSCORE_DATA_DIR": str(tmp_path / "data"),
+        "COOPSCORE_ONLINE_STORE": f"redis://:s3cret@127.0.0.1:{port}/15",
+        "NO_COLOR": "1",
+    }
+    command = [sys.executable, "-m", "coopscore", "features", "get", "M1"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 7, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
+    assert done.stderr.startswith(f"unavailable: COOPSCORE_ONLINE_STORE=redis://:***@127.0.0.1:{port}/15: ")
+    assert "s3cret" not in done.stderr
+    debug = subprocess.run(
+        [*command[:3], "--debug", *command[3:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
