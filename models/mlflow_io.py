@@ -72,6 +72,16 @@ def store_uri(tracking_uri: str) -> str:
     return tracking_uri
 
 
+def shown_uri(tracking_uri: str) -> str:
+    """The tracking URI as messages show it: a database password replaced by `***`."""
+    from coopscore.settings import BackendUrl, UnsupportedBackendError
+
+    try:
+        return BackendUrl.parse("COOPSCORE_TRACKING_URI", tracking_uri).redacted
+    except UnsupportedBackendError:  # a bare path: nothing to hide
+        return tracking_uri
+
+
 def client(tracking_uri: str) -> MlflowClient:
     """A client on one store (tracking and registry alike)."""
     _quiet()
