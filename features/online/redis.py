@@ -7,7 +7,8 @@ feature-set version and as_of; `{p}:gen:{n}:members` is the set of its member id
 vector as little-endian float64 bytes in feature-name order, exactly as SQLite stores it, so NaN and
 every float round-trip bit for bit).
 
-A generation is written with pipelined HSETs under a `writing_ttl`, so a crashed materialization
+A generation is written by a Lua script, 2,000 members a call (HSET, EXPIRE, SADD on the server: one
+round trip and one client command per chunk), under a `writing_ttl`, so a crashed materialization
 expires on its own; `commit_refresh` persists it and re-points `{p}:live` in one MULTI/EXEC (with WATCH
 on the pointer), then gives the previous generation a `retired_ttl`. A read is one Lua script that
 resolves the live pointer and fetches every member's hash atomically on the server: one round trip,
@@ -40,7 +41,7 @@ _R = TypeVar("_R")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _VECTOR_DTYPE: Final = np.dtype("<f8")
 _READ_CHUNK: Final = 1_000  # members per script call: bounds how long one call blocks the server
-_WRITE_CHUNK: Final = 2_000  # members per pipeline round trip
+_WRITE_CHUNK: Final = 2_000  # members per write or expire script call (one round trip each)
 _OPTIONS: Final = ("prefix", "retired_ttl", "writing_ttl")
 
 
@@ -65,6 +66,31 @@ for i = 3, #ARGV do
   out[#out + 1] = row[2]
 end
 return out
+"""
+
+
+# ARGV[1] member key base `{p}:gen:{n}:m:`, ARGV[2] the generation's member set, ARGV[3] TTL seconds,
+# ARGV[4] as_of (us), ARGV[5..] member id, vector bytes, ... One call writes a chunk on the server:
+# far fewer client-side commands than an HSET + EXPIRE + SADD pipeline per member.
+_WRITE_SCRIPT: Final = """
+local base, members, ttl, stamp = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+for i = 5, #ARGV, 2 do
+  local key = base .. ARGV[i]
+  redis.call('HSET', key, 't', stamp, 'v', ARGV[i + 1])
+  redis.call('EXPIRE', key, ttl)
+  redis.call('SADD', members, ARGV[i])
+end
+redis.call('EXPIRE', members, ttl)
+return (#ARGV - 4) / 2
+"""
+
+# ARGV[1] member key base, ARGV[2] TTL seconds or "" to make the keys permanent, ARGV[3..] member ids.
+_EXPIRE_SCRIPT: Final = """
+local base, ttl = ARGV[1], ARGV[2]
+for i = 3, #ARGV do
+  if ttl == '' then redis.call('PERSIST', base .. ARGV[i]) else redis.call('EXPIRE', base .. ARGV[i], ttl) end
+end
+return #ARGV - 2
 """
 
 
@@ -163,6 +189,8 @@ class RedisOnlineStore(OnlineStore):
             ) from error
         self.prefix = self.options.prefix
         self._read = self.client.register_script(_READ_SCRIPT)
+        self._write = self.client.register_script(_WRITE_SCRIPT)
+        self._expire = self.client.register_script(_EXPIRE_SCRIPT)
         # generation -> (feature names, feature-set version); committed generations never change.
         self._generations: dict[int, tuple[tuple[str, ...], str]] = {}
 
@@ -226,7 +254,7 @@ class RedisOnlineStore(OnlineStore):
 
     @_reachable
     def online_write_batch(self, refresh: Refresh, batch: FeatureBatch) -> None:
-        """Pipelined HSETs of the batch's member hashes (each under the writing TTL)."""
+        """The batch's member hashes (each under the writing TTL), 2,000 members per script call."""
         if batch.feature_names != refresh.feature_names:
             raise ValueError("batch features differ from the refresh's features")
         gen = refresh.generation
@@ -235,30 +263,29 @@ class RedisOnlineStore(OnlineStore):
         as_of_us = _to_us(batch.as_of)
         values = np.ascontiguousarray(batch.values, dtype=_VECTOR_DTYPE)
         members = self._key("gen", gen, "members")
+        base = self._member_key(gen, "")
         ttl = self.options.writing_ttl
         for start in range(0, len(batch.member_ids), _WRITE_CHUNK):
-            pipe = self.client.pipeline(transaction=False)
             chunk = batch.member_ids[start : start + _WRITE_CHUNK]
+            args: list[str | bytes | int] = [base, members, ttl, as_of_us]
             for offset, member_id in enumerate(chunk):
-                key = self._member_key(gen, member_id)
-                pipe.hset(key, mapping={"t": as_of_us, "v": values[start + offset].tobytes()})
-                pipe.expire(key, ttl)
-            pipe.sadd(members, *chunk)
-            pipe.expire(members, ttl)
-            pipe.execute()
+                args += (member_id, values[start + offset].tobytes())
+            self._write(args=args)
 
     def _expire_generation(self, generation: int, seconds: int | None) -> None:
-        """Give every key of a generation a TTL (None: make them permanent), pipelined."""
+        """Give every key of a generation a TTL (None: make them permanent), a chunk per script call."""
         members = self._key("gen", generation, "members")
+        base = self._member_key(generation, "")
+        ttl = "" if seconds is None else str(seconds)
+        chunk: list[str] = []
+        for raw in self.client.sscan_iter(members, count=_WRITE_CHUNK):
+            chunk.append(bytes(raw).decode())
+            if len(chunk) == _WRITE_CHUNK:
+                self._expire(args=[base, ttl, *chunk])
+                chunk = []
+        if chunk:
+            self._expire(args=[base, ttl, *chunk])
         pipe = self.client.pipeline(transaction=False)
-        for queued, raw in enumerate(self.client.sscan_iter(members, count=1_000), start=1):
-            key = self._member_key(generation, bytes(raw).decode())
-            if seconds is None:
-                pipe.persist(key)
-            else:
-                pipe.expire(key, seconds)
-            if queued % _WRITE_CHUNK == 0:
-                pipe.execute()
         for key in (members, self._key("gen", generation, "meta")):
             if seconds is None:
                 pipe.persist(key)
@@ -266,7 +293,6 @@ class RedisOnlineStore(OnlineStore):
                 pipe.expire(key, seconds)
         pipe.execute()
 
-    @_reachable
     def commit_refresh(self, refresh: Refresh) -> GenerationInfo:
         """Persist the generation, switch `{p}:live` to it in one MULTI/EXEC, expire the old one."""
         gen = refresh.generation
