@@ -12,7 +12,7 @@ export UV_LINK_MODE := copy
 # otherwise recompile its imports (about a second per command).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install browser bench-console bench-decision-log run test test-fast lint bench bench-serving bench-quality bench-programmes bench-recourse demo-world clean
+.PHONY: install browser bench-console bench-online bench-decision-log run test test-fast lint bench bench-serving bench-quality bench-programmes bench-recourse demo-world clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -88,6 +88,13 @@ bench-serving: install
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y wrk; } \
 		|| echo "wrk not installed (apt-get install wrk): the Python client drives the load"
 	$(RUN) python benchmarks/serving.py
+
+# The online store (issue 18): Redis (127.0.0.1:6379, db 15, keys under a fresh prefix, deleted after)
+# against the SQLite store: read latency for 1 and 100 members, materialization throughput, medians of 5
+# runs on 100k members. Results: online-store-results.json; the table goes into README's "Redis online store".
+bench-online: install
+	$(RUN) python benchmarks/online_store.py --members 100000 --reads 2000 --repeats 5 \
+		--redis-url redis://127.0.0.1:6379/15 --out online-store-results.json
 
 # The console (issue 17): score page server time against the API's /v1/score, and page weights.
 bench-console: install

@@ -17,10 +17,18 @@ Scope = Literal["score", "ingest", "read", "review", "admin"]
 """`admin` implies `review` (serving.auth.admit): an administrator may always review a decision."""
 
 _URL: Final = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>.*)$")
+_QUERY_PASSWORD: Final = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 class UnsupportedBackendError(ValueError):
     """A backend setting this build cannot use; the message is one line and names the setting."""
+
+
+class BackendUnavailableError(RuntimeError):
+    """A configured backend (a Redis online store, a PostgreSQL database) that does not answer or
+    refuses the connection; the message is one line naming the setting and the redacted URL.
+
+    The CLI exits with `EXIT_UNAVAILABLE` (7) on it; the API answers 503."""
 
 
 @dataclass(frozen=True)
@@ -58,12 +66,13 @@ class BackendUrl:
     @property
     def redacted(self) -> str:
         """The URL with any password replaced by `***`: the form logs and `--json` output show."""
-        at = self.location.rfind("@", 0, self.location.find("/") if "/" in self.location else None)
+        location = _QUERY_PASSWORD.sub(r"\1***", self.location)  # redis://host/0?password=...
+        at = location.rfind("@", 0, location.find("/") if "/" in location else None)
         if at < 0:
-            return self.url
-        userinfo = self.location[:at]
+            return f"{self.scheme}://{location}"
+        userinfo = location[:at]
         user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
-        return f"{self.scheme}://{user}:***@{self.location[at + 1 :]}"
+        return f"{self.scheme}://{user}:***@{location[at + 1 :]}"
 
     def display(self) -> str:
         """What to show a person: a SQLite URL's file path, else the redacted URL."""
@@ -72,7 +81,7 @@ class BackendUrl:
     def unsupported(self, supported: tuple[str, ...]) -> UnsupportedBackendError:
         """The error for a scheme no factory knows yet."""
         return UnsupportedBackendError(
-            f"{self.setting}={self.url!r}: backend {self.scheme!r} is not supported yet "
+            f"{self.setting}={self.redacted!r}: backend {self.scheme!r} is not supported yet "
             f"(supported: {', '.join(supported)})"
         )
 

@@ -63,12 +63,32 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING if name != "mlflow" else logging.ERROR)
 
 
+def store_uri(tracking_uri: str) -> str:
+    """The URI MLflow is given: `postgresql://` and `postgres://` name the psycopg 3 driver
+    (`postgresql+psycopg://`), the one installed; SQLAlchemy would otherwise look for psycopg2."""
+    for scheme in ("postgresql://", "postgres://"):
+        if tracking_uri.startswith(scheme):
+            return "postgresql+psycopg://" + tracking_uri.removeprefix(scheme)
+    return tracking_uri
+
+
+def shown_uri(tracking_uri: str) -> str:
+    """The tracking URI as messages show it: a database password replaced by `***`."""
+    from coopscore.settings import BackendUrl, UnsupportedBackendError
+
+    try:
+        return BackendUrl.parse("COOPSCORE_TRACKING_URI", tracking_uri).redacted
+    except UnsupportedBackendError:  # a bare path: nothing to hide
+        return tracking_uri
+
+
 def client(tracking_uri: str) -> MlflowClient:
     """A client on one store (tracking and registry alike)."""
     _quiet()
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    uri = store_uri(tracking_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _use(tracking_uri: str) -> None:
@@ -76,8 +96,8 @@ def _use(tracking_uri: str) -> None:
     _quiet()
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    mlflow.set_tracking_uri(store_uri(tracking_uri))
+    mlflow.set_registry_uri(store_uri(tracking_uri))
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
@@ -303,7 +323,7 @@ def download_version(tracking_uri: str, model_name: str, version: str, dst: Path
 
     location = version_artifact_location(tracking_uri, model_name, version)
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=location, dst_path=str(dst), tracking_uri=tracking_uri
+        artifact_uri=location, dst_path=str(dst), tracking_uri=store_uri(tracking_uri)
     )
     return Path(local)
 

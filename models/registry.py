@@ -65,7 +65,8 @@ def check_model_name(tracking_uri: str, model_name: str) -> None:
     if model_name not in names:
         known = ", ".join(repr(n) for n in names) if names else "none yet"
         raise UnknownModelError(
-            f"no registered model named {model_name!r} in {tracking_uri} (registered: {known})"
+            f"no registered model named {model_name!r} in {mlflow_io.shown_uri(tracking_uri)} "
+            f"(registered: {known})"
         )
 
 

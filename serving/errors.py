@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from coopscore.settings import BackendUnavailableError
+
 log = logging.getLogger("coopscore.serving")
 
 
@@ -19,7 +21,8 @@ def _field(loc: tuple[object, ...] | list[object]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """422 with field/problem pairs, HTTP errors as JSON, and a JSON 500 as a last resort."""
+    """422 with field/problem pairs, HTTP errors as JSON, 503 naming a backend that does not answer,
+    and a JSON 500 as a last resort."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -36,6 +39,12 @@ def install_error_handlers(app: FastAPI) -> None:
             content={"detail": exc.detail},
             headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(BackendUnavailableError)
+    async def _unavailable(request: Request, exc: BackendUnavailableError) -> JSONResponse:
+        # A backend outage (Redis down) is the operator's to fix, not a bug: one log line, no traceback.
+        log.error("%s on %s", exc, request.url.path)
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

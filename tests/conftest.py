@@ -66,13 +66,33 @@ def postgres_url() -> Iterator[str]:
 
     import psycopg
 
-    from tests.utils.services import POSTGRES_HOST, POSTGRES_PORT, postgres_dsn, require_service
+    from tests.utils.services import postgres_dsn
 
     dsn = postgres_dsn()
-    if dsn is None:
-        require_service("PostgreSQL", POSTGRES_HOST, POSTGRES_PORT)
-    assert dsn is not None
     schema = f"cs_test_{uuid.uuid4().hex[:12]}"
     yield f"{dsn}?schema={schema}"
     with psycopg.connect(dsn, autocommit=True) as con:
         con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_database_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (`postgresql://.../coopscore_test_<hex>`) created in the
+    tests' server for this test and dropped after it; skips when PostgreSQL is absent."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+    from psycopg import sql
+
+    from tests.utils.services import postgres_dsn
+
+    dsn = postgres_dsn()
+    name = f"coopscore_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

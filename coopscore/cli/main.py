@@ -27,17 +27,26 @@ from coopscore.cli import (
     simulate,
     train,
 )
-from coopscore.cli.output import EXIT_UNAVAILABLE, console, debug_enabled, internal_error, set_debug
+from coopscore.cli.output import (
+    EXIT_BAD_INPUT,
+    EXIT_UNAVAILABLE,
+    console,
+    debug_enabled,
+    emit,
+    internal_error,
+    set_debug,
+)
 from coopscore.files import restrict_new_files
+from coopscore.settings import BackendUnavailableError, UnsupportedBackendError
 
 app = typer.Typer(
     name="coopscore",
     help="Credit scoring for thin-file rural borrowers from cooperative activity feeds.\n\n"
     "Exit codes shared by every command: 0 success, 1 internal error (one line; the traceback only "
-    "with --debug), 2 bad usage or bad input (one line saying what to change), 7 a configured service "
-    "(the PostgreSQL decision log) cannot be reached (one line naming its URL, password hidden). "
-    "Commands document "
-    "their own codes in their --help.",
+    "with --debug), 2 bad usage or bad input (one line saying what to change), 7 a configured backend "
+    "(COOPSCORE_ONLINE_STORE=redis://..., COOPSCORE_DECISION_LOG=postgresql://...) did not answer "
+    "(one line naming the setting and the URL, without its password). "
+    "Commands document their own codes in their --help.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -78,11 +87,24 @@ app.add_typer(pricing.app, name="pricing")
 
 def main() -> None:
     """Entry point for `coopscore` and `python -m coopscore`: an unexpected error is one line and
-    exit 1, its traceback only with `coopscore --debug`. Everything it writes (data folder, stores,
+    exit 1, a backend that does not answer one line and exit 7, a malformed backend URL one line and
+    exit 2; the traceback only with `coopscore --debug`. Everything it writes (data folder, stores,
     reports, the MLflow database, the server's files) is private to the user: umask 0o077."""
     restrict_new_files()
     try:
         app()
+    except (BackendUnavailableError, UnsupportedBackendError) as error:
+        # Configuration and services, not bugs: one line naming the setting (URL without password).
+        if debug_enabled():
+            raise
+        unavailable = isinstance(error, BackendUnavailableError)
+        code = EXIT_UNAVAILABLE if unavailable else EXIT_BAD_INPUT
+        message = " ".join(str(error).split())
+        if "--json" in sys.argv[1:]:
+            emit({"status": "error", "exit_code": code, "message": message})
+        label = "unavailable" if unavailable else "bad_config"
+        console.print(f"[red]{label}[/red]: {message}", soft_wrap=True, highlight=False)
+        sys.exit(code)
     except Exception as error:
         if debug_enabled():
             raise

@@ -21,8 +21,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
-# A service the configuration names cannot be reached (e.g. the PostgreSQL decision log): start it or
-# fix the URL. The same code for every command, so a scheduler can tell "retry later" from a bug.
+# A service the configuration names cannot be reached (Redis online store, PostgreSQL decision log):
+# start it or fix the URL. The same code for every command, so a scheduler can tell "retry later" from a bug.
 EXIT_UNAVAILABLE = 7
 
 console = Console(stderr=True)

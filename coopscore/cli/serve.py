@@ -35,9 +35,9 @@ def serve(
 ) -> None:
     """Serve the score API (uvicorn): loads and verifies the champion at start-up.
 
-    Exit codes: 2 when the pricing policy is not valid (one line naming the field) or the decision
-    log URL is not usable, 7 when the decision log's database (COOPSCORE_DECISION_LOG=postgresql://...)
-    cannot be reached (one line naming the URL, password hidden)."""
+    Exit codes: 2 when the pricing policy or a backend URL is not valid (one line naming the field),
+    7 when a configured backend (COOPSCORE_ONLINE_STORE=redis://..., COOPSCORE_DECISION_LOG=
+    postgresql://...) does not answer (one line naming the URL, password hidden)."""
     import os
 
     import uvicorn
@@ -53,6 +53,9 @@ def serve(
         pricing = load_pricing_policy(get_settings().pricing_policy)
     except PricingPolicyError as error:
         fail(str(error), EXIT_BAD_INPUT, label="bad_input", soft_wrap=True)
+    from features.online.factory import check_online_store
+
+    check_online_store(get_settings())  # Redis down or a bad URL: one line, exit 7 or 2, before binding
     _check_decision_log()
     console.print(
         f"pricing policy {pricing.version} (sha256 {pricing.digest[:12]}) from {pricing.source}",

@@ -12,7 +12,8 @@ SUPPORTED: Final = ("sqlite:///PATH", "redis://[:PASSWORD@]HOST:PORT/DB?prefix=.
 
 
 def online_store(settings: Settings) -> OnlineStore:
-    """Open the configured online store; an unknown scheme raises a one-line `UnsupportedBackendError`."""
+    """Open the configured online store. An unknown scheme or a malformed URL raises a one-line
+    `UnsupportedBackendError`; a server that does not answer, a one-line `BackendUnavailableError`."""
     url = settings.online_store_url
     if url.scheme == "sqlite":
         from features.online.sqlite import SqliteOnlineStore
@@ -21,8 +22,21 @@ def online_store(settings: Settings) -> OnlineStore:
     if url.scheme in ("redis", "rediss"):
         from features.online.redis import RedisOnlineStore
 
-        return RedisOnlineStore(url.url)
+        store = RedisOnlineStore(url.url, setting=url.setting)
+        try:
+            store.ping()  # an unreachable server is one line here, not a traceback mid-command
+        except BaseException:
+            store.close()
+            raise
+        return store
     raise url.unsupported(SUPPORTED)
+
+
+def check_online_store(settings: Settings) -> None:
+    """Open and close the configured store, so `coopscore serve` fails in one line before it binds
+    (`BackendUnavailableError`, `UnsupportedBackendError`); a SQLite store is left to the server."""
+    if settings.online_store_url.scheme != "sqlite":
+        online_store(settings).close()
 
 
 def online_store_exists(settings: Settings) -> bool:

@@ -7,7 +7,8 @@ feature-set version and as_of; `{p}:gen:{n}:members` is the set of its member id
 vector as little-endian float64 bytes in feature-name order, exactly as SQLite stores it, so NaN and
 every float round-trip bit for bit).
 
-A generation is written with pipelined HSETs under a `writing_ttl`, so a crashed materialization
+A generation is written by a Lua script, 2,000 members a call (HSET, EXPIRE, SADD on the server: one
+round trip and one client command per chunk), under a `writing_ttl`, so a crashed materialization
 expires on its own; `commit_refresh` persists it and re-points `{p}:live` in one MULTI/EXEC (with WATCH
 on the pointer), then gives the previous generation a `retired_ttl`. A read is one Lua script that
 resolves the live pointer and fetches every member's hash atomically on the server: one round trip,
@@ -20,22 +21,27 @@ with replicas), not Redis Cluster.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import redis
 
+from coopscore.settings import BackendUnavailableError, BackendUrl, UnsupportedBackendError
 from features.online.base import FeatureBatch, GenerationInfo, MemberVector, OnlineStore, Refresh
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _VECTOR_DTYPE: Final = np.dtype("<f8")
 _READ_CHUNK: Final = 1_000  # members per script call: bounds how long one call blocks the server
-_WRITE_CHUNK: Final = 2_000  # members per pipeline round trip
+_WRITE_CHUNK: Final = 2_000  # members per write or expire script call (one round trip each)
 _OPTIONS: Final = ("prefix", "retired_ttl", "writing_ttl")
 
 
@@ -63,6 +69,51 @@ return out
 """
 
 
+# ARGV[1] member key base `{p}:gen:{n}:m:`, ARGV[2] the generation's member set, ARGV[3] TTL seconds,
+# ARGV[4] as_of (us), ARGV[5..] member id, vector bytes, ... One call writes a chunk on the server:
+# far fewer client-side commands than an HSET + EXPIRE + SADD pipeline per member.
+_WRITE_SCRIPT: Final = """
+local base, members, ttl, stamp = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+for i = 5, #ARGV, 2 do
+  local key = base .. ARGV[i]
+  redis.call('HSET', key, 't', stamp, 'v', ARGV[i + 1])
+  redis.call('EXPIRE', key, ttl)
+  redis.call('SADD', members, ARGV[i])
+end
+redis.call('EXPIRE', members, ttl)
+return (#ARGV - 4) / 2
+"""
+
+# ARGV[1] member key base, ARGV[2] TTL seconds or "" to make the keys permanent, ARGV[3..] member ids.
+_EXPIRE_SCRIPT: Final = """
+local base, ttl = ARGV[1], ARGV[2]
+for i = 3, #ARGV do
+  if ttl == '' then redis.call('PERSIST', base .. ARGV[i]) else redis.call('EXPIRE', base .. ARGV[i], ttl) end
+end
+return #ARGV - 2
+"""
+
+
+def _reachable(
+    method: Callable[Concatenate[RedisOnlineStore, _P], _R],
+) -> Callable[Concatenate[RedisOnlineStore, _P], _R]:
+    """Turn Redis's connection errors (refused, timeout, wrong password, no such database) into one
+    `BackendUnavailableError` line naming the setting and the redacted URL."""
+
+    def wrapper(store: RedisOnlineStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(store, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as error:
+            raise store.unavailable(error) from error
+        except redis.ResponseError as error:
+            text = str(error)
+            if text.split(" ", 1)[0] in ("NOAUTH", "WRONGPASS", "NOPERM") or "DB index" in text:
+                raise store.unavailable(error) from error
+            raise
+
+    return functools.update_wrapper(wrapper, method)
+
+
 def _to_us(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
@@ -86,6 +137,9 @@ class RedisOptions:
     def from_url(cls, url: str) -> RedisOptions:
         """Split `redis://[:password@]host:port/db?prefix=..&retired_ttl=..&writing_ttl=..`."""
         parts = urlsplit(url)
+        if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            # redis-py would silently fall back to database 0
+            raise ValueError(f"database {parts.path.strip('/')!r} is not a number")
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in _OPTIONS}
         rest = [(k, v) for k, v in query if k not in _OPTIONS]
@@ -117,13 +171,26 @@ class RedisOnlineStore(OnlineStore):
             `writing_ttl` (seconds) in its query string.
     """
 
-    def __init__(self, url: str, *, socket_timeout: float = 5.0):
-        self.options = RedisOptions.from_url(url)
+    def __init__(
+        self, url: str, *, socket_timeout: float = 5.0, setting: str = "COOPSCORE_ONLINE_STORE"
+    ) -> None:
+        # Errors name the setting and the URL without its password: `COOPSCORE_ONLINE_STORE=redis://:***@...`.
+        self.where = f"{setting}={BackendUrl.parse(setting, url).redacted}"
+        try:
+            self.options = RedisOptions.from_url(url)
+            self.client: redis.Redis = redis.Redis.from_url(
+                self.options.connection_url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+            )
+        except ValueError as error:  # a port or database that is not a number, an unknown option value
+            raise UnsupportedBackendError(
+                f"{self.where}: {error} (write redis://[:PASSWORD@]HOST:PORT/DB?prefix=NAME)"
+            ) from error
         self.prefix = self.options.prefix
-        self.client: redis.Redis = redis.Redis.from_url(
-            self.options.connection_url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-        )
         self._read = self.client.register_script(_READ_SCRIPT)
+        self._write = self.client.register_script(_WRITE_SCRIPT)
+        self._expire = self.client.register_script(_EXPIRE_SCRIPT)
         # generation -> (feature names, feature-set version); committed generations never change.
         self._generations: dict[int, tuple[tuple[str, ...], str]] = {}
 
@@ -139,8 +206,22 @@ class RedisOnlineStore(OnlineStore):
         """Close the connection pool."""
         self.client.close()
 
+    def unavailable(self, error: BaseException) -> BackendUnavailableError:
+        """The one-line error for a Redis that does not answer or refuses us."""
+        reason = " ".join(str(error).split()).rstrip(".") or type(error).__name__
+        return BackendUnavailableError(
+            f"{self.where}: Redis is unreachable or refused us ({reason}); start it, or fix the host, port, "
+            "database or password in the URL"
+        )
+
+    @_reachable
+    def ping(self) -> None:
+        """Check the server answers (the factory calls it, so a command fails at open, in one line)."""
+        self.client.ping()
+
     # ---- writing ----
 
+    @_reachable
     def begin_refresh(
         self, *, feature_names: Sequence[str], feature_set_version: str, as_of: datetime
     ) -> Refresh:
@@ -171,8 +252,9 @@ class RedisOnlineStore(OnlineStore):
         state = self.client.hget(self._key("gen", generation, "meta"), "state")
         return None if state is None else _text(state)
 
+    @_reachable
     def online_write_batch(self, refresh: Refresh, batch: FeatureBatch) -> None:
-        """Pipelined HSETs of the batch's member hashes (each under the writing TTL)."""
+        """The batch's member hashes (each under the writing TTL), 2,000 members per script call."""
         if batch.feature_names != refresh.feature_names:
             raise ValueError("batch features differ from the refresh's features")
         gen = refresh.generation
@@ -181,30 +263,29 @@ class RedisOnlineStore(OnlineStore):
         as_of_us = _to_us(batch.as_of)
         values = np.ascontiguousarray(batch.values, dtype=_VECTOR_DTYPE)
         members = self._key("gen", gen, "members")
+        base = self._member_key(gen, "")
         ttl = self.options.writing_ttl
         for start in range(0, len(batch.member_ids), _WRITE_CHUNK):
-            pipe = self.client.pipeline(transaction=False)
             chunk = batch.member_ids[start : start + _WRITE_CHUNK]
+            args: list[str | bytes | int] = [base, members, ttl, as_of_us]
             for offset, member_id in enumerate(chunk):
-                key = self._member_key(gen, member_id)
-                pipe.hset(key, mapping={"t": as_of_us, "v": values[start + offset].tobytes()})
-                pipe.expire(key, ttl)
-            pipe.sadd(members, *chunk)
-            pipe.expire(members, ttl)
-            pipe.execute()
+                args += (member_id, values[start + offset].tobytes())
+            self._write(args=args)
 
     def _expire_generation(self, generation: int, seconds: int | None) -> None:
-        """Give every key of a generation a TTL (None: make them permanent), pipelined."""
+        """Give every key of a generation a TTL (None: make them permanent), a chunk per script call."""
         members = self._key("gen", generation, "members")
+        base = self._member_key(generation, "")
+        ttl = "" if seconds is None else str(seconds)
+        chunk: list[str] = []
+        for raw in self.client.sscan_iter(members, count=_WRITE_CHUNK):
+            chunk.append(bytes(raw).decode())
+            if len(chunk) == _WRITE_CHUNK:
+                self._expire(args=[base, ttl, *chunk])
+                chunk = []
+        if chunk:
+            self._expire(args=[base, ttl, *chunk])
         pipe = self.client.pipeline(transaction=False)
-        for queued, raw in enumerate(self.client.sscan_iter(members, count=1_000), start=1):
-            key = self._member_key(generation, bytes(raw).decode())
-            if seconds is None:
-                pipe.persist(key)
-            else:
-                pipe.expire(key, seconds)
-            if queued % _WRITE_CHUNK == 0:
-                pipe.execute()
         for key in (members, self._key("gen", generation, "meta")):
             if seconds is None:
                 pipe.persist(key)
@@ -253,6 +334,7 @@ class RedisOnlineStore(OnlineStore):
             committed_at=committed_at,
         )
 
+    @_reachable
     def abort_refresh(self, refresh: Refresh) -> None:
         """Delete the unfinished generation's keys; the live generation is untouched."""
         gen = refresh.generation
@@ -280,6 +362,7 @@ class RedisOnlineStore(OnlineStore):
             self._generations[gen] = meta
         return meta
 
+    @_reachable
     def online_read(self, member_ids: Sequence[str]) -> list[MemberVector | None]:
         """Live vectors in the order asked: one server-side script call per 1,000 distinct ids."""
         unique = list(dict.fromkeys(member_ids))
@@ -309,6 +392,7 @@ class RedisOnlineStore(OnlineStore):
         raw = self.client.get(self._key("live"))
         return None if raw is None else int(raw)
 
+    @_reachable
     def member_ids(self, limit: int) -> list[str]:
         """Up to `limit` member ids of the live generation (set order)."""
         gen = self._live()
@@ -321,6 +405,7 @@ class RedisOnlineStore(OnlineStore):
                 break
         return ids
 
+    @_reachable
     def live_generation(self) -> GenerationInfo | None:
         """The live generation's metadata, or None before the first committed refresh."""
         gen = self._live()

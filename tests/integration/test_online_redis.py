@@ -4,6 +4,8 @@ half-written generations, aborts, missing members, chunked reads pinned to one g
 
 from __future__ import annotations
 
+import re
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 import redis
 
-from coopscore.settings import BackendUrl, Settings
+from coopscore.settings import BackendUnavailableError, BackendUrl, Settings, UnsupportedBackendError
 from features.online import redis as redis_module
 from features.online.base import FeatureBatch
 from features.online.factory import online_store, online_store_exists
@@ -59,6 +61,8 @@ def test_password_never_shows_in_the_displayed_url() -> None:
     assert bare.display() == "redis://:***@h:6379/0"
     plain = BackendUrl.parse("COOPSCORE_ONLINE_STORE", "redis://h:6379/0?prefix=a@b")
     assert plain.redacted == "redis://h:6379/0?prefix=a@b"
+    in_query = BackendUrl.parse("COOPSCORE_ONLINE_STORE", "redis://h:6379/0?password=s3cret&prefix=p")
+    assert in_query.redacted == "redis://h:6379/0?password=***&prefix=p"
     assert BackendUrl.parse("X", "sqlite:////tmp/x.sqlite").display() == "/tmp/x.sqlite"
 
 
@@ -176,8 +180,54 @@ def test_large_reads_are_chunked_yet_see_one_generation(
     store.close()
 
 
-def test_unreachable_redis_fails_with_a_connection_error() -> None:
-    store = RedisOnlineStore("redis://127.0.0.1:1/0", socket_timeout=0.5)
-    with pytest.raises(redis.ConnectionError):
+def test_unreachable_redis_is_one_line_naming_the_setting_without_the_password(tmp_path: Path) -> None:
+    url = "redis://:s3cret@127.0.0.1:1/0?prefix=p"
+    store = RedisOnlineStore(url, socket_timeout=0.5)
+    with pytest.raises(BackendUnavailableError) as caught:
         store.online_read(["m1"])
     store.close()
+    message = str(caught.value)
+    assert message.startswith("COOPSCORE_ONLINE_STORE=redis://:***@127.0.0.1:1/0?prefix=p: Redis is")
+    assert "s3cret" not in message and "\n" not in message
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    # The factory pings at open, so a command fails before it does any work.
+    with pytest.raises(BackendUnavailableError):
+        online_store(Settings(data_dir=tmp_path, online_store=url))
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:port/0", "redis://127.0.0.1:6379/zero"])
+def test_a_malformed_redis_url_is_refused_as_configuration(url: str) -> None:
+    with pytest.raises(UnsupportedBackendError, match=re.escape(f"COOPSCORE_ONLINE_STORE={url}: ")):
+        RedisOnlineStore(url)
+
+
+def test_the_cli_says_one_line_and_exits_7_when_redis_does_not_answer(tmp_path: Path) -> None:
+    """Without building a world: `features get` opens the store first (the journey covers the rest)."""
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COOPSCORE_")}
+    env |= {
+        "COOPSCORE_DATA_DIR": str(tmp_path / "data"),
+        "COOPSCORE_ONLINE_STORE": f"redis://:s3cret@127.0.0.1:{port}/15",
+        "NO_COLOR": "1",
+    }
+    command = [sys.executable, "-m", "coopscore", "features", "get", "M1"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 7, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
+    assert done.stderr.startswith(f"unavailable: COOPSCORE_ONLINE_STORE=redis://:***@127.0.0.1:{port}/15: ")
+    assert "s3cret" not in done.stderr
+    debug = subprocess.run(
+        [*command[:3], "--debug", *command[3:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr

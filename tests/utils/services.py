@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 import socket
+from urllib.parse import urlsplit
 
 import pytest
 
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
 REDIS_TEST_DB = 15  # the tests' own database: nothing else on the machine should use it
+POSTGRES_HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+# Trust authentication, database `test` (issue 18); COOPSCORE_TEST_POSTGRES overrides the whole DSN.
+POSTGRES_DEFAULT_DSN = f"postgresql://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/test"
 
 
 def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -36,15 +41,10 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(reason)
 
 
-POSTGRES_HOST = "127.0.0.1"
-POSTGRES_PORT = 5432
-POSTGRES_DB = "test"  # trust authentication on the development and CI machines
-
-
-def postgres_dsn() -> str | None:
-    """The tests' PostgreSQL DSN (`postgresql://postgres@127.0.0.1:5432/test`) when the server is
-    reachable, else None (the caller skips, or fails under COOPSCORE_REQUIRE_SERVICES=1)."""
-    if not reachable(POSTGRES_HOST, POSTGRES_PORT):
-        return None
-    user = os.environ.get("PGUSER", "postgres")
-    return f"postgresql://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{POSTGRES_DB}"
+def postgres_dsn() -> str:
+    """The tests' PostgreSQL (`postgresql://postgres@127.0.0.1:5432/test`, or `COOPSCORE_TEST_POSTGRES`);
+    skips (prints why) when it is unreachable, fails instead with COOPSCORE_REQUIRE_SERVICES=1."""
+    dsn = os.environ.get("COOPSCORE_TEST_POSTGRES", POSTGRES_DEFAULT_DSN)
+    parts = urlsplit(dsn)
+    require_service("PostgreSQL", parts.hostname or POSTGRES_HOST, parts.port or POSTGRES_PORT)
+    return dsn
