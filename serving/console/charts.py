@@ -49,7 +49,7 @@ def waterfall(base: float, steps: Sequence[tuple[str, float]], score: float, tit
 
 
 def bars(series: Sequence[tuple[str, float]], title: str, colour: str = "#3b5b8c") -> str:
-    """Monthly bars with the month under every third bar: activity over time."""
+    """Monthly bars with the month under every sixth bar: activity over time."""
     n = max(len(series), 1)
     height, bottom = 150, 125
     top = max((v for _, v in series), default=0.0) or 1.0
@@ -65,9 +65,67 @@ def bars(series: Sequence[tuple[str, float]], title: str, colour: str = "#3b5b8c
         xi = 55 + i * step
         parts.append(
             f'<rect x="{xi:.1f}" y="{bottom - h:.1f}" width="{max(step - 3, 1):.1f}" height="{h:.1f}" '
-            f'fill="{colour}"><title>{escape(month)}: {value:,.0f}</title></rect>'
+            f'fill="{colour}" data-month="{escape(month)}" data-value="{value:.2f}">'
+            f"<title>{escape(month)}: {value:,.0f}</title></rect>"
         )
-        if i % 3 == 0:
+        if i % 6 == 0:
             parts.append(f'<text x="{xi:.1f}" y="{bottom + 16}" class="val">{escape(month)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def interval_bars(
+    rows: Sequence[tuple[str, float | None, float | None, float | None]],
+    title: str,
+    *,
+    limit: float | None = None,
+    top: float = 1.0,
+    colour: str = "#3b5b8c",
+) -> str:
+    """One bar per group with its 95% interval as a whisker, on a 0..`top` axis, and the flag rule's
+    `limit` as a dashed line: a fairness metric by group. A group without a value gets no bar ("–")."""
+    values = [v for _, v, lo, hi in rows for v in (v, lo, hi) if v is not None]
+    top = max(top, *values, limit or 0.0) * 1.05 if values else top
+    height = _ROW * len(rows) + 30
+    width = _W - _LABEL - 60
+
+    def x(v: float) -> float:
+        return _LABEL + max(v, 0.0) / top * width
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {_W} {height}" role="img" aria-label="{escape(title)}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+        f'<line x1="{_LABEL}" y1="2" x2="{_LABEL}" y2="{height - 24}" stroke="#555"/>'
+        f'<text x="{_LABEL}" y="{height - 6}" class="val" text-anchor="middle">0</text>'
+        f'<text x="{x(top / 1.05):.1f}" y="{height - 6}" class="val" text-anchor="middle">'
+        f"{top / 1.05:.2f}</text>"
+    ]
+    if limit is not None:
+        parts.append(
+            f'<line x1="{x(limit):.1f}" y1="2" x2="{x(limit):.1f}" y2="{height - 24}" stroke="#8a5300" '
+            f'stroke-dasharray="4 3" data-limit="{limit:.4f}"/>'
+        )
+    for i, (label, value, low, high) in enumerate(rows):
+        y = 5 + i * _ROW
+        parts.append(
+            f'<text x="{_LABEL - 8}" y="{y + 17}" text-anchor="end" class="lbl">{escape(label)}</text>'
+        )
+        if value is None:
+            parts.append(f'<text x="{_LABEL + 6}" y="{y + 17}" class="val">–</text>')
+            continue
+        parts.append(
+            f'<rect x="{_LABEL}" y="{y + 5}" width="{max(x(value) - _LABEL, 1.5):.1f}" height="{_ROW - 10}" '
+            f'fill="{colour}" data-value="{value:.4f}"/>'
+        )
+        end = x(value)
+        if low is not None and high is not None:
+            mid = y + _ROW / 2
+            parts.append(
+                f'<path d="M{x(low):.1f} {mid}H{x(high):.1f}M{x(low):.1f} {mid - 5}v10M{x(high):.1f} '
+                f'{mid - 5}v10" stroke="#1b1b1b" stroke-width="1.5" fill="none" class="ci" '
+                f'data-low="{low:.4f}" data-high="{high:.4f}"/>'
+            )
+            end = max(end, x(high))
+        parts.append(f'<text x="{end + 6:.1f}" y="{y + 17}" class="val">{value:.2f}</text>')
     parts.append("</svg>")
     return "".join(parts)
