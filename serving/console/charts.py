@@ -53,12 +53,13 @@ def bars(series: Sequence[tuple[str, float]], title: str, colour: str = "#3b5b8c
     n = max(len(series), 1)
     height, bottom = 150, 125
     top = max((v for _, v in series), default=0.0) or 1.0
-    step = (_W - 60) / n
+    width = 340  # narrower than the waterfall: its labels stay legible in a third of a page or on a phone
+    step = (width - 60) / n
     parts = [
-        f'<svg class="chart" viewBox="0 0 {_W} {height}" role="img" aria-label="{escape(title)}" '
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
         f'<text x="4" y="14" class="val">{top:,.0f}</text>'
-        f'<line x1="50" y1="{bottom}" x2="{_W}" y2="{bottom}" stroke="#555"/>'
+        f'<line x1="50" y1="{bottom}" x2="{width}" y2="{bottom}" stroke="#555"/>'
     ]
     for i, (month, value) in enumerate(series):
         h = value / top * (bottom - 20)

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from coopscore.settings import Settings
 from features.event_log import PART_GLOB
-from features.ledger import IngestLedger
+from features.ledger import EMPTY, FAILED, STORED_WITH_QUARANTINE, IngestLedger
 from models import mlflow_io
 from models.signing import MODEL_CARD_FILE
 
@@ -27,6 +27,7 @@ ACTIVITY: Final[tuple[tuple[str, tuple[str, ...], str], ...]] = (
 )
 ACTIVITY_MONTHS: Final = 24
 BATCHES_SHOWN: Final = 20
+FILES_SHOWN: Final = 60
 REASONS_SHOWN: Final = 60
 _CARD_TTL_S: Final = 60.0
 
@@ -122,8 +123,10 @@ def onboarding(settings: Settings) -> dict[str, Any]:
         by_batch: dict[str, list[dict[str, Any]]] = {}
         for row in files:
             by_batch.setdefault(str(row["batch_id"]), []).append(dict(row))
-        for batch in batches:
-            batch["files"] = by_batch.get(str(batch["batch_id"]), [])
+        order = {FAILED: 0, STORED_WITH_QUARANTINE: 1, EMPTY: 2}
+        for batch in batches:  # the files needing attention first, at most FILES_SHOWN a batch
+            listed = sorted(by_batch.get(str(batch["batch_id"]), []), key=lambda f: order.get(f["status"], 3))
+            batch["files"], batch["more_files"] = listed[:FILES_SHOWN], max(len(listed) - FILES_SHOWN, 0)
     return {"batches": batches, "reasons": quarantine_reasons(settings.quarantine_dir)}
 
 
