@@ -10,6 +10,13 @@ _ROW = 26
 _LABEL = 175
 
 
+def _label_room(labels: Sequence[str]) -> float:
+    """Room for the longest label at 14 px (a CJK character ~14 px, another ~7.6 px), 175-300 px: long
+    English group names are not cut off at the chart's left edge."""
+    widest = max((sum(14.0 if ord(c) > 0x2E80 else 7.6 for c in label) for label in labels), default=0.0)
+    return max(float(_LABEL), min(300.0, widest + 14.0))
+
+
 def waterfall(base: float, steps: Sequence[tuple[str, float]], score: float, title: str) -> str:
     """Horizontal waterfall: base points, then each reason group's points (green up, red down), then the
     score. The bars add up: base + Σ steps = score (the page asserts nothing; the model guarantees it)."""
@@ -22,14 +29,16 @@ def waterfall(base: float, steps: Sequence[tuple[str, float]], score: float, tit
     values = [v for _, a, b, _ in rows for v in (a, b)]
     low, high = min(0.0, *values), max(values)
     span = (high - low) or 1.0
-    width = _W - _LABEL - 70
+    room = _label_room([label for label, _ in steps] + ["Base points"])
+    total = room + _W - _LABEL
+    width = total - room - 70
 
     def x(v: float) -> float:
-        return _LABEL + (v - low) / span * width
+        return room + (v - low) / span * width
 
     height = _ROW * len(rows) + 10
     parts = [
-        f'<svg class="chart" viewBox="0 0 {_W} {height}" role="img" aria-label="{escape(title)}" '
+        f'<svg class="chart" viewBox="0 0 {total:.0f} {height}" role="img" aria-label="{escape(title)}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
     ]
     for i, (label, a, b, colour) in enumerate(rows):
@@ -38,8 +47,8 @@ def waterfall(base: float, steps: Sequence[tuple[str, float]], score: float, tit
         delta = b - a if label not in ("base", "score") else b
         text = f"{delta:+.1f}" if label not in ("base", "score") else f"{b:.1f}"
         parts.append(
-            f'<text x="{_LABEL - 8}" y="{y + 17}" text-anchor="end" class="lbl" data-label="{escape(label)}">'
-            f"{escape(label)}</text>"
+            f'<text x="{room - 8:.0f}" y="{y + 17}" text-anchor="end" class="lbl" '
+            f'data-label="{escape(label)}">{escape(label)}</text>'
             f'<rect x="{left:.1f}" y="{y + 4}" width="{max(right - left, 1.5):.1f}" height="{_ROW - 8}" '
             f'fill="{colour}" data-points="{delta:.4f}"/>'
             f'<text x="{right + 6:.1f}" y="{y + 17}" class="val">{text}</text>'
@@ -88,16 +97,18 @@ def interval_bars(
     values = [v for _, v, lo, hi in rows for v in (v, lo, hi) if v is not None]
     top = max(top, *values, limit or 0.0) * 1.05 if values else top
     height = _ROW * len(rows) + 30
-    width = _W - _LABEL - 60
+    room = _label_room([label for label, _, _, _ in rows])
+    total = room + _W - _LABEL
+    width = total - room - 60
 
     def x(v: float) -> float:
-        return _LABEL + max(v, 0.0) / top * width
+        return room + max(v, 0.0) / top * width
 
     parts = [
-        f'<svg class="chart" viewBox="0 0 {_W} {height}" role="img" aria-label="{escape(title)}" '
+        f'<svg class="chart" viewBox="0 0 {total:.0f} {height}" role="img" aria-label="{escape(title)}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
-        f'<line x1="{_LABEL}" y1="2" x2="{_LABEL}" y2="{height - 24}" stroke="#555"/>'
-        f'<text x="{_LABEL}" y="{height - 6}" class="val" text-anchor="middle">0</text>'
+        f'<line x1="{room:.0f}" y1="2" x2="{room:.0f}" y2="{height - 24}" stroke="#555"/>'
+        f'<text x="{room:.0f}" y="{height - 6}" class="val" text-anchor="middle">0</text>'
         f'<text x="{x(top / 1.05):.1f}" y="{height - 6}" class="val" text-anchor="middle">'
         f"{top / 1.05:.2f}</text>"
     ]
@@ -109,13 +120,13 @@ def interval_bars(
     for i, (label, value, low, high) in enumerate(rows):
         y = 5 + i * _ROW
         parts.append(
-            f'<text x="{_LABEL - 8}" y="{y + 17}" text-anchor="end" class="lbl">{escape(label)}</text>'
+            f'<text x="{room - 8:.0f}" y="{y + 17}" text-anchor="end" class="lbl">{escape(label)}</text>'
         )
         if value is None:
-            parts.append(f'<text x="{_LABEL + 6}" y="{y + 17}" class="val">–</text>')
+            parts.append(f'<text x="{room + 6:.0f}" y="{y + 17}" class="val">–</text>')
             continue
         parts.append(
-            f'<rect x="{_LABEL}" y="{y + 5}" width="{max(x(value) - _LABEL, 1.5):.1f}" height="{_ROW - 10}" '
+            f'<rect x="{room:.0f}" y="{y + 5}" width="{max(x(value) - room, 1.5):.1f}" height="{_ROW - 10}" '
             f'fill="{colour}" data-value="{value:.4f}"/>'
         )
         end = x(value)
