@@ -61,13 +61,14 @@ def bars(series: Sequence[tuple[str, float]], title: str, colour: str = "#3b5b8c
     """Monthly bars with the month under every sixth bar: activity over time."""
     n = max(len(series), 1)
     height, bottom = 150, 125
-    top = max((v for _, v in series), default=0.0) or 1.0
+    peak = max((v for _, v in series), default=0.0)
+    top = peak or 1.0
     width = 340  # narrower than the waterfall: its labels stay legible in a third of a page or on a phone
     step = (width - 60) / n
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
-        f'<text x="4" y="14" class="val">{top:,.0f}</text>'
+        f'<text x="4" y="14" class="val">{peak:,.0f}</text>'
         f'<line x1="50" y1="{bottom}" x2="{width}" y2="{bottom}" stroke="#555"/>'
     ]
     for i, (month, value) in enumerate(series):
@@ -98,7 +99,7 @@ def interval_bars(
     top = max(top, *values, limit or 0.0) * 1.05 if values else top
     height = _ROW * len(rows) + 30
     room = _label_room([label for label, _, _, _ in rows])
-    total = room + _W - _LABEL
+    total = room + 230  # a narrow drawing: its text stays legible when a phone scales it down
     width = total - room - 60
 
     def x(v: float) -> float:
