@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 
 
 @dataclass(frozen=True)
@@ -268,6 +268,18 @@ def inputs_hash(features: dict[str, float | str | None]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+# A thin file, for the review queue: fewer than 12 months since the member's first activity record
+# (`history_months`) or fewer than 12 activity records in the last year (`event_count_365d`), as the
+# logged feature vector says; a vector holding neither (a new member, or a model without them) counts
+# as thin too. A score on so little record is the least certain, so a person looks at it.
+THIN_FILE_LIMITS: Final[tuple[tuple[str, float], ...]] = (
+    ("history_months", 12.0),
+    ("event_count_365d", 12.0),
+)
+# Why a decision is in the review queue (`review_queue` rows' `queue`), in order of urgency.
+QUEUE_REASONS: Final = ("requested", "flagged", "declined", "thin")
+
+
 class DecisionLogReader(ABC):
     """Read-only queries on the decision log."""
 
@@ -278,11 +290,14 @@ class DecisionLogReader(ABC):
 
     @abstractmethod
     def get(self, request_id: str) -> dict[str, Any] | None:
-        """One decision with its reviews."""
+        """One decision with its reviews and its review requests (`review_requests`)."""
 
     @abstractmethod
     def review_queue(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Unreviewed review and decline decisions, newest first (the console's review queue)."""
+        """Decisions nobody has reviewed yet that a person should see: declines the applicant asked to
+        have reviewed, decisions flagged for review, other declines, and thin files (any decision, see
+        `THIN_FILE_LIMITS`); requested first, then newest. Rows: request_id, member_id, created_at,
+        score, grade, decision, `queue` (the `QUEUE_REASONS` that apply) and `requested_at`."""
 
     @abstractmethod
     def member_decisions(self, member_id: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -384,6 +399,12 @@ class DecisionLogWriter(DecisionLogReader):
     ) -> dict[str, Any]:
         """Record a human review beside the automated decision (both are kept): `reviewer` as the
         person wrote it, `reviewed_by_key` the name of the API key that sent it."""
+
+    @abstractmethod
+    def add_review_request(self, request_id: str, note: str, *, requested_by_key: str) -> dict[str, Any]:
+        """Record that the applicant asked for a human review of this decision (PIPL art. 24), with
+        their words (`note`) and the name of the API key that recorded it: request_id, note,
+        requested_by_key, created_at. The decision is then first in the review queue."""
 
     @abstractmethod
     def add_outcomes(self, outcomes: list[tuple[str, bool, datetime]]) -> tuple[int, int]:

@@ -34,6 +34,7 @@ from decisions.base import (
     OFFER_ROW_COLUMNS,
     OFFER_TERMS,
     ROW_COLUMNS,
+    THIN_FILE_LIMITS,
     BudgetLine,
     DecisionLogReader,
     DecisionLogWriter,
@@ -94,6 +95,13 @@ CREATE TABLE IF NOT EXISTS reviews (
     reviewed_by_key TEXT
 );
 CREATE INDEX IF NOT EXISTS reviews_request ON reviews(request_id);
+CREATE TABLE IF NOT EXISTS review_requests (
+    request_id       TEXT NOT NULL REFERENCES decisions(request_id),
+    note             TEXT NOT NULL,
+    requested_by_key TEXT NOT NULL,
+    created_at       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS review_requests_request ON review_requests(request_id);
 CREATE TABLE IF NOT EXISTS outcomes (
     application_id TEXT PRIMARY KEY,
     defaulted      INTEGER NOT NULL,
@@ -238,30 +246,73 @@ class SqliteDecisionLogReader(DecisionLogReader):
             "reason",
             "created_at",
         )
+        requests: list[dict[str, Any]] = []
+        if _columns(con, "review_requests"):  # a log an earlier release wrote has none
+            requests = [
+                {"note": n, "requested_by_key": k, "created_at": c}
+                for n, k, c in con.execute(
+                    """SELECT note, requested_by_key, created_at FROM review_requests
+                       WHERE request_id = ? ORDER BY rowid""",
+                    (request_id,),
+                ).fetchall()
+            ]
         return {
             "request_id": row[0],
             "decision": row[1],
             "response": json.loads(row[2]),
             "reviews": [dict(zip(names, r, strict=True)) for r in reviews],
+            "review_requests": requests,
         }
 
     def review_queue(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Decisions a person should look at (review or decline) that nobody has reviewed yet, newest
-        first: request_id, member_id, created_at, score, grade, decision."""
-        rows = (
-            self._reader()
-            .execute(
-                """SELECT d.request_id, d.member_id, d.created_at, d.score, d.grade, d.decision
-                   FROM decisions d
-                   WHERE d.decision IN ('review', 'decline')
-                     AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.request_id = d.request_id)
-                   ORDER BY d.created_at DESC LIMIT ?""",
-                (limit,),
-            )
-            .fetchall()
+        """See `DecisionLogReader.review_queue` (thin files by `THIN_FILE_LIMITS`, on the logged vector)."""
+        con = self._reader()
+        thin = " OR ".join(
+            f"CAST(json_extract(d.features, '$.{name}') AS REAL) < {limit:g}"
+            for name, limit in THIN_FILE_LIMITS
         )
-        names = ("request_id", "member_id", "created_at", "score", "grade", "decision")
-        return [dict(zip(names, r, strict=True)) for r in rows]
+        none = " AND ".join(f"json_extract(d.features, '$.{name}') IS NULL" for name, _ in THIN_FILE_LIMITS)
+        has_requests = bool(_columns(con, "review_requests"))
+        requested = (
+            "(SELECT MIN(q.created_at) FROM review_requests q WHERE q.request_id = d.request_id)"
+            if has_requests
+            else "NULL"
+        )
+        rows = con.execute(
+            f"""SELECT * FROM (
+                   SELECT d.request_id, d.member_id, d.created_at, d.score, d.grade, d.decision,
+                          {requested} AS requested_at, ({thin}) OR ({none}) AS thin
+                   FROM decisions d
+                   WHERE NOT EXISTS (SELECT 1 FROM reviews r WHERE r.request_id = d.request_id))
+               WHERE decision IN ('review', 'decline') OR thin OR requested_at IS NOT NULL
+               ORDER BY requested_at IS NULL, created_at DESC LIMIT ?""",
+            (limit,),
+        ).fetchall()
+        out = []
+        for request_id, member_id, created_at, score, grade, decision, requested_at, is_thin in rows:
+            queue = [
+                reason
+                for reason, applies in (
+                    ("requested", requested_at is not None),
+                    ("flagged", decision == "review"),
+                    ("declined", decision == "decline"),
+                    ("thin", bool(is_thin)),
+                )
+                if applies
+            ]
+            out.append(
+                {
+                    "request_id": request_id,
+                    "member_id": member_id,
+                    "created_at": created_at,
+                    "score": score,
+                    "grade": grade,
+                    "decision": decision,
+                    "queue": queue,
+                    "requested_at": requested_at,
+                }
+            )
+        return out
 
     def member_decisions(self, member_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """A member's latest decisions (indexed by member), each with its latest review's decision."""
@@ -642,6 +693,24 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
             "action": action,
             "final_decision": final_decision,
             "reason": reason,
+            "created_at": created,
+        }
+
+    def add_review_request(self, request_id: str, note: str, *, requested_by_key: str) -> dict[str, Any]:
+        """Record the applicant's request for a human review (see `DecisionLogWriter`)."""
+        con = self._reader()
+        created = datetime.now(UTC).isoformat()
+        with con:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute(
+                """INSERT INTO review_requests (request_id, note, requested_by_key, created_at)
+                   VALUES (?, ?, ?, ?)""",
+                (request_id, note, requested_by_key, created),
+            )
+        return {
+            "request_id": request_id,
+            "note": note,
+            "requested_by_key": requested_by_key,
             "created_at": created,
         }
 

@@ -222,6 +222,21 @@ class IngestLedger:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def batch_sources(self, batch_ids: list[str]) -> list[dict[str, object]]:
+        """The source files of these batches with their status, reason and counts (the console's
+        onboarding page), by batch then path."""
+        if not batch_ids:
+            return []
+        cur = self._con.execute(
+            f"""SELECT batch_id, source, table_kind, status, reason, rows_read, accepted, duplicates,
+                      quarantined
+               FROM sources WHERE batch_id IN ({", ".join("?" * len(batch_ids))})
+               ORDER BY batch_id, source""",
+            batch_ids,
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
     def batches(self) -> list[dict[str, object]]:
         """Every batch with its summed counts and its number of failed files, oldest first."""
         cur = self._con.execute(

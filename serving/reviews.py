@@ -37,3 +37,17 @@ def review_decision(
     return state.decision_log.add_review(
         request_id, reviewer, action, final, reason, reviewed_by_key=key_name
     )
+
+
+def request_review(state: AppState, request_id: str, *, note: str, key_name: str) -> dict[str, Any]:
+    """Record the applicant's request for a human review of a decline (404: no such decision; 409: the
+    decision is not a decline)."""
+    found = state.decision_log.get(request_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision {request_id!r}")
+    if found["decision"] != "decline":
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"decision {request_id} is {found['decision']!r}: only a decline is sent for review on request",
+        )
+    return state.decision_log.add_review_request(request_id, note, requested_by_key=key_name)

@@ -241,6 +241,21 @@ class ReviewRequest(_In):
     reason: str = Field(min_length=3, max_length=2_000)
 
 
+class ReviewRequestIn(_In):
+    """The applicant asks for a human review of a decision (PIPL art. 24), as an officer records it."""
+
+    note: str = Field(
+        min_length=3, max_length=2_000, description="what the applicant said, in their words (or a summary)"
+    )
+
+
+class ReviewRequestOut(_Out):
+    request_id: str
+    note: str
+    requested_by_key: str = Field(description="the name of the API key that recorded it (never the key)")
+    created_at: datetime
+
+
 class ReviewResponse(_Out):
     review_id: int
     request_id: str

@@ -22,6 +22,7 @@ from serving.scoring import Scorer
 
 if TYPE_CHECKING:
     from features.ingest import RecordIngest
+    from serving.console.views import ModelPanels
     from serving.programmes import ProgrammeDesk
 
 ScorerLoader = Callable[[Settings], Scorer | None]
@@ -140,3 +141,5 @@ class AppState:
     pricing: LoadedPricingPolicy = field(default_factory=load_pricing_policy)
     # Console sessions (serving.console), signed by one secret for the life of the process.
     console_sessions: SessionSigner | None = None
+    # The console's champion/challenger panels (model cards and gate results), cached a minute.
+    console_models: ModelPanels | None = None

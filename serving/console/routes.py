@@ -16,12 +16,14 @@ from pydantic import ValidationError
 
 from coopscore.settings import ApiKeyEntry, Scope
 from features.catalog import REASON_GROUPS, default_registry
+from monitoring.fairness_report import latest_fairness_audit
 from monitoring.monitor import latest_drift_report_path, latest_drift_summary
 from serving import reviews
 from serving.auth import find_key, key_has_scope
-from serving.console.charts import waterfall
+from serving.console.charts import bars, interval_bars, waterfall
 from serving.console.session import COOKIE, Session, SessionSigner, csrf_ok, session_key
 from serving.console.text import Lang, Texts, language
+from serving.console.views import ACTIVITY, ModelPanels, member_activity, onboarding
 from serving.deps import StateDep
 from serving.routes.score import score_application
 from serving.schemas import Purpose, ScoreRequest
@@ -224,7 +226,7 @@ async def score(
             request, "score.html", context, session=gate.session, key=gate.key, status_code=error.status_code
         )
     result = json.loads(bytes(answer.body))
-    context.update(_score_view(result, lang, Texts(lang)))
+    context.update(_score_view(result, lang, Texts(lang)), can_request=True)
     return _page(request, "score.html", context, session=gate.session, key=gate.key)
 
 
@@ -244,8 +246,10 @@ def _review_context(state: AppState, request_id: str, lang: Lang) -> dict[str, A
         raise HTTPException(404, f"no decision {request_id!r}")
     response = found["response"]
     view = _score_view(response, lang, Texts(lang)) if "base_points" in response else {"result": response}
-    history = state.decision_log.member_decisions(response.get("member_id", ""), limit=10)
-    return {**view, "decision_row": found, "history": history}
+    member = str(response.get("member_id", ""))
+    history = state.decision_log.member_decisions(member, limit=10)
+    activity = _activity_charts(state, member, Texts(lang))
+    return {**view, "decision_row": found, "history": history, "activity": activity}
 
 
 @router.get("/reviews/{request_id}", response_class=HTMLResponse)
@@ -290,6 +294,25 @@ def submit_review(
     return _secure(RedirectResponse(f"/console/reviews/{request_id}?saved=1", status_code=303))
 
 
+@router.post("/review-request/{request_id}", response_class=HTMLResponse)
+def record_review_request(
+    request: Request,
+    state: StateDep,
+    request_id: str,
+    note: Annotated[str, Form(min_length=3, max_length=2_000)],
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """The officer records that a declined applicant asks for a human review (the API's own path)."""
+    gate = _Gate(request, state, "score")
+    if gate.refusal or gate.session is None or gate.key is None:
+        return gate.refusal or _secure(RedirectResponse("/console/login", status_code=303))
+    if not csrf_ok(gate.session, csrf) or len(request_id) != 32:
+        context: dict[str, Any] = {"form": {}, "purposes": PURPOSES, "found": None, "error": "csrf"}
+        return _page(request, "score.html", context, session=gate.session, key=gate.key, status_code=403)
+    reviews.request_review(state, request_id, note=note.strip(), key_name=gate.key.name)
+    return _secure(RedirectResponse("/console/score?requested=1", status_code=303))
+
+
 @router.get("/member", response_class=HTMLResponse)
 def member_page(request: Request, state: StateDep, member_id: str = "") -> Response:
     """A member's past decisions and current feature values."""
@@ -301,10 +324,37 @@ def member_page(request: Request, state: StateDep, member_id: str = "") -> Respo
     return _page(
         request,
         "member.html",
-        {"member_id": member_id, "vector": vector, "history": history},
+        {
+            "member_id": member_id,
+            "vector": vector,
+            "history": history,
+            "activity": _activity_charts(state, member_id[:64], Texts(_lang(request))),
+        },
         session=gate.session,
         key=gate.key,
     )
+
+
+_ACTIVITY_COLOURS = {"deliveries": "#3b5b8c", "savings": "#1d6b3f", "repayments": "#24324a"}
+
+
+def _activity_charts(state: AppState, member_id: str, texts: Texts) -> list[dict[str, str]]:
+    """One monthly bar chart per kind of activity (see `views.ACTIVITY`), from the event log."""
+    series = member_activity(state.settings, member_id) if member_id else {}
+    charts = []
+    for key, _, measure in ACTIVITY:
+        if key not in series:
+            continue
+        title = f"{texts('act_' + key)} ({texts('per_month_' + measure)})"
+        charts.append(
+            {
+                "key": key,
+                "title": title,
+                "total": f"{sum(v for _, v in series[key]):,.0f}",
+                "chart": bars(series[key], title, _ACTIVITY_COLOURS.get(key, "#6b3f8a")),
+            }
+        )
+    return charts
 
 
 _TRAFFIC = {"none": "s_ok", "stable": "s_ok", "watch": "s_warn", "drift": "s_alert"}
@@ -330,13 +380,70 @@ def monitoring_page(request: Request, state: StateDep) -> Response:
     labels = _group_labels(_lang(request))
     lights = [{"group": labels.get(g, g), "state": _TRAFFIC[b], "band": b} for g, b in sorted(groups.items())]
     current = state.models.current
+    if state.console_models is None:
+        state.console_models = ModelPanels(state.settings)
+    champion, challenger = state.console_models.read()
     context = {
         "summary": summary,
         "lights": lights,
         "overall": _TRAFFIC.get(str(summary.get("status")), "s_ok") if summary else None,
         "model": current.scorer if current else None,
+        "fairness": _fairness_view(latest_fairness_audit(state.settings.data_dir), Texts(_lang(request))),
+        "panels": [("champion", champion), ("challenger", challenger)],
     }
     return _page(request, "monitoring.html", context, session=gate.session, key=gate.key)
+
+
+def _fairness_view(audit: dict[str, Any] | None, texts: Texts) -> dict[str, Any] | None:
+    """The latest fairness audit as charts: per attribute, the approval ratio (four-fifths line) and
+    the approval rate among members who repaid (equal opportunity), each group with its 95% CI."""
+    if audit is None:
+        return None
+    limits = audit.get("thresholds", {})
+    attributes = []
+    for name, attribute in audit.get("attributes", {}).items():
+        groups = attribute["groups"]
+        charts = []
+        for metric, limit in (
+            ("approval_ratio", limits.get("min_approval_ratio")),
+            ("approval_if_repaid", None),
+        ):
+            rows = []
+            for g in groups:
+                value = g["values"].get(metric)
+                low, high = (g.get("ci", {}).get(metric) or [None, None])[:2]
+                label = f"{g['group']} (n={g['n']})"
+                rows.append((label, value if g["status"] == "judged" else None, low, high))
+            title = f"{name}: {texts('f_' + metric)}"
+            charts.append(
+                {"metric": metric, "chart": interval_bars(rows, title, limit=limit), "title": title}
+            )
+        attributes.append(
+            {
+                "name": name,
+                "ratio_min": attribute.get("approval_ratio_min"),
+                "eo_difference": attribute.get("equal_opportunity_difference"),
+                "charts": charts,
+            }
+        )
+    return {
+        "passed": audit.get("passed"),
+        "created_at": str(audit.get("created_at", ""))[:16],
+        "source": audit.get("source", ""),
+        "n": audit.get("n"),
+        "flags": audit.get("flags", []),
+        "attributes": attributes,
+    }
+
+
+@router.get("/onboarding", response_class=HTMLResponse)
+def onboarding_page(request: Request, state: StateDep) -> Response:
+    """For the data officer (scope `ingest`): ingest batches with each file's status, and the
+    quarantine's reasons counted by cooperative."""
+    gate = _Gate(request, state, "ingest")
+    if gate.refusal:
+        return gate.refusal
+    return _page(request, "onboarding.html", onboarding(state.settings), session=gate.session, key=gate.key)
 
 
 @router.get("/monitoring/drift-report", response_class=FileResponse)

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, status
 
 from serving import reviews
-from serving.deps import ReadKey, ReviewKey, StateDep
-from serving.schemas import ERROR_RESPONSES, ReviewRequest, ReviewResponse
+from serving.deps import ReadKey, ReviewKey, ScoreKey, StateDep
+from serving.schemas import ERROR_RESPONSES, ReviewRequest, ReviewRequestIn, ReviewRequestOut, ReviewResponse
 
 router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1/decisions", tags=["decisions"])
 RequestId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
@@ -43,3 +43,14 @@ def review(request_id: RequestId, body: ReviewRequest, state: StateDep, key: Rev
         key_name=key.name,
     )
     return ReviewResponse(**stored)  # the person and the key apart, as the log keeps them
+
+
+@router.post("/{request_id}/review-request", response_model=ReviewRequestOut, status_code=201)
+def request_review(
+    request_id: RequestId, body: ReviewRequestIn, state: StateDep, key: ScoreKey
+) -> ReviewRequestOut:
+    """The declined applicant asks for a human review (PIPL art. 24); the officer who scored them records
+    it (scope `score`). The decline goes first in the review queue. 404 without such a decision; 409
+    when it is not a decline (an approval needs no review; a `review` decision is queued already)."""
+    stored = reviews.request_review(state, request_id, note=body.note, key_name=key.name)
+    return ReviewRequestOut(**stored)

@@ -25,7 +25,13 @@ from tests.utils.browser import launch_options
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
 CJK = re.compile(r"[\u4e00-\u9fff]")
-PAGES = ("/console/score", "/console/reviews", "/console/member", "/console/monitoring")
+PAGES = (
+    "/console/score",
+    "/console/reviews",
+    "/console/member",
+    "/console/monitoring",
+    "/console/onboarding",
+)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +135,7 @@ def test_reviewer_overrides_a_decline(
     page = _page(browser, journey_server, journey_server.keys["review"])
     page.goto("/console/reviews")
     _shot(page, "reviews-zh-desktop")
-    link = page.locator(f"tr:has-text('{weak}') a").first
+    link = page.locator(f"li.queue-item:has-text('{weak}') a").first
     link.click()
     page.wait_for_selector("#review-form")
     request_id = page.url.rsplit("/", 1)[-1]
@@ -198,7 +204,14 @@ def test_monitoring_shows_drift(
 
 
 def _visible_text(page: Any) -> str:
-    return str(page.inner_text("body"))
+    """The page's text less what is data rather than interface (codes, stored reasons, model cards)."""
+    return str(
+        page.evaluate(
+            """() => { const c = document.body.cloneNode(true);
+                 c.querySelectorAll('[lang]:not(html), code, pre, .data').forEach(e => e.remove());
+                 document.body.appendChild(c); const text = c.innerText; c.remove(); return text; }"""
+        )
+    )
 
 
 def test_language_switch_changes_every_text(

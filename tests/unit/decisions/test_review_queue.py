@@ -11,6 +11,8 @@ from decisions.base import DecisionLogWriter
 from tests.unit.decisions.conftest import LogBackend
 from tests.unit.decisions.test_sqlite import record
 
+THICK: dict[str, float | str | None] = {"history_months": 30.0, "event_count_365d": 40.0}  # not thin
+
 
 def _logged(backend: LogBackend) -> DecisionLogWriter:
     log = backend.writer()
@@ -21,7 +23,7 @@ def _logged(backend: LogBackend) -> DecisionLogWriter:
         dataclasses.replace(record(4), decision="decline", member_id="m2"),
     ]
     for row in rows:
-        log.submit(row).result(timeout=10)
+        log.submit(dataclasses.replace(row, features=THICK)).result(timeout=10)
     return log
 
 
@@ -56,3 +58,30 @@ def test_member_history_uses_the_member_index(tmp_path: Path) -> None:
     ).fetchall()
     con.close()
     assert any("decisions_member" in str(step) for step in plan), plan
+
+
+def test_thin_files_requests_and_flags_are_queued_and_tagged(tmp_path: Path) -> None:
+    log = _logged(tmp_path)
+    thin = [
+        dataclasses.replace(record(5), decision="approve", features={**THICK, "history_months": 6.0}),
+        dataclasses.replace(record(6), decision="approve", features={**THICK, "event_count_365d": 3.0}),
+        dataclasses.replace(record(7), decision="approve", features={"savings_balance": None}),  # neither
+        dataclasses.replace(record(8), decision="approve", features={**THICK, "history_months": 12.0}),
+    ]
+    for row in thin:
+        log.submit(row).result(timeout=10)
+    queue = {q["request_id"]: q["queue"] for q in log.review_queue()}
+    assert queue[f"{5:032x}"] == queue[f"{6:032x}"] == queue[f"{7:032x}"] == ["thin"]
+    assert f"{8:032x}" not in queue and f"{1:032x}" not in queue  # 12 months is not thin; nor a thick approve
+    assert queue[f"{3:032x}"] == ["flagged"] and queue[f"{2:032x}"] == ["declined"]
+
+    stored = log.add_review_request(f"{4:032x}", "I repaid early", requested_by_key="officer")
+    assert stored["requested_by_key"] == "officer"
+    first = log.review_queue()[0]
+    assert (first["request_id"], first["queue"]) == (f"{4:032x}", ["requested", "declined"])
+    assert first["requested_at"] == stored["created_at"]
+    found = log.get(f"{4:032x}")
+    assert found is not None and found["review_requests"][0]["note"] == "I repaid early"
+    log.add_review(f"{4:032x}", "wang", "confirm", "decline", "checked the ledger", reviewed_by_key="rev")
+    assert f"{4:032x}" not in {q["request_id"] for q in log.review_queue()}  # reviewed: out of the queue
+    log.close()

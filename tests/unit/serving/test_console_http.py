@@ -42,6 +42,8 @@ def test_pages_need_a_session_and_the_scope(client_factory: ClientFactory, keys:
     assert client.get("/console/score").status_code == 200
     refused = client.get("/console/reviews")
     assert refused.status_code == 403 and "review" in refused.text
+    refused = client.get("/console/onboarding")  # the data officer's page needs `ingest`
+    assert refused.status_code == 403 and "ingest" in refused.text
 
 
 def test_a_form_without_its_csrf_token_is_refused(client_factory: ClientFactory, keys: Keys) -> None:
@@ -50,6 +52,8 @@ def test_a_form_without_its_csrf_token_is_refused(client_factory: ClientFactory,
     form = {"member_id": "m1", "amount_cny": "5000", "term_months": "12", "purpose": "livestock"}
     assert client.post("/console/score", data={**form, "csrf": "forged"}).status_code == 403
     assert client.post("/console/score", data=form).status_code == 403
+    request = {"note": "please review", "csrf": "forged"}
+    assert client.post(f"/console/review-request/{'0' * 32}", data=request).status_code == 403
 
 
 def test_pages_carry_no_script_and_load_nothing_from_elsewhere(
@@ -63,6 +67,7 @@ def test_pages_carry_no_script_and_load_nothing_from_elsewhere(
         "/console/reviews",
         "/console/member",
         "/console/monitoring",
+        "/console/onboarding",
     ):
         page = client.get(path)
         assert page.status_code == 200, path

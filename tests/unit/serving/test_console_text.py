@@ -7,16 +7,26 @@ from pathlib import Path
 
 import pytest
 
+from decisions.base import QUEUE_REASONS
+from features.ledger import FILE_STATUSES
 from serving.console.routes import PURPOSES
 from serving.console.text import LANGS, Texts, catalogue
+from serving.console.views import ACTIVITY
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "serving" / "console" / "templates"
 LITERAL_KEY = re.compile(r"""\bt\(\s*['"]([a-z_]+)['"]\s*\)""")
-PREFIXED_KEY = re.compile(r"""\bt\(\s*['"]([a-z]+_)['"]\s*~""")
+PREFIXED_KEY = re.compile(r"""\bt\(\s*['"]([a-z_]+_)['"]\s*~""")
 DYNAMIC = {
     "d_": ("approve", "review", "decline"),
     "a_": ("confirm", "override"),
     "p_": PURPOSES,
+    "f_": ("approval_ratio", "approval_if_repaid"),
+    "m_": ("champion", "challenger"),
+    "m_st_": ("promoted", "forced", "kept", "unjudged"),
+    "g_": ("pass", "fail", "skipped"),
+    "b_": ("started", "complete", "aborted"),
+    "q_": QUEUE_REASONS,
+    "st_": tuple(s.replace(" ", "_") for s in FILE_STATUSES),
 }
 
 
@@ -47,3 +57,10 @@ def test_unknown_key_raises_rather_than_showing_nothing() -> None:
     with pytest.raises(KeyError):
         Texts("en")("no_such_key")
     assert Texts("zh")("sign_in") != Texts("en")("sign_in")
+
+
+def test_activity_keys_exist() -> None:
+    """The member view's chart titles come from the catalogue (built in code, not in a template)."""
+    known = set(catalogue())
+    needed = {f"act_{key}" for key, _, _ in ACTIVITY} | {f"per_month_{m}" for _, _, m in ACTIVITY}
+    assert needed <= known, sorted(needed - known)
