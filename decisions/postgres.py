@@ -44,6 +44,7 @@ from decisions.base import (
     OFFER_ROW_COLUMNS,
     OFFER_TERMS,
     ROW_COLUMNS,
+    THIN_FILE_LIMITS,
     BudgetLine,
     DecisionLogReader,
     DecisionLogUnavailableError,
@@ -104,6 +105,14 @@ CREATE TABLE IF NOT EXISTS reviews (
     reviewed_by_key TEXT
 );
 CREATE INDEX IF NOT EXISTS reviews_request ON reviews(request_id);
+CREATE TABLE IF NOT EXISTS review_requests (
+    request_id       TEXT NOT NULL REFERENCES decisions(request_id),
+    note             TEXT NOT NULL,
+    requested_by_key TEXT NOT NULL,
+    created_at       TEXT NOT NULL,
+    review_request_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY
+);
+CREATE INDEX IF NOT EXISTS review_requests_request ON review_requests(request_id);
 CREATE TABLE IF NOT EXISTS outcomes (
     application_id TEXT PRIMARY KEY,
     defaulted      INTEGER NOT NULL,
@@ -118,6 +127,24 @@ _CALLER, _KEY = ROW_COLUMNS.index("caller"), ROW_COLUMNS.index("idempotency_key"
 _REQUEST, _APPLICATION, _RESPONSE = (
     ROW_COLUMNS.index(c) for c in ("request_id", "application_id", "response")
 )
+# A string feature value read as a number the way SQLite's CAST(... AS REAL) reads it: the longest
+# numeric prefix after leading spaces, else 0.
+_NUMERIC_PREFIX: Final = r"^\s*([+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?)"
+
+
+def _logged_number(name: str) -> str:
+    """SQL for feature `name` of the logged vector (`f`, the row's features as jsonb) as a number, as
+    SQLite's `CAST(json_extract(features, '$.name') AS REAL)` gives it: NULL when absent or null,
+    booleans 1/0, strings by their numeric prefix, objects and arrays 0."""
+    value = "f -> '" + name.replace("'", "''") + "'"
+    return f"""CASE jsonb_typeof({value})
+            WHEN 'number' THEN ({value} #>> '{{}}')::float8
+            WHEN 'string' THEN COALESCE(substring({value} #>> '{{}}' from '{_NUMERIC_PREFIX}')::float8, 0)
+            WHEN 'boolean' THEN CASE WHEN ({value})::boolean THEN 1 ELSE 0 END
+            WHEN 'null' THEN NULL
+            ELSE 0 END"""
+
+
 # Errors after which the same transaction, run again, can succeed.
 _RETRYABLE: Final = (errors.DeadlockDetected, errors.SerializationFailure)
 
@@ -239,6 +266,7 @@ class PostgresDecisionLogReader(DecisionLogReader):
             )
         self._local = threading.local()
         self._connections: list[psycopg.Connection[Any]] = []
+        self._has_requests = False
 
     @contextmanager
     def _session(self) -> Iterator[psycopg.Connection[Any]]:
@@ -274,8 +302,16 @@ class PostgresDecisionLogReader(DecisionLogReader):
         row = rows[0]
         return StoredResponse(row[1], json.loads(row[2]), legacy=row[0] == "" and caller != "")
 
+    def _requests_table(self, con: psycopg.Connection[Any]) -> bool:
+        """Whether the log has `review_requests` (a schema an earlier release wrote has none until a
+        writer opens it); remembered once true, as the table never goes away."""
+        if not getattr(self, "_has_requests", False):
+            found = con.execute("SELECT to_regclass('review_requests') IS NOT NULL").fetchone()
+            self._has_requests = bool(found and found[0])
+        return self._has_requests
+
     def get(self, request_id: str) -> dict[str, Any] | None:
-        """One decision with its reviews."""
+        """One decision with its reviews and its review requests."""
         with self._session() as con:
             row = con.execute(
                 "SELECT request_id, decision, response FROM decisions WHERE request_id = %s", (request_id,)
@@ -287,6 +323,15 @@ class PostgresDecisionLogReader(DecisionLogReader):
                    FROM reviews WHERE request_id = %s ORDER BY review_id""",
                 (request_id,),
             ).fetchall()
+            requests = (
+                con.execute(
+                    """SELECT note, requested_by_key, created_at FROM review_requests
+                       WHERE request_id = %s ORDER BY review_request_id""",
+                    (request_id,),
+                ).fetchall()
+                if self._requests_table(con)
+                else []
+            )
         names = (
             "review_id",
             "reviewer",
@@ -301,20 +346,57 @@ class PostgresDecisionLogReader(DecisionLogReader):
             "decision": row[1],
             "response": json.loads(row[2]),
             "reviews": [dict(zip(names, r, strict=True)) for r in reviews],
+            "review_requests": [{"note": n, "requested_by_key": k, "created_at": c} for n, k, c in requests],
         }
 
     def review_queue(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Unreviewed review and decline decisions, newest first."""
-        rows = self._rows(
-            """SELECT d.request_id, d.member_id, d.created_at, d.score, d.grade, d.decision
-               FROM decisions d
-               WHERE d.decision IN ('review', 'decline')
-                 AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.request_id = d.request_id)
-               ORDER BY d.created_at DESC LIMIT %s""",
-            (limit,),
-        )
-        names = ("request_id", "member_id", "created_at", "score", "grade", "decision")
-        return [dict(zip(names, r, strict=True)) for r in rows]
+        """See `DecisionLogReader.review_queue`: the SQLite log's query, with the thin-file test on the
+        logged vector (`THIN_FILE_LIMITS`) read as SQLite reads it and times ordered byte by byte
+        (COLLATE "C", as SQLite compares text), so both backends queue and order alike."""
+        thin = " OR ".join(f"{_logged_number(name)} < {bound:g}" for name, bound in THIN_FILE_LIMITS)
+        none = " AND ".join(f"{_logged_number(name)} IS NULL" for name, _ in THIN_FILE_LIMITS)
+        with self._session() as con:
+            requested = (
+                """(SELECT MIN(q.created_at COLLATE "C") FROM review_requests q
+                    WHERE q.request_id = d.request_id)"""
+                if self._requests_table(con)
+                else "NULL::text"
+            )
+            rows = con.execute(
+                f"""SELECT * FROM (
+                       SELECT d.request_id, d.member_id, d.created_at, d.score, d.grade, d.decision,
+                              {requested} AS requested_at, COALESCE(({thin}) OR ({none}), false) AS thin
+                       FROM decisions d CROSS JOIN LATERAL (SELECT d.features::jsonb AS f) v
+                       WHERE NOT EXISTS (SELECT 1 FROM reviews r WHERE r.request_id = d.request_id)) queued
+                   WHERE decision IN ('review', 'decline') OR thin OR requested_at IS NOT NULL
+                   ORDER BY requested_at IS NULL, created_at COLLATE "C" DESC LIMIT %s""",
+                (limit,),
+            ).fetchall()
+        out = []
+        for request_id, member_id, created_at, score, grade, decision, requested_at, is_thin in rows:
+            reasons = [
+                reason
+                for reason, applies in (
+                    ("requested", requested_at is not None),
+                    ("flagged", decision == "review"),
+                    ("declined", decision == "decline"),
+                    ("thin", bool(is_thin)),
+                )
+                if applies
+            ]
+            out.append(
+                {
+                    "request_id": request_id,
+                    "member_id": member_id,
+                    "created_at": created_at,
+                    "score": score,
+                    "grade": grade,
+                    "decision": decision,
+                    "queue": reasons,
+                    "requested_at": requested_at,
+                }
+            )
+        return out
 
     def member_decisions(self, member_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """A member's latest decisions, each with its latest review's decision."""
@@ -715,6 +797,22 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
             "action": action,
             "final_decision": final_decision,
             "reason": reason,
+            "created_at": created,
+        }
+
+    def add_review_request(self, request_id: str, note: str, *, requested_by_key: str) -> dict[str, Any]:
+        """Record the applicant's request for a human review (see `DecisionLogWriter`)."""
+        created = datetime.now(UTC).isoformat()
+        with self._session() as con, con.transaction():
+            con.execute(
+                """INSERT INTO review_requests (request_id, note, requested_by_key, created_at)
+                   VALUES (%s, %s, %s, %s)""",
+                (request_id, note, requested_by_key, created),
+            )
+        return {
+            "request_id": request_id,
+            "note": note,
+            "requested_by_key": requested_by_key,
             "created_at": created,
         }
 

@@ -62,6 +62,22 @@ class LogBackend:
         with PostgresTarget.from_url(self.target).connect() as pg:
             return pg.execute(sql).fetchall()  # type: ignore[arg-type]
 
+    def execute(self, sql: str) -> None:
+        """Run one statement that returns no rows (DDL, to make an older log's schema), committed."""
+        if self.name == "sqlite":
+            import sqlite3
+
+            con = sqlite3.connect(self.target, isolation_level=None)
+            try:
+                con.execute(sql)
+            finally:
+                con.close()
+            return
+        from decisions.postgres import PostgresTarget
+
+        with PostgresTarget.from_url(self.target).connect() as pg:
+            pg.execute(sql)  # type: ignore[arg-type]
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> LogBackend:
