@@ -321,7 +321,7 @@ class SparkEngine(OfflineEngine):
         vectors = (
             spark.sql(sql)
             .join(spine.select("spine_row", "member_id"), "spine_row")
-            .select("member_id", *[f"CAST({n} AS DOUBLE) AS {n}" for n in names])
+            .selectExpr("member_id", *[f"CAST({n} AS DOUBLE) AS {n}" for n in names])
         )
         scheme = (store_url or "").split("://", 1)[0].lower()
         if scheme in EXECUTOR_WRITABLE_SCHEMES:
