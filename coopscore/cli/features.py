@@ -73,6 +73,7 @@ def materialize(
             EXIT_ERROR,
             label="offline engine",
             payload={"error": str(error)} if json_output else None,
+            soft_wrap=True,  # one line, however long
         )
     store = online_store(settings)
     try:
@@ -90,6 +91,7 @@ def materialize(
             EXIT_ERROR,
             label="offline engine",
             payload={"error": str(error)} if json_output else None,
+            soft_wrap=True,  # one line, however long
         )
     finally:
         store.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +83,11 @@ def check_spark_available() -> None:
         ) from error
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if java_home and not Path(java_home, "bin", "java").exists():
+        raise OfflineEngineError(
+            f"COOPSCORE_OFFLINE_ENGINE=spark needs Java 17, but JAVA_HOME={java_home} has no bin/java: "
+            "point JAVA_HOME at a Java 17 or unset it"
+        )
     if not java or not Path(java).exists():
         raise OfflineEngineError(
             "COOPSCORE_OFFLINE_ENGINE=spark needs Java 17: install it "
@@ -93,6 +99,14 @@ def check_spark_available() -> None:
         raise OfflineEngineError(
             f"Java at {java} does not run ({error}); set JAVA_HOME to a Java 17"
         ) from error
+
+
+def _local_python_workers(master: str) -> bool:
+    """Whether executors run on this machine with no Python chosen for them: local mode, not under
+    spark-submit (which passes its own) and no PYSPARK_PYTHON."""
+    if "PYSPARK_PYTHON" in os.environ or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return False
+    return master == "" or master.startswith("local")
 
 
 def _uri(location: Location) -> str:
@@ -130,6 +144,9 @@ class SparkEngine(OfflineEngine):
             if self.config.master:
                 builder = builder.master(self.config.master)
             settings = {**_DEFAULT_CONF, **self.config.conf}
+            if _local_python_workers(self.config.master) and "spark.pyspark.python" not in settings:
+                # Python workers (mapInPandas) run this interpreter, which has the project installed.
+                settings["spark.pyspark.python"] = sys.executable
             if self.config.shuffle_partitions is not None:
                 settings["spark.sql.shuffle.partitions"] = str(self.config.shuffle_partitions)
             settings.update(_FIXED_CONF)
