@@ -110,6 +110,7 @@ def _run_worker(data_dir: Path, repeats: int, *extra: str) -> dict[str, Any]:
     command += ["--repeats", str(repeats), *extra]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{' '.join(extra)}: {result}", file=sys.stderr, flush=True)  # progress, a row per worker
     return result
 
 
@@ -150,7 +151,6 @@ def measure(options: argparse.Namespace) -> list[dict[str, Any]]:
             if row["events"] == events:
                 row["median"] = statistics.median(row["seconds"])
                 row["ratio"] = row["median"] / base
-        print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
 
 

@@ -144,9 +144,10 @@ class SparkEngine(OfflineEngine):
             if self.config.master:
                 builder = builder.master(self.config.master)
             settings = {**_DEFAULT_CONF, **self.config.conf}
-            if _local_python_workers(self.config.master) and "spark.pyspark.python" not in settings:
-                # Python workers (mapInPandas) run this interpreter, which has the project installed.
-                settings["spark.pyspark.python"] = sys.executable
+            if _local_python_workers(self.config.master):
+                # Python workers (mapInPandas) run this interpreter, which has the project installed;
+                # pyspark reads the worker interpreter from the environment, not from the conf.
+                os.environ["PYSPARK_PYTHON"] = sys.executable
             if self.config.shuffle_partitions is not None:
                 settings["spark.sql.shuffle.partitions"] = str(self.config.shuffle_partitions)
             settings.update(_FIXED_CONF)
