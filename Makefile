@@ -103,5 +103,5 @@ clean:
 # minutes a run there, so the default measures 1M and 4M events.
 EVENTS ?= 1000000,4000000
 bench-offline: install
-	$(RUN) python benchmarks/offline_engine.py --events $(EVENTS) --members 50000 --applications 50000 \
+	$(RUN) python benchmarks/offline_engine.py --events $(EVENTS) --members 50000 --applications 20000 \
 		--repeats 3 --out offline-engine-results.json
