@@ -154,6 +154,28 @@ class Settings(BaseSettings):
         "(empty: SQLite under data_dir)",
     )
 
+    # The offline feature engine (features.offline_engines.factory): DuckDB in process, or Spark over
+    # the same compiled SQL. Spark settings apply only with offline_engine=spark.
+    offline_engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb", description="offline feature engine: duckdb (in process) or spark"
+    )
+    offline_data_uri: str = Field(
+        default="",
+        description="where `features materialize` reads events/ and tables/: a folder or, with Spark, "
+        "an object-store URI such as s3a://bucket/coopscore (empty: data_dir)",
+    )
+    spark_master: str = Field(
+        default="",
+        description="Spark master, e.g. local[2] or spark://host:7077 (empty: spark-submit's, else local[*])",
+    )
+    spark_shuffle_partitions: int | None = Field(
+        default=None, ge=1, description="spark.sql.shuffle.partitions (unset: Spark's default, 200)"
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description='further Spark settings as JSON, e.g. {"spark.executor.memory": "8g"}',
+    )
+
     # The web console (serving.console): sessions are signed with this secret. Unset, each process draws
     # a random one, so sessions do not survive a restart and several workers need it set.
     console_secret: SecretStr | None = Field(
@@ -224,6 +246,16 @@ class Settings(BaseSettings):
     def quarantine_dir(self) -> Path:
         """Rejected rows with their reasons, one Parquet file per ingest batch."""
         return self.data_dir / "quarantine"
+
+    @property
+    def offline_events(self) -> Path | str:
+        """The event log the offline engine reads for materialization (`offline_data_uri`/events)."""
+        return f"{self.offline_data_uri.rstrip('/')}/events" if self.offline_data_uri else self.events_dir
+
+    @property
+    def offline_tables(self) -> Path | str:
+        """The reference tables the offline engine reads for materialization (`offline_data_uri`/tables)."""
+        return f"{self.offline_data_uri.rstrip('/')}/tables" if self.offline_data_uri else self.tables_dir
 
     @property
     def online_store_url(self) -> BackendUrl:

@@ -5,7 +5,8 @@ and Spark SQL share (CTEs, joins, `FILTER (WHERE ...)` aggregates, `ROW_NUMBER`/
 functions, `YEAR`/`DAYOFYEAR`/`HOUR`/`MINUTE`/`SECOND`, `FLOOR`, `INTERVAL 'n' DAY`,
 `BIT_OR`/`BIT_COUNT`, `LEAST`/`GREATEST`). Everything
 engine-specific (the Parquet scan, UTC timestamp casts, settings) lives in `DuckDBEngine`, the one
-small adapter; a Spark adapter would register the same relation names and run the same text.
+small adapter; the Spark engine (`features.offline_engines.spark`) registers the same relation names
+and runs the same text, so the declarations have one compiled form for both engines.
 
 Point-in-time rule, for a spine row (member, as_of):
 - an event counts iff `event_time < as_of` and `recorded_at <= as_of`;
@@ -61,6 +62,7 @@ from features.contracts import (
     OUTCOME_CONTRACT,
     TableContract,
 )
+from features.offline_engines.base import Location, OfflineEngine, OfflineEngineError
 
 if TYPE_CHECKING:
     import duckdb
@@ -152,9 +154,12 @@ def _elapsed_seconds(alias: str = "e", spine: str = "s") -> str:
 class _Compiler:
     """Compiles a registry's member features into one SELECT keyed by `spine_row`."""
 
-    def __init__(self, registry: FeatureRegistry, deduplicate: Collection[str]) -> None:
+    def __init__(
+        self, registry: FeatureRegistry, deduplicate: Collection[str], *, ordered: bool = True
+    ) -> None:
         self.registry = registry
         self.deduplicate = deduplicate
+        self.ordered = ordered
         self.partials: dict[str, dict[str, str]] = {}  # source -> partial SQL -> alias
         self.event_columns: dict[str, dict[str, str]] = {}  # source -> per-event SQL -> alias
         self.latest_columns: dict[str, set[str]] = {}  # source -> columns of its latest event
@@ -543,19 +548,23 @@ class _Compiler:
             + ",\n".join(ctes)
             + f"\nSELECT s.spine_row,\n  {select_list}\nFROM spine s\n"
             + "\n".join(joins)
-            + "\nORDER BY s.spine_row"
+            + ("\nORDER BY s.spine_row" if self.ordered else "")
         )
 
 
-def compile_feature_sql(registry: FeatureRegistry, *, deduplicate: Collection[str] = EVENT_TYPES) -> str:
+def compile_feature_sql(
+    registry: FeatureRegistry, *, deduplicate: Collection[str] = EVENT_TYPES, ordered: bool = True
+) -> str:
     """The engine-neutral SQL computing every member feature for each row of `spine_input`.
 
     Reads `spine_input(spine_row, member_id, application_id, as_of)`, `raw_<event_type>` and
     `raw_applications` / `raw_outcomes`, all timestamps as UTC `TIMESTAMP`; returns `spine_row` and
     one column per member feature, in registry order. `deduplicate` names the event types whose
     duplicate event_ids must be collapsed in the query; leave out only types proven duplicate-free.
+    `ordered=False` drops the final `ORDER BY spine_row` (a distributed engine that does not collect
+    the rows should not pay a global sort).
     """
-    return _Compiler(registry, deduplicate).compile()
+    return _Compiler(registry, deduplicate, ordered=ordered).compile()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -580,11 +589,44 @@ def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-class DuckDBEngine:
+def local_folder(location: Location, engine: str) -> Path:
+    """A local folder from a path or a `file:` URI; an object-store URI is refused in one line."""
+    if isinstance(location, Path):
+        return location
+    if location.startswith("file://"):
+        return Path(location.removeprefix("file://"))
+    if "://" in location:
+        raise OfflineEngineError(
+            f"the {engine} offline engine reads local folders only, not {location!r}; "
+            "set COOPSCORE_OFFLINE_ENGINE=spark to read an object store"
+        )
+    return Path(location)
+
+
+class DuckDBEngine(OfflineEngine):
     """Registers the stored event log and tables in an in-process DuckDB and runs the feature SQL."""
+
+    name = "duckdb"
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
+
+    def member_features(
+        self, spine: pd.DataFrame, *, events_dir: Location, tables_dir: Location, registry: FeatureRegistry
+    ) -> pa.Table:
+        """Every member feature for each spine row (by `spine_row`), computed in process."""
+        con = self.connect()
+        try:
+            self.register_sources(
+                con,
+                events_dir=local_folder(events_dir, self.name),
+                tables_dir=local_folder(tables_dir, self.name),
+            )
+            self.register_spine(con, spine)
+            duplicated = self.event_types_with_duplicates(con)
+            return self.run(con, compile_feature_sql(registry, deduplicate=duplicated))
+        finally:
+            con.close()
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A fresh in-memory connection, UTC, with the configured threads and memory limit."""
@@ -706,11 +748,15 @@ class DuckDBEngine:
         )
         con.register(SPINE_RELATION, table)
 
-    def list_members(self, *, events_dir: Path, tables_dir: Path, as_of: datetime) -> list[str]:
+    def list_members(self, *, events_dir: Location, tables_dir: Location, as_of: datetime) -> list[str]:
         """Every member with at least one event visible as of `as_of`, sorted."""
         con = self.connect()
         try:
-            self.register_sources(con, events_dir=events_dir, tables_dir=tables_dir)
+            self.register_sources(
+                con,
+                events_dir=local_folder(events_dir, self.name),
+                tables_dir=local_folder(tables_dir, self.name),
+            )
             union = " UNION ALL ".join(
                 f"SELECT member_id FROM {raw_event_relation(t)} "
                 "WHERE event_time < $as_of AND recorded_at <= $as_of"
@@ -747,10 +793,10 @@ def _check_spine(spine: pd.DataFrame) -> None:
 def build_features(
     spine: pd.DataFrame,
     *,
-    events_dir: Path,
-    tables_dir: Path,
+    events_dir: Location,
+    tables_dir: Location,
     registry: FeatureRegistry | None = None,
-    engine: DuckDBEngine | None = None,
+    engine: OfflineEngine | None = None,
 ) -> pd.DataFrame:
     """Every feature as of each spine row, under the point-in-time rule.
 
@@ -758,10 +804,11 @@ def build_features(
         spine: one row per request: `request_id` (unique), `member_id`, `as_of` (tz-aware); optional
             `application_id` (its own outcome is excluded from peer rates), `amount_cny` and
             `term_months` (for the application features; NaN without them).
-        events_dir: event log root (`event_type=<type>/part-*.parquet`).
+        events_dir: event log root (`event_type=<type>/part-*.parquet`); an object-store URI only
+            for engines that read one (Spark).
         tables_dir: reference tables root (`applications/`, `outcomes/`).
         registry: feature declarations (default: `default_registry()`).
-        engine: DuckDB adapter (default: all cores, 3 GB).
+        engine: offline engine (default: DuckDB, all cores, 3 GB; see `features.offline_engines`).
 
     Returns:
         `request_id`, `member_id`, `as_of`, then one column per feature in registry order (int64
@@ -770,15 +817,11 @@ def build_features(
     registry = registry or default_registry()
     engine = engine or DuckDBEngine()
     _check_spine(spine)
-    con = engine.connect()
-    try:
-        engine.register_sources(con, events_dir=events_dir, tables_dir=tables_dir)
-        engine.register_spine(con, spine)
-        duplicated = engine.event_types_with_duplicates(con)
-        sql = compile_feature_sql(registry, deduplicate=duplicated)
-        member = engine.run(con, sql)
-    finally:
-        con.close()
+    member = engine.member_features(spine, events_dir=events_dir, tables_dir=tables_dir, registry=registry)
+    if member.num_rows != len(spine):
+        raise RuntimeError(
+            f"the {engine.name} engine returned {member.num_rows} rows for {len(spine)} spine rows"
+        )
     return _feature_frame(spine, member, registry)
 
 
@@ -862,7 +905,7 @@ def build_training_features(
     events_dir: Path,
     tables_dir: Path,
     registry: FeatureRegistry | None = None,
-    engine: DuckDBEngine | None = None,
+    engine: OfflineEngine | None = None,
 ) -> pd.DataFrame:
     """Feature frame for every stored application, each as of its `applied_at`."""
     applications = read_applications(tables_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +97,35 @@ def postgres_database_url() -> Iterator[str]:
     finally:
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def spark_session() -> Iterator[Any]:
+    """One small local Spark session for the whole test run (local[2], 4 shuffle partitions, no UI).
+
+    Without Java or pyspark the tests using it skip with the reason printed; with
+    `COOPSCORE_REQUIRE_SERVICES=1` (CI) they fail instead.
+    """
+    import os
+
+    from features.offline_engines.base import OfflineEngineError
+    from features.offline_engines.spark import SparkConfig, SparkEngine, check_spark_available
+
+    try:
+        check_spark_available()
+    except OfflineEngineError as error:
+        if os.environ.get("COOPSCORE_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{error} and COOPSCORE_REQUIRE_SERVICES=1")
+        print(f"SKIP: {error}")
+        pytest.skip(str(error))
+    engine = SparkEngine(
+        SparkConfig(
+            master="local[2]",
+            app_name="coopscore-tests",
+            shuffle_partitions=4,
+            conf={"spark.driver.memory": "1g", "spark.sql.adaptive.enabled": "true"},
+        )
+    )
+    session = engine.session()
+    yield session
+    engine.close()

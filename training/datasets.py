@@ -40,7 +40,7 @@ from training.table_inputs import (
 
 if TYPE_CHECKING:
     from features.catalog import FeatureRegistry
-    from features.offline import DuckDBEngine
+    from features.offline_engines.base import OfflineEngine
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -210,7 +210,7 @@ def event_log_training_set(
     as_of: pd.Timestamp | None = None,
     window_days: int = 365,
     registry: FeatureRegistry | None = None,
-    engine: DuckDBEngine | None = None,
+    engine: OfflineEngine | None = None,
     truth_dir: Path | None = None,
     recent_days: int = RECENT_DAYS,
 ) -> TrainingSet:

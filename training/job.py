@@ -52,7 +52,7 @@ from training.reports import AnalystReport, analyst_report
 from training.tracking import REPORT_ARTIFACT, RegisteredRun, find_version_by_training_key, log_and_register
 
 if TYPE_CHECKING:
-    from features.offline import DuckDBEngine
+    from features.offline_engines.base import OfflineEngine
 
 Progress = Callable[[str], None]
 Mitigation = Literal["none", "drop-proxies"]
@@ -93,7 +93,7 @@ class EventLogSource:
     as_of: pd.Timestamp | None = None
     window_days: int = 365
     truth_dir: Path | None = None
-    engine: DuckDBEngine | None = None
+    engine: OfflineEngine | None = None
 
     def _as_of(self) -> pd.Timestamp:
         if self.as_of is not None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from coopscore.settings import Settings
+    from features.offline_engines.base import OfflineEngine
     from models.mlflow_io import VersionRecord
     from training.config import TrainingConfig
     from training.datasets import TableSource
@@ -131,8 +132,11 @@ def event_log_source(
     *,
     as_of: pd.Timestamp | None = None,
     truth: Path | None = None,
+    engine: OfflineEngine | None = None,
 ) -> TrainingSource:
-    """Training data from the event log, labelled over the config's label window."""
+    """Training data from the event log, labelled over the config's label window; features built by
+    `engine` (default: the configured one, `COOPSCORE_OFFLINE_ENGINE`)."""
+    from features.offline_engines.factory import offline_engine
     from training.job import EventLogSource
 
     return EventLogSource(
@@ -142,6 +146,7 @@ def event_log_source(
         as_of=as_of,
         window_days=config.splits.label_window_days,
         truth_dir=truth,  # a world folder or its truth folder (training reads it, for the oracle only)
+        engine=engine or offline_engine(settings),
     )
 
 

@@ -43,31 +43,59 @@ def materialize(
         ),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="DuckDB threads (default: all cores), e.g. --threads 2.")
+        int | None,
+        typer.Option(
+            min=1, help="DuckDB threads (default: all cores), e.g. --threads 2; Spark: COOPSCORE_SPARK_*."
+        ),
     ] = None,
     memory_limit: Annotated[str, typer.Option(help="DuckDB memory limit, e.g. 3GB.")] = "3GB",
     json_output: JsonInsteadOfTablesOption = False,
 ) -> None:
-    """Compute every member's vector as of now (or --as-of) and swap it into the online store."""
+    """Compute every member's vector as of now (or --as-of) and swap it into the online store.
+
+    The engine is `COOPSCORE_OFFLINE_ENGINE` (duckdb, or spark: built by Spark and, for a Redis store,
+    written from its executors). Exit 1 with one line when the engine cannot run (no Java, no pyspark).
+    """
+    from coopscore.cli.output import EXIT_ERROR, fail
     from coopscore.settings import get_settings
     from features.materialize import materialize as run_materialize
-    from features.offline import DuckDBEngine, EngineConfig
+    from features.offline_engines.base import OfflineEngineError
+    from features.offline_engines.factory import offline_engine
     from features.online.factory import online_store
 
     settings = get_settings()
     moment = _parse_instant(as_of) if as_of else datetime.now(UTC)
-    engine = DuckDBEngine(EngineConfig(threads=threads, memory_limit=memory_limit))
+    try:
+        engine = offline_engine(settings, threads=threads, memory_limit=memory_limit)
+    except OfflineEngineError as error:
+        fail(
+            str(error),
+            EXIT_ERROR,
+            label="offline engine",
+            payload={"error": str(error)} if json_output else None,
+            soft_wrap=True,  # one line, however long
+        )
     store = online_store(settings)
     try:
         report = run_materialize(
-            events_dir=settings.events_dir,
-            tables_dir=settings.tables_dir,
+            events_dir=settings.offline_events,
+            tables_dir=settings.offline_tables,
             store=store,
             as_of=moment,
             engine=engine,
+            store_url=settings.online_store_url.url,
+        )
+    except OfflineEngineError as error:
+        fail(
+            str(error),
+            EXIT_ERROR,
+            label="offline engine",
+            payload={"error": str(error)} if json_output else None,
+            soft_wrap=True,  # one line, however long
         )
     finally:
         store.close()
+        engine.close()
     payload = {
         "as_of": report.as_of.isoformat(),
         "generation": report.generation,
@@ -76,6 +104,8 @@ def materialize(
         "feature_set_version": report.feature_set_version,
         "build_seconds": round(report.build_seconds, 3),
         "write_seconds": round(report.write_seconds, 3),
+        "engine": report.engine,
+        "writers": report.writers,
         "store": settings.online_store_url.display(),
     }
     if json_output:

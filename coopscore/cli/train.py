@@ -554,7 +554,7 @@ def train_command(
         source: TrainingSource = table_input
         settings = _settings()
     else:
-        settings, source = _event_log_source(config, as_of, truth)
+        settings, source = _event_log_source(config, as_of, truth, as_json)
     from training.job import train  # imported after the table's checks: it loads the model libraries
 
     try:
@@ -621,7 +621,7 @@ def retrain_command(
     from training.job_setup import fairness_gates
 
     config = flags.config(as_json)
-    settings, source = _event_log_source(config, as_of, truth)
+    settings, source = _event_log_source(config, as_of, truth, as_json)
     if mitigate not in ("none", "drop-proxies"):
         raise typer.BadParameter("expected none or drop-proxies", param_hint="--mitigate")
     gates = fairness_gates(settings, config) if fairness else None
@@ -985,13 +985,19 @@ def _check_model_name(settings: Settings, model_name: str | None, as_json: bool)
 
 
 def _event_log_source(
-    config: TrainingConfig, as_of: str | None, truth: Path | None
+    config: TrainingConfig, as_of: str | None, truth: Path | None, as_json: bool = False
 ) -> tuple[Settings, TrainingSource]:
     """The settings and the event-log training source as of --as-of."""
+    from features.offline_engines.base import OfflineEngineError
+    from features.offline_engines.factory import offline_engine
     from training.job_setup import event_log_source
 
     settings = _settings()
-    return settings, event_log_source(settings, config, as_of=_as_of(as_of), truth=truth)
+    try:  # Spark without Java or pyspark fails here, in one line, before any work
+        engine = offline_engine(settings)
+    except OfflineEngineError as error:
+        _fail(as_json, 1, "offline_engine", str(error))
+    return settings, event_log_source(settings, config, as_of=_as_of(as_of), truth=truth, engine=engine)
 
 
 def _fail(as_json: bool, code: int, status: str, message: str, **extra: Any) -> NoReturn:
@@ -1000,6 +1006,7 @@ def _fail(as_json: bool, code: int, status: str, message: str, **extra: Any) -> 
 
 
 def _handle(error: Exception, as_json: bool) -> NoReturn:
+    from features.offline_engines.base import OfflineEngineError
     from models.cutoffs import TargetNotMetError
     from training.datasets import InsufficientDataError
     from training.job import ExitCode
@@ -1013,6 +1020,8 @@ def _handle(error: Exception, as_json: bool) -> NoReturn:
         _fail(as_json, EXIT_BAD_INPUT, "bad_input", str(error))
     if isinstance(error, TargetNotMetError):
         _fail(as_json, EXIT_BAD_INPUT, "target_not_met", str(error))
+    if isinstance(error, OfflineEngineError):
+        _fail(as_json, ExitCode.ERROR, "offline_engine", str(error))
     if debug_enabled():
         console.print_exception(max_frames=8)  # stderr: the JSON on stdout stays one object
     _fail(as_json, ExitCode.ERROR, "error", internal_error(error))
