@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import re
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,12 +47,12 @@ from decisions.base import (
     DecisionLogReader,
     DecisionLogUnavailableError,
     DecisionLogWriter,
-    DecisionRecord,
     LossCeilingLine,
     ReservationAction,
     StoredResponse,
     SubsidyClaim,
 )
+from decisions.group_commit import GroupCommitQueue, Pending
 
 log = logging.getLogger("coopscore.serving")
 
@@ -242,10 +240,6 @@ def create_schema(target: PostgresTarget) -> None:
         for statement in (_SCHEMA + programmes.SCHEMA).split(";"):
             if statement.strip():
                 con.execute(statement)
-
-
-# What the writer thread is handed: the encoded row, the subsidy to reserve with it and who waits.
-_Pending = tuple[tuple[object, ...], SubsidyClaim | None, Future[StoredResponse | None]]
 
 
 class PostgresDecisionLogReader(DecisionLogReader):
@@ -538,7 +532,7 @@ class PostgresDecisionLogReader(DecisionLogReader):
             return programmes.profile_uses(con, programme_id)
 
 
-class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
+class PostgresDecisionLogWriter(GroupCommitQueue, PostgresDecisionLogReader, DecisionLogWriter):
     """The server's writer (one per process): a group-committing thread on its own session, and a
     pool for queries, reviews, outcomes and settlements.
 
@@ -557,8 +551,7 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
             self._pool = self.target.pool()
         except psycopg.OperationalError as error:
             raise self.target.unavailable(error) from None
-        self._max_group = max_group
-        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._open_queue(max_group)
         self.commits = 0
         self.retries = 0
         self._thread = threading.Thread(target=self._run, name="decision-log-writer", daemon=True)
@@ -566,7 +559,7 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
 
     def close(self) -> None:
         """Flush what is queued, stop the writer and close the sessions."""
-        self._queue.put(None)
+        self._stop_queue()
         self._thread.join(timeout=30)
         self._writer_con.close()
         self._pool.close()
@@ -579,41 +572,7 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def submit(self, record: DecisionRecord) -> Future[StoredResponse | None]:
-        """Queue a record; the future resolves once it is committed (None), or to the response already
-        stored under the caller's idempotency key (nothing new written)."""
-        future: Future[StoredResponse | None] = Future()
-        self._queue.put((record.row(), record.subsidy, future))
-        return future
-
-    def submit_many(self, records: list[DecisionRecord]) -> list[Future[StoredResponse | None]]:
-        """`submit` for several records; queued together, so they share as few commits as possible."""
-        pending: list[_Pending] = [(r.row(), r.subsidy, Future()) for r in records]
-        for item in pending:
-            self._queue.put(item)
-        return [future for _, _, future in pending]
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            stop = False
-            while len(group) < self._max_group:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                group.append(item)
-            self._commit(group)
-            if stop:
-                return
-
-    def _commit(self, group: list[_Pending]) -> None:
+    def _commit(self, group: list[Pending]) -> None:
         """Write the group in one transaction (again after a deadlock), then resolve its futures: a
         failure resolves every future with the error, since nothing of the group was committed."""
         failure: BaseException | None = None
@@ -650,7 +609,7 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
         except DecisionLogUnavailableError:
             log.warning("decision log unreachable; the next group tries again")
 
-    def _transaction(self, group: list[_Pending]) -> list[StoredResponse | None]:
+    def _transaction(self, group: list[Pending]) -> list[StoredResponse | None]:
         con = self._writer_con
         if con.closed:
             self._reconnect()
@@ -683,7 +642,7 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
         return results
 
     @staticmethod
-    def _plain_group(con: psycopg.Connection[Any], group: list[_Pending]) -> list[StoredResponse | None]:
+    def _plain_group(con: psycopg.Connection[Any], group: list[Pending]) -> list[StoredResponse | None]:
         """A group without subsidies: BEGIN, one multi-row INSERT and COMMIT in one round trip
         (pipeline mode); a row skipped for a duplicate key then reads the committed first one."""
         rows = [row for row, _, _ in group]
@@ -707,7 +666,7 @@ class PostgresDecisionLogWriter(PostgresDecisionLogReader, DecisionLogWriter):
     @staticmethod
     def _insert_plain(
         con: psycopg.Connection[Any],
-        group: list[_Pending],
+        group: list[Pending],
         indices: list[int],
         results: list[StoredResponse | None],
     ) -> None:

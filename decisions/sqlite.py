@@ -20,10 +20,8 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import queue
 import sqlite3
 import threading
-from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -38,12 +36,12 @@ from decisions.base import (
     BudgetLine,
     DecisionLogReader,
     DecisionLogWriter,
-    DecisionRecord,
     LossCeilingLine,
     ReservationAction,
     StoredResponse,
     SubsidyClaim,
 )
+from decisions.group_commit import GroupCommitQueue, Pending
 
 log = logging.getLogger("coopscore.serving")
 
@@ -162,11 +160,6 @@ def _upgrade(con: sqlite3.Connection) -> None:
     except BaseException:
         con.execute("ROLLBACK")
         raise
-
-
-# What the writer thread is handed: the encoded row (caller and idempotency key inside it), the
-# subsidy to reserve with it (if any) and who waits for it.
-_Pending = tuple[tuple[object, ...], SubsidyClaim | None, Future[StoredResponse | None]]
 
 
 class SqliteDecisionLogReader(DecisionLogReader):
@@ -480,7 +473,7 @@ def _json_key(name: str) -> str:
     return name if name.isidentifier() else '"' + name.replace('"', '\\"') + '"'
 
 
-class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
+class SqliteDecisionLogWriter(GroupCommitQueue, SqliteDecisionLogReader, DecisionLogWriter):
     """Append-only decision log with a group-committing writer thread (the server's, one per process)."""
 
     def __init__(self, path: Path, max_group: int = 256, checkpoint_rows: int = 500) -> None:
@@ -488,8 +481,7 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._connections = []
-        self._max_group = max_group
-        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._open_queue(max_group)
         self._writer_con = self._connect()
         _upgrade(self._writer_con)
         self._writer_con.executescript(_SCHEMA + programmes.SCHEMA)
@@ -518,7 +510,7 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
 
     def close(self) -> None:
         """Flush what is queued, stop the writer and the checkpointer, and close the connection."""
-        self._queue.put(None)
+        self._stop_queue()
         self._thread.join(timeout=30)
         self._stopping = True
         self._checkpoint_wanted.set()
@@ -545,44 +537,7 @@ class SqliteDecisionLogWriter(SqliteDecisionLogReader, DecisionLogWriter):
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def submit(self, record: DecisionRecord) -> Future[StoredResponse | None]:
-        """Queue a record; the future resolves once it is durable.
-
-        It resolves to None when the row was written, or to the response already stored under the
-        same idempotency key (a concurrent duplicate), in which case nothing new was written.
-        """
-        future: Future[StoredResponse | None] = Future()
-        self._queue.put((record.row(), record.subsidy, future))
-        return future
-
-    def submit_many(self, records: list[DecisionRecord]) -> list[Future[StoredResponse | None]]:
-        """`submit` for several records; queued together, so they share as few commits as possible."""
-        pending: list[_Pending] = [(r.row(), r.subsidy, Future()) for r in records]
-        for item in pending:
-            self._queue.put(item)
-        return [future for _, _, future in pending]
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            stop = False
-            while len(group) < self._max_group:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                group.append(item)
-            self._commit(group)
-            if stop:
-                return
-
-    def _commit(self, group: list[_Pending]) -> None:
+    def _commit(self, group: list[Pending]) -> None:
         con = self._writer_con
         results: list[StoredResponse | None] = []
         failure: BaseException | None = None

@@ -22,17 +22,10 @@ from typing import Any
 import httpx
 
 from tests.journeys.conftest import Cli, JourneyServer, JourneyWorld, start_server, stop_server
+from tests.utils.programmes import subsidy_cny
 
 BIG, SMALL = 20_000, 5_000  # CNY, both over 12 months
 OLD = "2020-06-01T00:00:00Z"  # outside every period: scored without touching a budget
-
-
-def subsidy_cny(amount: float) -> float:
-    """Half the interest of equal monthly instalments at 8% over 12 months, floored to the fen (what the
-    programme file below declares; computed here as a person would, from the formula)."""
-    r = 0.08 / 12
-    payment = amount * r / (1 - (1 + r) ** -12)
-    return int((payment * 12 - amount) * 0.5 * 100) / 100
 
 
 @dataclass(frozen=True)

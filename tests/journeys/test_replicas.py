@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from tests.journeys.conftest import Cli, JourneyServer, JourneyWorld, start_server, stop_server
+from tests.utils.programmes import subsidy_cny
 from tests.utils.services import REDIS_HOST, REDIS_PORT, REDIS_TEST_DB, require_service
 
 BIG = 20_000  # CNY over 12 months
@@ -40,13 +41,6 @@ APPLICATIONS = 60
 SCOPES = ("score", "read", "admin")
 # What a balancer sees when a replica dies under a request: refused, reset, or cut mid-answer.
 GONE = (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
-
-
-def subsidy_cny(amount: float) -> float:
-    """Half the interest of equal monthly instalments at 8% over 12 months, floored to the fen."""
-    r = 0.08 / 12
-    payment = amount * r / (1 - (1 + r) ** -12)
-    return int((payment * 12 - amount) * 0.5 * 100) / 100
 
 
 @dataclass(frozen=True)
