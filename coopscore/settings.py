@@ -71,8 +71,9 @@ class BackendUrl:
         if at < 0:
             return f"{self.scheme}://{location}"
         userinfo = location[:at]
-        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
-        return f"{self.scheme}://{user}:***@{location[at + 1 :]}"
+        if ":" not in userinfo:  # a user name alone (postgresql://postgres@host/db): no password
+            return f"{self.scheme}://{location}"
+        return f"{self.scheme}://{userinfo.split(':', 1)[0]}:***@{location[at + 1 :]}"
 
     def display(self) -> str:
         """What to show a person: a SQLite URL's file path, else the redacted URL."""

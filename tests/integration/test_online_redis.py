@@ -64,6 +64,9 @@ def test_password_never_shows_in_the_displayed_url() -> None:
     in_query = BackendUrl.parse("COOPSCORE_ONLINE_STORE", "redis://h:6379/0?password=s3cret&prefix=p")
     assert in_query.redacted == "redis://h:6379/0?password=***&prefix=p"
     assert BackendUrl.parse("X", "sqlite:////tmp/x.sqlite").display() == "/tmp/x.sqlite"
+    # A user name alone has no password to hide: shown as written, not as ':***' (serve's start line).
+    user = BackendUrl.parse("COOPSCORE_DECISION_LOG", "postgresql://postgres@db:5432/test?schema=s")
+    assert user.display() == "postgresql://postgres@db:5432/test?schema=s"
 
 
 def test_factory_picks_the_backend_by_scheme(redis_url: str, tmp_path: Path) -> None:
