@@ -405,12 +405,30 @@ def _parquet_row_groups(path: Path, chunk_rows: int) -> Iterator[FileChunk]:
         if parquet.metadata.row_group(group).num_rows <= 2 * chunk_rows:
             table = parquet.read_row_group(group)
             if table.num_rows:
-                yield FileChunk(table, [], done)
+                yield FileChunk(_valid_text(table), [], done)
                 done += table.num_rows
             continue
         for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group]):
-            yield FileChunk(pa.Table.from_batches([batch]), [], done)
+            yield FileChunk(_valid_text(pa.Table.from_batches([batch])), [], done)
             done += batch.num_rows
+
+
+def _valid_text(table: pa.Table) -> pa.Table:
+    """`table`, once its text columns are checked to be valid UTF-8 (pa.ArrowInvalid if not).
+
+    Parquet readers do not check the bytes of string pages: a damaged file can hand over invalid
+    UTF-8, which DuckDB's validation query then meets as a fatal error that ends the whole ingest's
+    connection instead of quarantining one file. Dictionary columns check only their dictionary.
+    """
+    for column in table.columns:
+        kind = column.type
+        if (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or (pa.types.is_dictionary(kind) and pa.types.is_string(kind.value_type))
+        ):
+            column.validate(full=True)
+    return table
 
 
 # --- CSV ---------------------------------------------------------------------------------------------

@@ -162,6 +162,20 @@ def test_parquet_with_corrupt_data_pages_fails_as_a_file_read_error(tmp_path: Pa
         list(iter_chunks(path, 1000))
 
 
+@pytest.mark.parametrize("column", ["event_id", "coop_id"])  # plain text, and read as a dictionary
+def test_parquet_text_that_is_not_utf8_is_a_file_read_error(tmp_path: Path, column: str) -> None:
+    # Parquet readers hand string pages over unchecked; found by the property test: DuckDB then failed
+    # fatally on the invalid bytes and the whole ingest's connection died instead of one file failing.
+    data = b"ok-1" + b"\xff\xfe" + b"ok-3"
+    offsets = pa.array([0, 4, 6, 10], type=pa.int32()).buffers()[1]
+    broken = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(data)])
+    other = "coop_id" if column == "event_id" else "event_id"
+    path = tmp_path / "damaged.parquet"
+    pq.write_table(pa.table({column: broken, other: ["a", "b", "c"]}), path)
+    with pytest.raises(FileReadError, match=r"damaged\.parquet: not a readable Parquet file \(.*UTF8"):
+        list(iter_chunks(path, 100))
+
+
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not really a zip", b"event_id,member_id\ne1,m1\n"])
 def test_an_unreadable_xlsx_is_a_file_read_error(tmp_path: Path, content: bytes) -> None:
     whole = write_xlsx(tmp_path / "whole.xlsx", {"Sheet1": [["event_id"], ["e1"]]}).read_bytes()
